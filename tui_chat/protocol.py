@@ -1,0 +1,692 @@
+"""The tui-chat wire protocol, version 1 (``shared/PROTOCOL.md``) as typed structures.
+
+Client and both servers import this module and nothing else of the project imports into it.
+Parsing never raises anything but :class:`ProtocolError`, whose ``code`` is the protocol's
+error code, so a server can answer any frame, however broken, with a precise ``error``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import Any, Literal, Union
+
+PROTOCOL_VERSION = 1
+
+# --- Limits (API Gateway's own, so the self-hosted server behaves like the cloud) -------------
+MAX_ACTION_BYTES = 32 * 1024
+"""A client frame above this gets ``error`` ``too_large`` and is not acted on."""
+MAX_FRAME_BYTES = 128 * 1024
+"""A frame above this closes the connection with 1009; no server frame is ever larger."""
+MAX_BODY_CHARS = 4000
+MAX_BODY_BYTES = 16 * 1024
+MAX_STATUS_TEXT_CHARS = 80
+MAX_RID_CHARS = 64
+MAX_CURSOR_CHARS = 256
+DEFAULT_PAGE_LIMIT = 50
+MAX_PAGE_LIMIT = 200
+MAX_SEQ = 2**53 - 1
+"""Sequence numbers stay exact in JavaScript and DynamoDB numbers."""
+
+RATE_LIMIT_PER_SECOND = 100
+RATE_LIMIT_BURST = 500
+PING_INTERVAL_S = 20.0
+"""WebSocket ping interval; with the timeout below a dead link is found within ~30 s."""
+PING_TIMEOUT_S = 10.0
+APP_PING_INTERVAL_S = 240.0
+"""The ``ping`` action keeps an idle link inside API Gateway's 10-minute idle timeout."""
+
+# --- Close codes -------------------------------------------------------------------------------
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY = 1008
+CLOSE_TOO_BIG = 1009
+CLOSE_RESTART = 1012
+CLOSE_REPLACED = 4000
+NO_RECONNECT_CLOSE_CODES = frozenset({CLOSE_POLICY, CLOSE_REPLACED})
+
+# --- Error codes -------------------------------------------------------------------------------
+BAD_REQUEST = "bad_request"
+UNKNOWN_ACTION = "unknown_action"
+TOO_LARGE = "too_large"
+RATE_LIMITED = "rate_limited"
+UNKNOWN_USER = "unknown_user"
+FORBIDDEN = "forbidden"
+INTERNAL = "internal"
+ERROR_CODES = frozenset(
+    {BAD_REQUEST, UNKNOWN_ACTION, TOO_LARGE, RATE_LIMITED, UNKNOWN_USER, FORBIDDEN, INTERNAL}
+)
+PERMANENT_SEND_ERRORS = frozenset({BAD_REQUEST, UNKNOWN_USER, TOO_LARGE, FORBIDDEN})
+"""Errors after which resending the same ``sendMessage`` can never succeed."""
+
+Status = Literal["online", "away", "busy"]
+Presence = Literal["online", "away", "busy", "offline"]
+SETTABLE_STATUSES = ("online", "away", "busy")
+PRESENCE_STATUSES = ("online", "away", "busy", "offline")
+
+USERNAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{1,31}")
+TOKEN_ID_RE = re.compile(r"[A-Za-z0-9_-]{8,64}")
+"""Message ids and device ids share one shape."""
+
+
+class ProtocolError(Exception):
+    """A frame that cannot be acted on; ``code`` is one of :data:`ERROR_CODES`."""
+
+    def __init__(
+        self, code: str, message: str, *, rid: str | None = None, id: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.rid = rid
+        self.id = id
+
+    def to_event(self) -> "Error":
+        return Error(code=self.code, message=self.message, id=self.id, rid=self.rid)
+
+
+# --- Names -------------------------------------------------------------------------------------
+
+
+def normalize_username(value: object) -> str:
+    """Return the stored (lowercase) form of a username or raise ``ValueError``."""
+    if not isinstance(value, str):
+        raise ValueError("a username must be a string")
+    name = value.lower()
+    if not USERNAME_RE.fullmatch(name):
+        raise ValueError(
+            "a username is 2-32 characters of a-z, 0-9, '_', '.', '-' and starts with a letter or digit"
+        )
+    return name
+
+
+def is_valid_username(value: object) -> bool:
+    try:
+        normalize_username(value)
+    except ValueError:
+        return False
+    return True
+
+
+def is_valid_message_id(value: object) -> bool:
+    return isinstance(value, str) and TOKEN_ID_RE.fullmatch(value) is not None
+
+
+is_valid_device_id = is_valid_message_id
+
+
+def _has_lone_surrogate(text: str) -> bool:
+    return any(0xD800 <= ord(ch) <= 0xDFFF for ch in text)
+
+
+_ALLOWED_BODY_CONTROLS = frozenset("\n\r\t")
+
+
+def body_problem(body: object) -> str | None:
+    """Why ``body`` may not be sent, or ``None`` when it may. Clients check before queueing."""
+    if not isinstance(body, str):
+        return "body must be a string"
+    if not body.strip():
+        return "body must not be empty"
+    if len(body) > MAX_BODY_CHARS:
+        return f"body is longer than {MAX_BODY_CHARS} characters"
+    if _has_lone_surrogate(body):
+        return "body contains a lone surrogate"
+    if len(body.encode("utf-8")) > MAX_BODY_BYTES:
+        return f"body is larger than {MAX_BODY_BYTES // 1024} KiB in UTF-8"
+    for ch in body:
+        if ch not in _ALLOWED_BODY_CONTROLS and unicodedata.category(ch) == "Cc":
+            return f"body contains the control character U+{ord(ch):04X}"
+    return None
+
+
+def status_text_problem(text: object) -> str | None:
+    if not isinstance(text, str):
+        return "text must be a string"
+    if len(text) > MAX_STATUS_TEXT_CHARS:
+        return f"text is longer than {MAX_STATUS_TEXT_CHARS} characters"
+    if _has_lone_surrogate(text):
+        return "text contains a lone surrogate"
+    if any(unicodedata.category(ch) == "Cc" for ch in text):
+        return "text contains a control character"
+    return None
+
+
+# --- Encoding ----------------------------------------------------------------------------------
+
+
+def encode(frame: dict[str, Any]) -> str:
+    """One frame as compact JSON with raw UTF-8 (PROTOCOL.md section 1)."""
+    return json.dumps(frame, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def frame_size(text: str | bytes) -> int:
+    return len(text) if isinstance(text, bytes) else len(text.encode("utf-8", "surrogatepass"))
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def decode_object(raw: str | bytes) -> dict[str, Any]:
+    """Decode one JSON object or raise ``ProtocolError(bad_request)``."""
+    try:
+        if isinstance(raw, bytes):
+            raw = raw.decode("utf-8")
+        value = json.loads(raw, parse_constant=_reject_constant)
+    except UnicodeDecodeError:
+        raise ProtocolError(BAD_REQUEST, "frame is not valid UTF-8") from None
+    except RecursionError:
+        raise ProtocolError(BAD_REQUEST, "frame is nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, NaN/Infinity, int digit limits
+        raise ProtocolError(BAD_REQUEST, f"frame is not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ProtocolError(BAD_REQUEST, "frame must be a JSON object")
+    return value
+
+
+# --- Client -> server actions ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SendMessage:
+    id: str
+    to: str
+    body: str
+    rid: str | None = None
+    action: Literal["sendMessage"] = "sendMessage"
+
+
+@dataclass(frozen=True, slots=True)
+class GetMessages:
+    with_: str
+    before: int | None = None
+    after: int | None = None
+    limit: int = DEFAULT_PAGE_LIMIT
+    rid: str | None = None
+    action: Literal["getMessages"] = "getMessages"
+
+
+@dataclass(frozen=True, slots=True)
+class GetConversations:
+    cursor: str | None = None
+    rid: str | None = None
+    action: Literal["getConversations"] = "getConversations"
+
+
+@dataclass(frozen=True, slots=True)
+class GetClients:
+    cursor: str | None = None
+    rid: str | None = None
+    action: Literal["getClients"] = "getClients"
+
+
+@dataclass(frozen=True, slots=True)
+class SetStatus:
+    status: str
+    text: str = ""
+    rid: str | None = None
+    action: Literal["setStatus"] = "setStatus"
+
+
+@dataclass(frozen=True, slots=True)
+class MarkRead:
+    with_: str
+    seq: int
+    rid: str | None = None
+    action: Literal["markRead"] = "markRead"
+
+
+@dataclass(frozen=True, slots=True)
+class Typing:
+    to: str
+    rid: str | None = None
+    action: Literal["typing"] = "typing"
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    rid: str | None = None
+    action: Literal["ping"] = "ping"
+
+
+Action = Union[SendMessage, GetMessages, GetConversations, GetClients, SetStatus, MarkRead, Typing, Ping]
+ACTIONS = (
+    "sendMessage",
+    "getMessages",
+    "getConversations",
+    "getClients",
+    "setStatus",
+    "markRead",
+    "typing",
+    "ping",
+)
+
+
+def action_to_wire(action: Action) -> dict[str, Any]:
+    """The JSON object a client sends for ``action`` (``with_`` becomes ``with``, ``None`` omitted)."""
+    frame: dict[str, Any] = {"action": action.action}
+    for name in action.__dataclass_fields__:
+        if name == "action":
+            continue
+        value = getattr(action, name)
+        if value is None:
+            continue
+        frame["with" if name == "with_" else name] = value
+    return frame
+
+
+class _Fields:
+    """Typed access to one frame's fields; every failure names the field."""
+
+    def __init__(self, frame: dict[str, Any], rid: str | None, msg_id: str | None = None) -> None:
+        self.frame = frame
+        self.rid = rid
+        self.msg_id = msg_id
+
+    def fail(self, message: str) -> ProtocolError:
+        return ProtocolError(BAD_REQUEST, message, rid=self.rid, id=self.msg_id)
+
+    def username(self, name: str) -> str:
+        value = self.frame.get(name)
+        if value is None:
+            raise self.fail(f"'{name}' is required")
+        if isinstance(value, str) and value.startswith("#"):
+            raise self.fail(f"'{name}': rooms are not supported in protocol version 1")
+        try:
+            return normalize_username(value)
+        except ValueError as exc:
+            raise self.fail(f"'{name}': {exc}") from None
+
+    def seq(self, name: str, *, required: bool, minimum: int = 0) -> int | None:
+        value = self.frame.get(name)
+        if value is None:
+            if required:
+                raise self.fail(f"'{name}' is required")
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= MAX_SEQ:
+            raise self.fail(f"'{name}' must be an integer from {minimum} to {MAX_SEQ}")
+        return value
+
+    def optional_string(self, name: str, max_chars: int) -> str | None:
+        value = self.frame.get(name)
+        if value is None:
+            return None
+        if not isinstance(value, str) or len(value) > max_chars or _has_lone_surrogate(value):
+            raise self.fail(f"'{name}' must be a string of at most {max_chars} characters")
+        return value
+
+
+def _rid_of(frame: dict[str, Any]) -> str | None:
+    rid = frame.get("rid")
+    if rid is None:
+        return None
+    if not isinstance(rid, str) or len(rid) > MAX_RID_CHARS or _has_lone_surrogate(rid):
+        raise ProtocolError(BAD_REQUEST, f"'rid' must be a string of at most {MAX_RID_CHARS} characters")
+    return rid
+
+
+def parse_action(raw: str | bytes) -> Action:
+    """Parse one client frame. Raises :class:`ProtocolError` with the code to answer."""
+    if frame_size(raw) > MAX_ACTION_BYTES:
+        raise ProtocolError(TOO_LARGE, f"frame is larger than {MAX_ACTION_BYTES // 1024} KiB")
+    return action_from_object(decode_object(raw))
+
+
+def action_from_object(frame: dict[str, Any]) -> Action:
+    rid = _rid_of(frame)
+    name = frame.get("action")
+    if name is None:
+        raise ProtocolError(BAD_REQUEST, "'action' is required", rid=rid)
+    if not isinstance(name, str):
+        raise ProtocolError(BAD_REQUEST, "'action' must be a string", rid=rid)
+    if name == "sendMessage":
+        msg_id = frame.get("id")
+        if not is_valid_message_id(msg_id):
+            raise ProtocolError(BAD_REQUEST, "'id' must be 8-64 characters of A-Z, a-z, 0-9, '_', '-'", rid=rid)
+        f = _Fields(frame, rid, msg_id)
+        to = f.username("to")
+        body = frame.get("body")
+        problem = body_problem(body)
+        if problem:
+            raise f.fail(problem)
+        return SendMessage(id=msg_id, to=to, body=body, rid=rid)
+    f = _Fields(frame, rid)
+    if name == "getMessages":
+        with_ = f.username("with")
+        before = f.seq("before", required=False, minimum=1)
+        after = f.seq("after", required=False)
+        if before is not None and after is not None:
+            raise f.fail("'before' and 'after' cannot be used together")
+        limit = frame.get("limit", DEFAULT_PAGE_LIMIT)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE_LIMIT:
+            raise f.fail(f"'limit' must be an integer from 1 to {MAX_PAGE_LIMIT}")
+        return GetMessages(with_=with_, before=before, after=after, limit=limit, rid=rid)
+    if name == "getConversations":
+        return GetConversations(cursor=f.optional_string("cursor", MAX_CURSOR_CHARS), rid=rid)
+    if name == "getClients":
+        return GetClients(cursor=f.optional_string("cursor", MAX_CURSOR_CHARS), rid=rid)
+    if name == "setStatus":
+        status = frame.get("status")
+        if status not in SETTABLE_STATUSES:
+            raise f.fail("'status' must be one of online, away, busy")
+        text = frame.get("text")
+        if text is None:
+            text = ""
+        problem = status_text_problem(text)
+        if problem:
+            raise f.fail(f"'text': {problem}")
+        return SetStatus(status=status, text=text, rid=rid)
+    if name == "markRead":
+        return MarkRead(with_=f.username("with"), seq=f.seq("seq", required=True), rid=rid)
+    if name == "typing":
+        return Typing(to=f.username("to"), rid=rid)
+    if name == "ping":
+        return Ping(rid=rid)
+    shown = name if len(name) <= 40 else name[:40] + "…"
+    raise ProtocolError(UNKNOWN_ACTION, f"unknown action {shown!r}", rid=rid)
+
+
+# --- Server -> client events -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A stored message: ``from`` on the wire is ``sender`` here."""
+
+    id: str
+    sender: str
+    to: str
+    body: str
+    seq: int
+    ts: int
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"id": self.id, "from": self.sender, "to": self.to, "body": self.body, "seq": self.seq, "ts": self.ts}
+
+    @classmethod
+    def from_wire(cls, obj: Any) -> "Message":
+        if not isinstance(obj, dict):
+            raise ValueError("a message must be an object")
+        msg = cls(
+            id=obj.get("id"), sender=obj.get("from"), to=obj.get("to"),
+            body=obj.get("body"), seq=obj.get("seq"), ts=obj.get("ts"),
+        )  # fmt: skip
+        if not (
+            isinstance(msg.id, str) and isinstance(msg.sender, str) and isinstance(msg.to, str)
+            and isinstance(msg.body, str) and _is_int(msg.seq) and _is_int(msg.ts)
+        ):  # fmt: skip
+            raise ValueError("a message needs id, from, to, body (strings) and seq, ts (integers)")
+        return msg
+
+    def other(self, me: str) -> str:
+        """The conversation partner of ``me`` (``me`` itself for notes to self)."""
+        return self.to if self.sender == me else self.sender
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    id: str
+    message: Message
+    rid: str | None = None
+    type: Literal["ack"] = "ack"
+
+
+@dataclass(frozen=True, slots=True)
+class MessageEvent:
+    message: Message
+    type: Literal["message"] = "message"
+
+
+@dataclass(frozen=True, slots=True)
+class Messages:
+    with_: str
+    items: tuple[Message, ...]
+    has_more: bool
+    rid: str | None = None
+    type: Literal["messages"] = "messages"
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationSummary:
+    with_: str
+    last_seq: int
+    read_seq: int
+    unread: int
+    last: Message | None
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "with": self.with_, "lastSeq": self.last_seq, "readSeq": self.read_seq,
+            "unread": self.unread, "last": self.last.to_wire() if self.last else None,
+        }  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Conversations:
+    items: tuple[ConversationSummary, ...]
+    next: str | None = None
+    rid: str | None = None
+    type: Literal["conversations"] = "conversations"
+
+
+@dataclass(frozen=True, slots=True)
+class ClientInfo:
+    user: str
+    status: str
+    text: str
+    last_seen: int | None
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"user": self.user, "status": self.status, "text": self.text, "lastSeen": self.last_seen}
+
+
+@dataclass(frozen=True, slots=True)
+class Clients:
+    users: tuple[ClientInfo, ...]
+    next: str | None = None
+    rid: str | None = None
+    type: Literal["clients"] = "clients"
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceEvent:
+    user: str
+    status: str
+    text: str
+    last_seen: int | None
+    type: Literal["presence"] = "presence"
+
+
+@dataclass(frozen=True, slots=True)
+class Read:
+    with_: str
+    by: str
+    seq: int
+    type: Literal["read"] = "read"
+
+
+@dataclass(frozen=True, slots=True)
+class TypingEvent:
+    sender: str
+    type: Literal["typing"] = "typing"
+
+
+@dataclass(frozen=True, slots=True)
+class Pong:
+    rid: str | None = None
+    type: Literal["pong"] = "pong"
+
+
+@dataclass(frozen=True, slots=True)
+class Error:
+    code: str
+    message: str
+    id: str | None = None
+    rid: str | None = None
+    retry_after_ms: int | None = None
+    type: Literal["error"] = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class Replaced:
+    type: Literal["replaced"] = "replaced"
+
+
+Event = Union[
+    Ack, MessageEvent, Messages, Conversations, Clients, PresenceEvent, Read, TypingEvent, Pong, Error, Replaced
+]
+
+
+def _with_rid(frame: dict[str, Any], rid: str | None) -> dict[str, Any]:
+    if rid is not None:
+        frame["rid"] = rid
+    return frame
+
+
+def event_to_wire(event: Event) -> dict[str, Any]:
+    """The JSON object a server sends for ``event``."""
+    match event:
+        case Ack():
+            return _with_rid({"type": "ack", "id": event.id, "message": event.message.to_wire()}, event.rid)
+        case MessageEvent():
+            return {"type": "message", "message": event.message.to_wire()}
+        case Messages():
+            items = [m.to_wire() for m in event.items]
+            return _with_rid({"type": "messages", "with": event.with_, "items": items, "hasMore": event.has_more}, event.rid)
+        case Conversations():
+            frame: dict[str, Any] = {"type": "conversations", "items": [c.to_wire() for c in event.items]}
+            if event.next is not None:
+                frame["next"] = event.next
+            return _with_rid(frame, event.rid)
+        case Clients():
+            frame = {"type": "clients", "users": [u.to_wire() for u in event.users]}
+            if event.next is not None:
+                frame["next"] = event.next
+            return _with_rid(frame, event.rid)
+        case PresenceEvent():
+            return {"type": "presence", "user": event.user, "status": event.status, "text": event.text, "lastSeen": event.last_seen}
+        case Read():
+            return {"type": "read", "with": event.with_, "by": event.by, "seq": event.seq}
+        case TypingEvent():
+            return {"type": "typing", "from": event.sender}
+        case Pong():
+            return _with_rid({"type": "pong"}, event.rid)
+        case Error():
+            frame = {"type": "error", "code": event.code, "message": event.message}
+            if event.id is not None:
+                frame["id"] = event.id
+            if event.retry_after_ms is not None:
+                frame["retryAfterMs"] = event.retry_after_ms
+            return _with_rid(frame, event.rid)
+        case Replaced():
+            return {"type": "replaced"}
+    raise TypeError(f"not an event: {event!r}")
+
+
+def parse_event(raw: str | bytes) -> Event:
+    """Parse one server frame (client side). Raises ``ProtocolError(bad_request)`` on garbage."""
+    frame = decode_object(raw)
+    try:
+        return _event_from_object(frame)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ProtocolError(BAD_REQUEST, f"malformed {frame.get('type')!r} event: {exc}") from None
+
+
+def _opt_str(frame: dict[str, Any], name: str) -> str | None:
+    value = frame.get(name)
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"'{name}' must be a string")
+    return value
+
+
+def _req_str(frame: dict[str, Any], name: str) -> str:
+    value = frame.get(name)
+    if not isinstance(value, str):
+        raise ValueError(f"'{name}' must be a string")
+    return value
+
+
+def _req_int(frame: dict[str, Any], name: str) -> int:
+    value = frame.get(name)
+    if not _is_int(value):
+        raise ValueError(f"'{name}' must be an integer")
+    return value
+
+
+def _opt_int(frame: dict[str, Any], name: str) -> int | None:
+    value = frame.get(name)
+    if value is not None and not _is_int(value):
+        raise ValueError(f"'{name}' must be an integer")
+    return value
+
+
+def _list(frame: dict[str, Any], name: str) -> list[Any]:
+    value = frame.get(name)
+    if not isinstance(value, list):
+        raise ValueError(f"'{name}' must be a list")
+    return value
+
+
+def _event_from_object(frame: dict[str, Any]) -> Event:
+    kind = frame.get("type")
+    rid = _opt_str(frame, "rid")
+    if kind == "ack":
+        return Ack(id=_req_str(frame, "id"), message=Message.from_wire(frame.get("message")), rid=rid)
+    if kind == "message":
+        return MessageEvent(message=Message.from_wire(frame.get("message")))
+    if kind == "messages":
+        items = tuple(Message.from_wire(m) for m in _list(frame, "items"))
+        return Messages(with_=_req_str(frame, "with"), items=items, has_more=bool(frame.get("hasMore")), rid=rid)
+    if kind == "conversations":
+        convs = []
+        for item in _list(frame, "items"):
+            if not isinstance(item, dict):
+                raise ValueError("a conversation must be an object")
+            last = item.get("last")
+            convs.append(
+                ConversationSummary(
+                    with_=_req_str(item, "with"), last_seq=_req_int(item, "lastSeq"),
+                    read_seq=_req_int(item, "readSeq"), unread=_req_int(item, "unread"),
+                    last=Message.from_wire(last) if last is not None else None,
+                )  # fmt: skip
+            )
+        return Conversations(items=tuple(convs), next=_opt_str(frame, "next"), rid=rid)
+    if kind == "clients":
+        users = []
+        for item in _list(frame, "users"):
+            if not isinstance(item, dict):
+                raise ValueError("a client must be an object")
+            users.append(
+                ClientInfo(
+                    user=_req_str(item, "user"), status=_req_str(item, "status"),
+                    text=_opt_str(item, "text") or "", last_seen=_opt_int(item, "lastSeen"),
+                )  # fmt: skip
+            )
+        return Clients(users=tuple(users), next=_opt_str(frame, "next"), rid=rid)
+    if kind == "presence":
+        return PresenceEvent(
+            user=_req_str(frame, "user"), status=_req_str(frame, "status"),
+            text=_opt_str(frame, "text") or "", last_seen=_opt_int(frame, "lastSeen"),
+        )  # fmt: skip
+    if kind == "read":
+        return Read(with_=_req_str(frame, "with"), by=_req_str(frame, "by"), seq=_req_int(frame, "seq"))
+    if kind == "typing":
+        return TypingEvent(sender=_req_str(frame, "from"))
+    if kind == "pong":
+        return Pong(rid=rid)
+    if kind == "error":
+        return Error(
+            code=_req_str(frame, "code"), message=_opt_str(frame, "message") or "",
+            id=_opt_str(frame, "id"), rid=rid, retry_after_ms=_opt_int(frame, "retryAfterMs"),
+        )  # fmt: skip
+    if kind == "replaced":
+        return Replaced()
+    raise ValueError(f"unknown event type {kind!r}")
+

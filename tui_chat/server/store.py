@@ -1,0 +1,194 @@
+"""The storage interface of the chat core.
+
+The core (``core.py``) only ever talks to a :class:`Store`; the self-hosted server plugs in
+``stores/sqlite.py`` and the cloud backend ``stores/dynamodb.py``. Every method is a coroutine
+and atomic on its own: the core never needs a transaction spanning two calls.
+
+Conventions shared by every implementation:
+
+- usernames are already normalised (lowercase, valid) when they reach the store;
+- a conversation is the unordered pair of its two users (a user with themself is the
+  notes-to-self conversation); ``seq`` is per conversation, starting at 1;
+- ``read_seq`` is per (user, other) side of a conversation, 0 when never read;
+- times are integers, milliseconds since the epoch, always passed in by the caller (the core
+  owns the clock, so tests are deterministic).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+from tui_chat.protocol import ConversationSummary, Message
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    username: str
+    password_hash: str | None
+    """``None`` for users that sign in without a password (open mode, Cognito)."""
+    status: str
+    """The last status the user set (``online``, ``away``, ``busy``); ``online`` by default.
+    Whether they are offline is decided by their connections, not by this field."""
+    text: str
+    last_seen: int | None
+    """When the user's last connection closed; ``None`` if they never connected."""
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionRecord:
+    conn_id: str
+    username: str
+    device: str
+    connected_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectResult:
+    replaced: ConnectionRecord | None
+    """The older connection of the same (user, device), now removed from the store."""
+    first_for_user: bool
+    """True when the user had no other open connection: they just came online."""
+
+
+@dataclass(frozen=True, slots=True)
+class DisconnectResult:
+    connection: ConnectionRecord | None
+    """The removed connection, or ``None`` when it was unknown (already removed or replaced)."""
+    last_for_user: bool
+    """True when it was the user's last connection: they are now offline (``last_seen`` set)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SaveResult:
+    message: Message
+    created: bool
+    """False when ``(sender, id)`` was already stored: ``message`` is then the original."""
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshGrant:
+    username: str
+    device: str | None
+
+
+class StoreUnavailable(Exception):
+    """The store cannot be reached or written (disk full, table missing, ...)."""
+
+
+class Store(ABC):
+    """What the chat core and the account service need from storage."""
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Connect, create or migrate the schema. Called once before any other method."""
+
+    async def close(self) -> None:
+        """Flush pending writes and release resources."""
+
+    @abstractmethod
+    async def healthy(self) -> bool:
+        """Whether the store answers a trivial read right now."""
+
+    # -- users ------------------------------------------------------------------------------
+
+    @abstractmethod
+    async def create_user(self, username: str, password_hash: str | None, now: int) -> bool:
+        """Create a user; False if the name is taken."""
+
+    @abstractmethod
+    async def ensure_user(self, username: str, now: int) -> None:
+        """Create a password-less user unless one exists (open mode, Cognito)."""
+
+    @abstractmethod
+    async def get_user(self, username: str) -> UserRecord | None: ...
+
+    @abstractmethod
+    async def list_users(self, after: str | None, limit: int) -> list[UserRecord]:
+        """Users by name, strictly after ``after``, at most ``limit``."""
+
+    @abstractmethod
+    async def set_status(self, username: str, status: str, text: str) -> None: ...
+
+    # -- connections ------------------------------------------------------------------------
+
+    @abstractmethod
+    async def add_connection(self, conn: ConnectionRecord) -> ConnectResult:
+        """Register a connection, removing any older one of the same (user, device)."""
+
+    @abstractmethod
+    async def remove_connection(self, conn_id: str, now: int) -> DisconnectResult:
+        """Forget a connection; on the user's last one, set their ``last_seen`` to ``now``."""
+
+    @abstractmethod
+    async def get_connection(self, conn_id: str) -> ConnectionRecord | None: ...
+
+    @abstractmethod
+    async def user_connections(self, username: str) -> list[ConnectionRecord]: ...
+
+    @abstractmethod
+    async def watch_presence(self, conn_id: str) -> None:
+        """Subscribe a connection to everyone's presence (it asked for the user list)."""
+
+    @abstractmethod
+    async def presence_audience(self, username: str) -> list[str]:
+        """Connection ids that receive ``username``'s presence: the watchers and the user's own."""
+
+    @abstractmethod
+    async def clear_connections(self) -> None:
+        """Forget every connection (a self-hosted server starting after a crash)."""
+
+    # -- messages ---------------------------------------------------------------------------
+
+    @abstractmethod
+    async def save_message(self, sender: str, msg_id: str, to: str, body: str, now: int) -> SaveResult:
+        """Store a message durably, once per (sender, id).
+
+        A new message gets the conversation's next ``seq`` and ``ts = now``, and moves the
+        sender's own ``read_seq`` up to it. When (sender, id) already exists nothing is written
+        and the original is returned with ``created=False``. Returns only after the write is
+        durable: the caller acks on return.
+        """
+
+    @abstractmethod
+    async def get_messages(
+        self, user: str, other: str, *, before: int | None, after: int | None, limit: int
+    ) -> tuple[list[Message], bool]:
+        """A page of the conversation ascending by seq, and whether more exist in that direction.
+
+        ``before``: the newest ``limit`` below it; ``after``: the oldest ``limit`` above it;
+        neither: the newest ``limit``.
+        """
+
+    @abstractmethod
+    async def list_conversations(
+        self, user: str, cursor: str | None, limit: int
+    ) -> tuple[list[ConversationSummary], str | None]:
+        """The user's conversations, newest (by last message) first, and the next cursor."""
+
+    @abstractmethod
+    async def mark_read(self, user: str, other: str, seq: int) -> int | None:
+        """Move ``user``'s read marker in the conversation with ``other`` forward to ``seq``
+        (clamped to the last seq). Returns the new value, or ``None`` when it did not move."""
+
+    # -- accounts ---------------------------------------------------------------------------
+
+    @abstractmethod
+    async def save_refresh_token(
+        self, token_hash: str, username: str, device: str | None, expires_at: int
+    ) -> None: ...
+
+    @abstractmethod
+    async def take_refresh_token(self, token_hash: str, now: int) -> RefreshGrant | None:
+        """Consume a refresh token (single use); ``None`` if unknown, used or expired."""
+
+    @abstractmethod
+    async def record_login_failure(self, username: str, now: int) -> None: ...
+
+    @abstractmethod
+    async def count_login_failures(self, username: str, since: int) -> int: ...
+
+    @abstractmethod
+    async def clear_login_failures(self, username: str) -> None: ...
