@@ -1,0 +1,86 @@
+"""The ``tui-chat`` command: the terminal client, and ``tui-chat serve`` for the server."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from tui_chat import __version__
+
+
+def _port(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {value!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0-65535 (0 picks a free one), not {port}")
+    return port
+
+
+def _existing_file(value: str) -> Path:
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"no such file: {value}")
+    return path
+
+
+def _add_serve_parser(commands: argparse._SubParsersAction) -> None:
+    serve = commands.add_parser("serve", help="run the self-hosted chat server", description="Run the self-hosted chat server (WebSocket at /ws, sign-in over HTTP).")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s; 0.0.0.0 for every interface)")
+    serve.add_argument("--port", type=_port, default=8765, help="port to listen on (default: %(default)s)")
+    serve.add_argument("--db", type=Path, default=None, help="SQLite database file (default: server.db in the user data folder)")
+    serve.add_argument("--auth", choices=("accounts", "open"), default="accounts", help="accounts: username and password; open: pick a nickname (default: %(default)s)")
+    serve.add_argument("--no-signup", dest="signup", action="store_false", help="refuse new accounts (accounts mode)")
+    serve.add_argument("--certfile", type=_existing_file, help="TLS certificate (PEM): serve wss:// and https://")
+    serve.add_argument("--keyfile", type=_existing_file, help="TLS private key (PEM), with --certfile")
+    serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
+    serve.add_argument("--log-format", choices=("text", "json"), default="text", help="json: one JSON object a line")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tui-chat", description="Real-time chat in the terminal.")
+    parser.add_argument("--version", action="version", version=f"tui-chat {__version__}")
+    parser.add_argument("--server", help="server URL, e.g. http://chat.example.org:8765 (default: from the config file)")
+    parser.add_argument("--user", help="username to sign in as (default: the last one)")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_serve_parser(commands)
+    return parser
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from tui_chat.server.logs import configure_logging
+    from tui_chat.server.serve import ServeOptions, build_app, make_server
+
+    if bool(args.certfile) != bool(args.keyfile):
+        print("tui-chat serve: --certfile and --keyfile go together", file=sys.stderr)
+        return 2
+    configure_logging(args.log_level, args.log_format)
+    options = ServeOptions(
+        host=args.host, port=args.port, db=args.db, auth=args.auth, signup=args.signup,
+        certfile=args.certfile, keyfile=args.keyfile, log_level=args.log_level,
+    )  # fmt: skip
+    try:
+        app = build_app(options)
+    except (OSError, RuntimeError) as exc:
+        print(f"tui-chat serve: cannot open {options.db_path}: {exc}", file=sys.stderr)
+        return 1
+    server = make_server(options, app)
+    asyncio.run(server.serve())
+    return 0 if server.started else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        return run_serve(args)
+    from tui_chat.ui.launch import run_app  # imported lazily: the server needs none of Textual
+
+    return run_app(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,216 @@
+"""Sign-in for the self-hosted server: accounts (passwords) and open mode (nicknames).
+
+- Passwords are stored only as argon2id hashes (argon2-cffi), verified in a worker thread
+  so a slow hash never stalls the event loop.
+- Access tokens are JWTs (HS256, one hour) signed with a per-server secret that is created on
+  first start and kept beside the database with 0600 permissions.
+- Refresh tokens are 256-bit random strings; only their SHA-256 is stored, and each one is
+  single use (rotated on every refresh).
+- Five failed logins for one username within 15 minutes answer 429 until the window passes.
+  Unknown users and wrong passwords get the same answer and take the same time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from tui_chat import protocol as p
+from tui_chat.server.store import Store
+
+ACCESS_TOKEN_TTL_MS = 60 * 60 * 1000
+REFRESH_TOKEN_TTL_MS = 30 * 24 * 60 * 60 * 1000
+FAILED_LOGIN_LIMIT = 5
+FAILED_LOGIN_WINDOW_MS = 15 * 60 * 1000
+MIN_PASSWORD_CHARS = 8
+MAX_PASSWORD_CHARS = 1024
+JWT_ISSUER = "tui-chat"
+JWT_AUDIENCE = "tui-chat"
+LOGIN_FAILED = "wrong username or password"
+
+
+class AuthError(Exception):
+    """A refusal with the HTTP status to answer."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who a valid access token speaks for."""
+
+    username: str
+    device: str | None
+    """Open-mode tokens are bound to the device they were issued for."""
+
+
+def load_or_create_secret(path: Path) -> bytes:
+    """The signing secret beside the database, created once with 0600 permissions."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        secret = path.read_bytes().strip()
+        if len(secret) < 32:
+            raise RuntimeError(f"the token secret in {path} is too short; delete it to make a new one") from None
+        return secret
+    with os.fdopen(fd, "wb") as file:
+        secret = secrets.token_hex(32).encode()
+        file.write(secret)
+        file.flush()
+        os.fsync(file.fileno())
+    return secret
+
+
+def _hash_refresh_token(token: str) -> str:
+    # The token is 256 random bits: a fast hash is enough, and lets us look it up.
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class AccountService:
+    def __init__(
+        self,
+        store: Store,
+        secret: bytes,
+        *,
+        mode: str = "accounts",
+        allow_signup: bool = True,
+        clock: Callable[[], int],
+        hasher: PasswordHasher | None = None,
+    ) -> None:
+        if mode not in ("accounts", "open"):
+            raise ValueError(f"unknown auth mode {mode!r}")
+        self.store = store
+        self.secret = secret
+        self.mode = mode
+        self.allow_signup = allow_signup and mode == "accounts"
+        self.clock = clock
+        self.hasher = hasher or PasswordHasher()
+        # Verifying against this keeps "unknown user" as slow as "wrong password".
+        self._dummy_hash = self.hasher.hash(secrets.token_hex(16))
+
+    # -- HTTP endpoints ---------------------------------------------------------------------
+
+    async def signup(self, body: dict) -> dict:
+        if self.mode != "accounts" or not self.allow_signup:
+            raise AuthError(403, "sign-up is disabled on this server")
+        username = _username(body)
+        password = _password(body, check_length=True)
+        password_hash = await asyncio.to_thread(self.hasher.hash, password)
+        if not await self.store.create_user(username, password_hash, self.clock()):
+            raise AuthError(409, f"the username {username!r} is taken")
+        return await self._issue(username, None)
+
+    async def login(self, body: dict) -> dict:
+        if self.mode == "open":
+            return await self._login_open(body)
+        username = _username(body, failure=LOGIN_FAILED, status=401)
+        password = _password(body, check_length=False)
+        now = self.clock()
+        if await self.store.count_login_failures(username, now - FAILED_LOGIN_WINDOW_MS) >= FAILED_LOGIN_LIMIT:
+            raise AuthError(429, "too many failed sign-ins; wait 15 minutes and try again")
+        user = await self.store.get_user(username)
+        stored = user.password_hash if user and user.password_hash else self._dummy_hash
+        if not await asyncio.to_thread(self._verify, stored, password) or stored is self._dummy_hash:
+            await self.store.record_login_failure(username, now)
+            raise AuthError(401, LOGIN_FAILED)
+        await self.store.clear_login_failures(username)
+        return await self._issue(username, None)
+
+    async def refresh(self, body: dict) -> dict:
+        token = body.get("refreshToken")
+        if not isinstance(token, str) or not 16 <= len(token) <= 256:
+            raise AuthError(400, "'refreshToken' must be a string")
+        grant = await self.store.take_refresh_token(_hash_refresh_token(token), self.clock())
+        if grant is None:
+            raise AuthError(401, "the refresh token is not valid; sign in again")
+        issued = await self._issue(grant.username, grant.device)
+        return {"token": issued["token"], "refreshToken": issued["refreshToken"]}
+
+    async def _login_open(self, body: dict) -> dict:
+        username = _username(body)
+        device = body.get("device")
+        if not p.is_valid_device_id(device):
+            raise AuthError(400, "'device' must be 8-64 characters of A-Z, a-z, 0-9, '_', '-'")
+        await self.ensure_nickname_free(username, device)
+        await self.store.ensure_user(username, self.clock())
+        return await self._issue(username, device)
+
+    async def ensure_nickname_free(self, username: str, device: str) -> None:
+        """Open mode: a nickname in use on another device is refused (409)."""
+        if any(c.device != device for c in await self.store.user_connections(username)):
+            raise AuthError(409, f"the nickname {username!r} is in use on another device")
+
+    # -- tokens -----------------------------------------------------------------------------
+
+    async def _issue(self, username: str, device: str | None) -> dict:
+        now = self.clock()
+        claims = {
+            "sub": username, "iss": JWT_ISSUER, "aud": JWT_AUDIENCE,
+            "iat": now // 1000, "exp": (now + ACCESS_TOKEN_TTL_MS) // 1000, "mode": self.mode,
+        }  # fmt: skip
+        if device is not None:
+            claims["dev"] = device
+        refresh = secrets.token_urlsafe(32)
+        await self.store.save_refresh_token(_hash_refresh_token(refresh), username, device, now + REFRESH_TOKEN_TTL_MS)
+        return {"token": jwt.encode(claims, self.secret, algorithm="HS256"), "refreshToken": refresh, "user": username}
+
+    def verify_token(self, token: str) -> Identity:
+        """Check an access token (signature, issuer, audience, expiry, mode) or raise AuthError(401)."""
+        try:
+            claims = jwt.decode(
+                token, self.secret, algorithms=["HS256"], audience=JWT_AUDIENCE, issuer=JWT_ISSUER,
+                options={"require": ["exp", "iat", "sub", "iss", "aud"]},
+                leeway=0,
+            )  # fmt: skip
+        except jwt.PyJWTError as exc:
+            raise AuthError(401, f"invalid token: {exc}") from None
+        if claims.get("mode") != self.mode:
+            raise AuthError(401, "invalid token: issued for another sign-in mode")
+        username = claims.get("sub")
+        device = claims.get("dev")
+        if not p.is_valid_username(username) or (device is not None and not p.is_valid_device_id(device)):
+            raise AuthError(401, "invalid token: malformed claims")
+        if self.mode == "open" and device is None:
+            raise AuthError(401, "invalid token: not bound to a device")
+        # jwt checks exp against the wall clock; check it against ours too (tests fix the clock).
+        if claims["exp"] * 1000 <= self.clock():
+            raise AuthError(401, "invalid token: expired")
+        return Identity(username=username, device=device)
+
+    def _verify(self, stored: str, password: str) -> bool:
+        try:
+            return self.hasher.verify(stored, password)
+        except (VerificationError, InvalidHashError):
+            return False
+
+
+def _username(body: dict, *, failure: str | None = None, status: int = 400) -> str:
+    try:
+        return p.normalize_username(body.get("username"))
+    except ValueError as exc:
+        raise AuthError(status, failure or f"'username': {exc}") from None
+
+
+def _password(body: dict, *, check_length: bool) -> str:
+    password = body.get("password")
+    if not isinstance(password, str) or len(password) > MAX_PASSWORD_CHARS or "\x00" in password:
+        raise AuthError(400, f"'password' must be a string of at most {MAX_PASSWORD_CHARS} characters")
+    try:
+        password.encode("utf-8")
+    except UnicodeEncodeError:
+        raise AuthError(400, "'password' contains a lone surrogate") from None
+    if check_length and len(password) < MIN_PASSWORD_CHARS:
+        raise AuthError(400, f"a password needs at least {MIN_PASSWORD_CHARS} characters")
+    return password

@@ -1,0 +1,253 @@
+"""The chat logic: one plain async handler per route, the seed design's Lambda functions.
+
+The handlers know nothing of sockets, HTTP, SQLite or DynamoDB: they read and write through a
+:class:`~tui_chat.server.store.Store` and reach connections through a :class:`Gateway`. The
+self-hosted server (``local.py``) and the Lambda runtime (``aws.py``) both drive this class,
+so a fix here is a fix everywhere.
+
+The caller's identity always comes from the authenticated connection (:class:`Caller`), never
+from the frame.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from tui_chat import protocol as p
+from tui_chat.server.store import ConnectionRecord, Store, StoreUnavailable
+
+log = logging.getLogger("tui_chat.core")
+
+CONVERSATIONS_PAGE = 50
+CLIENTS_PAGE = 100
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who sent a frame: fixed when the connection was authenticated."""
+
+    conn_id: str
+    username: str
+    device: str
+
+
+class Gateway(ABC):
+    """How the core reaches connections: the socket table locally, ``@connections`` in AWS."""
+
+    @abstractmethod
+    async def send(self, conn_id: str, text: str) -> bool:
+        """Queue one encoded frame for a connection; False when the connection is gone."""
+
+    @abstractmethod
+    async def close(self, conn_id: str, code: int, reason: str = "") -> None:
+        """Close a connection (no-op when it is already gone)."""
+
+
+class ChatCore:
+    def __init__(self, store: Store, gateway: Gateway, *, clock: Callable[[], int] = now_ms) -> None:
+        self.store = store
+        self.gateway = gateway
+        self.clock = clock
+
+    # -- connection lifecycle ($connect / $disconnect) -------------------------------------
+
+    async def connect(self, conn_id: str, username: str, device: str) -> None:
+        """Register an authenticated connection; replace an older one of the same device.
+
+        The user must exist: the runtime creates password-less users when it issues their
+        token (open mode) or on their first Cognito sign-in.
+        """
+        result = await self.store.add_connection(ConnectionRecord(conn_id, username, device, self.clock()))
+        if result.replaced is not None:
+            old = result.replaced.conn_id
+            await self.gateway.send(old, p.encode({"type": "replaced"}))
+            await self.gateway.close(old, p.CLOSE_REPLACED, "replaced by a newer connection")
+        if result.first_for_user:
+            await self._announce(username)
+
+    async def disconnect(self, conn_id: str) -> None:
+        result = await self.store.remove_connection(conn_id, self.clock())
+        if result.connection is not None and result.last_for_user:
+            await self._announce(result.connection.username)
+
+    # -- frames ---------------------------------------------------------------------------
+
+    async def handle_frame(self, caller: Caller, raw: str | bytes) -> None:
+        """Parse and act on one frame; every failure becomes an ``error`` frame, never a crash."""
+        try:
+            action = p.parse_action(raw)
+        except p.ProtocolError as exc:
+            await self._reply(caller, p.event_to_wire(exc.to_event()))
+            return
+        await self.dispatch(caller, action)
+
+    async def dispatch(self, caller: Caller, action: p.Action) -> None:
+        msg_id = action.id if isinstance(action, p.SendMessage) else None
+        try:
+            await self._route(caller, action)
+        except p.ProtocolError as exc:
+            await self._error(caller, exc.code, exc.message, rid=action.rid, id=msg_id)
+        except StoreUnavailable:
+            log.error("store unavailable", extra={"action": action.action, "user": caller.username})
+            await self._error(caller, p.INTERNAL, "the server cannot reach its store; try again", rid=action.rid, id=msg_id)
+        except Exception:
+            log.exception("handler failed", extra={"action": action.action, "user": caller.username})
+            await self._error(caller, p.INTERNAL, "internal error", rid=action.rid, id=msg_id)
+
+    async def _route(self, caller: Caller, action: p.Action) -> None:
+        match action:
+            case p.SendMessage():
+                await self.send_message(caller, action)
+            case p.GetMessages():
+                await self.get_messages(caller, action)
+            case p.GetConversations():
+                await self.get_conversations(caller, action)
+            case p.GetClients():
+                await self.get_clients(caller, action)
+            case p.SetStatus():
+                await self.set_status(caller, action)
+            case p.MarkRead():
+                await self.mark_read(caller, action)
+            case p.Typing():
+                await self.typing(caller, action)
+            case p.Ping():
+                await self._reply(caller, p.event_to_wire(p.Pong(rid=action.rid)))
+
+    # -- routes ---------------------------------------------------------------------------
+
+    async def send_message(self, caller: Caller, action: p.SendMessage) -> None:
+        await self._require_user(action.to)
+        saved = await self.store.save_message(caller.username, action.id, action.to, action.body, self.clock())
+        message = saved.message
+        await self._reply(caller, {"type": "ack", "id": message.id, "message": message.to_wire(), **_rid(action.rid)})
+        if not saved.created:
+            return  # a retry: the recipients already have it
+        frame = p.encode({"type": "message", "message": message.to_wire()})
+        targets = {c.conn_id for c in await self.store.user_connections(message.to)}
+        if message.to != caller.username:
+            targets.update(c.conn_id for c in await self.store.user_connections(caller.username))
+        targets.discard(caller.conn_id)
+        await self._fan_out(targets, frame)
+
+    async def get_messages(self, caller: Caller, action: p.GetMessages) -> None:
+        await self._require_user(action.with_)
+        items, has_more = await self.store.get_messages(
+            caller.username, action.with_, before=action.before, after=action.after, limit=action.limit
+        )
+        wire = [m.to_wire() for m in items]
+        head = {"type": "messages", "with": action.with_, "items": [], "hasMore": has_more, **_rid(action.rid)}
+        kept = _fit(wire, len(p.encode(head).encode()), drop_from_start=action.after is None)
+        if len(kept) < len(wire):
+            head["hasMore"] = True
+        head["items"] = kept
+        await self._reply(caller, head)
+
+    async def get_conversations(self, caller: Caller, action: p.GetConversations) -> None:
+        limit = CONVERSATIONS_PAGE
+        while True:
+            try:
+                items, next_cursor = await self.store.list_conversations(caller.username, action.cursor, limit)
+            except ValueError:
+                raise p.ProtocolError(p.BAD_REQUEST, "'cursor' is not valid") from None
+            frame = {"type": "conversations", "items": [c.to_wire() for c in items], **_rid(action.rid)}
+            if next_cursor is not None:
+                frame["next"] = next_cursor
+            # Each item may carry a 16 KiB body: ask for fewer until the reply fits.
+            if limit == 1 or p.frame_size(p.encode(frame)) <= p.MAX_FRAME_BYTES:
+                await self._reply(caller, frame)
+                return
+            limit //= 2
+
+    async def get_clients(self, caller: Caller, action: p.GetClients) -> None:
+        await self.store.watch_presence(caller.conn_id)
+        users = await self.store.list_users(action.cursor, CLIENTS_PAGE + 1)
+        page, more = users[:CLIENTS_PAGE], len(users) > CLIENTS_PAGE
+        listed = []
+        for user in page:
+            online = bool(await self.store.user_connections(user.username))
+            listed.append(_client_info(user.username, user.status if online else "offline", user.text, None if online else user.last_seen))
+        frame = {"type": "clients", "users": listed, **_rid(action.rid)}
+        if more:
+            frame["next"] = page[-1].username
+        await self._reply(caller, frame)
+
+    async def set_status(self, caller: Caller, action: p.SetStatus) -> None:
+        await self.store.set_status(caller.username, action.status, action.text)
+        await self._announce(caller.username)
+
+    async def mark_read(self, caller: Caller, action: p.MarkRead) -> None:
+        await self._require_user(action.with_)
+        moved = await self.store.mark_read(caller.username, action.with_, action.seq)
+        if moved is None:
+            return
+        me, other = caller.username, action.with_
+        await self._fan_out(await self._conn_ids(me), p.encode({"type": "read", "with": other, "by": me, "seq": moved}))
+        if other != me:
+            await self._fan_out(await self._conn_ids(other), p.encode({"type": "read", "with": me, "by": me, "seq": moved}))
+
+    async def typing(self, caller: Caller, action: p.Typing) -> None:
+        await self._require_user(action.to)
+        targets = await self._conn_ids(action.to)
+        targets.discard(caller.conn_id)
+        await self._fan_out(targets, p.encode({"type": "typing", "from": caller.username}))
+
+    # -- helpers --------------------------------------------------------------------------
+
+    async def _require_user(self, username: str) -> None:
+        if await self.store.get_user(username) is None:
+            raise p.ProtocolError(p.UNKNOWN_USER, f"no user named {username!r}")
+
+    async def _conn_ids(self, username: str) -> set[str]:
+        return {c.conn_id for c in await self.store.user_connections(username)}
+
+    async def _announce(self, username: str) -> None:
+        """Send a user's visible presence to everyone watching it."""
+        user = await self.store.get_user(username)
+        if user is None:
+            return
+        online = bool(await self.store.user_connections(username))
+        info = _client_info(username, user.status if online else "offline", user.text, None if online else user.last_seen)
+        frame = p.encode({"type": "presence", **info})
+        await self._fan_out(await self.store.presence_audience(username), frame)
+
+    async def _reply(self, caller: Caller, frame: dict) -> None:
+        if not await self.gateway.send(caller.conn_id, p.encode(frame)):
+            await self.disconnect(caller.conn_id)
+
+    async def _error(self, caller: Caller, code: str, message: str, *, rid: str | None, id: str | None) -> None:
+        await self._reply(caller, p.event_to_wire(p.Error(code=code, message=message, id=id, rid=rid)))
+
+    async def _fan_out(self, conn_ids: Iterable[str], text: str) -> None:
+        gone = [cid for cid in conn_ids if not await self.gateway.send(cid, text)]
+        for cid in gone:  # a stale connection is removed, never the sender's
+            await self.disconnect(cid)
+
+
+def _rid(rid: str | None) -> dict:
+    return {"rid": rid} if rid is not None else {}
+
+
+def _client_info(user: str, status: str, text: str, last_seen: int | None) -> dict:
+    return {"user": user, "status": status, "text": text, "lastSeen": last_seen}
+
+
+def _fit(items: list[dict], overhead: int, *, drop_from_start: bool) -> list[dict]:
+    """Keep as many items as fit in one server frame, dropping from the far end of the page."""
+    budget = p.MAX_FRAME_BYTES - overhead
+    order = reversed(items) if drop_from_start else iter(items)
+    kept: list[dict] = []
+    for item in order:
+        size = len(p.encode(item).encode()) + 1  # +1 for the comma between items
+        if size > budget:
+            break
+        budget -= size
+        kept.append(item)
+    return kept[::-1] if drop_from_start else kept

@@ -1,0 +1,353 @@
+"""The self-hosted runtime: one ASGI app (served by uvicorn) for ``/ws`` and the HTTP endpoints.
+
+Each WebSocket gets a :class:`LiveConnection` with a bounded outgoing buffer drained by its own
+writer task, so fan-out never waits on a slow reader: a consumer that falls more than
+``SEND_BUFFER_BYTES`` behind is dropped instead of stalling others or growing memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import parse_qs
+
+from tui_chat import __version__
+from tui_chat import protocol as p
+from tui_chat.server.accounts import AccountService, AuthError
+from tui_chat.server.core import Caller, ChatCore, Gateway, now_ms
+from tui_chat.server.ratelimit import TokenBucket
+from tui_chat.server.store import Store, StoreUnavailable
+
+log = logging.getLogger("tui_chat.server")
+
+SEND_BUFFER_BYTES = 1024 * 1024
+"""How far one connection may fall behind before it is dropped."""
+MAX_HTTP_BODY_BYTES = 64 * 1024
+REFUSALS_BEFORE_CLOSE = 1000
+"""Rate-limited actions in a row after which a connection is closed with 1008."""
+CLOSE_SLOW_CONSUMER = 1013
+"""'Try again later': the client reconnects and catches up."""
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class LiveConnection:
+    """One open socket: its identity, rate limit and outgoing buffer."""
+
+    __slots__ = ("caller", "_send", "_queue", "_queued_bytes", "_wakeup", "_writer", "closed", "bucket")
+
+    def __init__(self, caller: Caller, send: Send) -> None:
+        self.caller = caller
+        self._send = send
+        self._queue: deque[str | tuple[int, str]] = deque()
+        self._queued_bytes = 0
+        self._wakeup = asyncio.Event()
+        self._writer: asyncio.Task | None = None
+        self.closed = False
+        self.bucket = TokenBucket()
+
+    def start(self) -> None:
+        self._writer = asyncio.create_task(self._drain(), name=f"ws-writer-{self.caller.conn_id}")
+
+    def push(self, text: str) -> bool:
+        """Queue a frame; False when the connection is closed or has just been dropped as too slow."""
+        if self.closed:
+            return False
+        self._queued_bytes += len(text)
+        if self._queued_bytes > SEND_BUFFER_BYTES:
+            log.warning("dropping slow consumer", extra={"user": self.caller.username, "conn": self.caller.conn_id})
+            self.abort()
+            return False
+        self._queue.append(text)
+        self._wakeup.set()
+        return True
+
+    def close(self, code: int, reason: str = "") -> None:
+        """Send what is queued, then a close frame."""
+        if not self.closed:
+            self.closed = True
+            self._queue.append((code, reason))
+            self._wakeup.set()
+
+    def abort(self) -> None:
+        self.closed = True
+        self._queue.clear()
+        self._queued_bytes = 0
+        if self._writer is not None:
+            self._writer.cancel()
+
+    async def wait_drained(self) -> None:
+        if self._writer is not None:
+            await asyncio.wait({self._writer})
+
+    async def _drain(self) -> None:
+        try:
+            while True:
+                while self._queue:
+                    item = self._queue.popleft()
+                    if isinstance(item, tuple):
+                        await self._send({"type": "websocket.close", "code": item[0], "reason": item[1]})
+                        return
+                    self._queued_bytes -= len(item)
+                    await self._send({"type": "websocket.send", "text": item})
+                self._wakeup.clear()
+                await self._wakeup.wait()
+        except (OSError, RuntimeError) as exc:  # the peer went away under us
+            log.debug("writer stopped: %s", exc)
+            self.closed = True
+        except Exception as exc:  # uvicorn's ClientDisconnected and friends
+            log.debug("writer stopped: %r", exc)
+            self.closed = True
+
+
+class LocalGateway(Gateway):
+    def __init__(self) -> None:
+        self.connections: dict[str, LiveConnection] = {}
+
+    async def send(self, conn_id: str, text: str) -> bool:
+        conn = self.connections.get(conn_id)
+        return conn is not None and conn.push(text)
+
+    async def close(self, conn_id: str, code: int, reason: str = "") -> None:
+        conn = self.connections.get(conn_id)
+        if conn is not None:
+            conn.close(code, reason)
+
+
+class ChatServerApp:
+    """The ASGI application."""
+
+    def __init__(
+        self,
+        store: Store,
+        accounts: AccountService,
+        *,
+        clock: Callable[[], int] = now_ms,
+    ) -> None:
+        self.store = store
+        self.accounts = accounts
+        self.gateway = LocalGateway()
+        self.core = ChatCore(store, self.gateway, clock=clock)
+        self._routes: dict[tuple[str, str], Callable[[dict], Awaitable[tuple[int, dict]]]] = {
+            ("POST", "/auth/signup"): self._signup,
+            ("POST", "/auth/login"): self._login,
+            ("POST", "/auth/refresh"): self._refresh,
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "websocket":
+            await self._websocket(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    # -- lifespan ---------------------------------------------------------------------------
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.store.open()
+                    await self.store.clear_connections()  # sockets from a previous run are gone
+                except Exception as exc:
+                    log.exception("store failed to open")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.going_away()
+                await self.store.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def going_away(self, timeout: float = 2.0) -> None:
+        """Close every socket with 1001 and give the writers a moment to flush."""
+        live = list(self.gateway.connections.values())
+        for conn in live:
+            conn.close(p.CLOSE_GOING_AWAY, "server shutting down")
+        if live:
+            await asyncio.wait([asyncio.ensure_future(c.wait_drained()) for c in live], timeout=timeout)
+
+    # -- HTTP -------------------------------------------------------------------------------
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method, path = scope["method"], scope["path"]
+        if path == "/healthz" and method in ("GET", "HEAD"):
+            ok = await self._healthy()
+            await _json_response(send, 200 if ok else 503, {"status": "ok" if ok else "unavailable"})
+            return
+        if path == "/info" and method in ("GET", "HEAD"):
+            await _json_response(send, 200, self.info())
+            return
+        handler = self._routes.get((method, path))
+        if handler is None:
+            known = any(route_path == path for _, route_path in self._routes) or path in ("/healthz", "/info")
+            status = 405 if known else 404
+            await _json_response(send, status, {"error": "method not allowed" if known else "not found"})
+            return
+        body, problem = await _read_json_body(receive)
+        if problem is not None:
+            await _json_response(send, problem[0], {"error": problem[1]})
+            return
+        try:
+            status, payload = await handler(body)
+        except AuthError as exc:
+            status, payload = exc.status, {"error": exc.message}
+        except StoreUnavailable:
+            status, payload = 503, {"error": "the server cannot reach its store; try again"}
+        except Exception:
+            log.exception("HTTP handler failed", extra={"path": path})
+            status, payload = 500, {"error": "internal error"}
+        await _json_response(send, status, payload)
+
+    def info(self) -> dict:
+        return {
+            "auth": self.accounts.mode, "protocol": p.PROTOCOL_VERSION, "version": __version__,
+            "signup": self.accounts.allow_signup,
+        }  # fmt: skip
+
+    async def _healthy(self) -> bool:
+        try:
+            return await asyncio.wait_for(self.store.healthy(), timeout=2)
+        except Exception:
+            return False
+
+    async def _signup(self, body: dict) -> tuple[int, dict]:
+        return 201, await self.accounts.signup(body)
+
+    async def _login(self, body: dict) -> tuple[int, dict]:
+        return 200, await self.accounts.login(body)
+
+    async def _refresh(self, body: dict) -> tuple[int, dict]:
+        return 200, await self.accounts.refresh(body)
+
+    # -- WebSocket --------------------------------------------------------------------------
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["path"] != "/ws":
+            await _deny(send, 404, "not found")
+            return
+        message = await receive()
+        if message["type"] != "websocket.connect":
+            return
+        try:
+            caller = await self._authenticate(scope)
+        except AuthError as exc:
+            await _deny(send, exc.status, exc.message)
+            return
+        except StoreUnavailable:
+            await _deny(send, 503, "the server cannot reach its store")
+            return
+        await send({"type": "websocket.accept"})
+        conn = LiveConnection(caller, send)
+        self.gateway.connections[caller.conn_id] = conn
+        conn.start()
+        log.info("connected", extra={"user": caller.username, "device": caller.device, "conn": caller.conn_id})
+        try:
+            await self.core.connect(caller.conn_id, caller.username, caller.device)
+            await self._serve_frames(conn, receive)
+        finally:
+            self.gateway.connections.pop(caller.conn_id, None)
+            conn.abort()
+            await self.core.disconnect(caller.conn_id)
+            log.info("disconnected", extra={"user": caller.username, "conn": caller.conn_id})
+
+    async def _authenticate(self, scope: Scope) -> Caller:
+        """Handshake checks in PROTOCOL.md order: device (400), token (401), permission (403), nickname (409)."""
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        devices, tokens = query.get("device", []), query.get("token", [])
+        if len(devices) != 1 or not p.is_valid_device_id(devices[0]):
+            raise AuthError(400, "'device' must be 8-64 characters of A-Z, a-z, 0-9, '_', '-'")
+        device = devices[0]
+        if len(tokens) != 1 or not tokens[0]:
+            raise AuthError(401, "a token is required")
+        identity = self.accounts.verify_token(tokens[0])
+        if identity.device is not None and identity.device != device:
+            raise AuthError(401, "this token was issued for another device")
+        if await self.store.get_user(identity.username) is None:
+            raise AuthError(403, "this user no longer exists")
+        if self.accounts.mode == "open":
+            await self.accounts.ensure_nickname_free(identity.username, device)
+        return Caller(conn_id=uuid.uuid4().hex, username=identity.username, device=device)
+
+    async def _serve_frames(self, conn: LiveConnection, receive: Receive) -> None:
+        caller = conn.caller
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            text = message.get("text")
+            if text is None:
+                conn.close(p.CLOSE_POLICY, "binary frames are not part of the protocol")
+                return
+            wait_ms = conn.bucket.take()
+            if wait_ms:
+                if conn.bucket.refused_in_a_row > REFUSALS_BEFORE_CLOSE:
+                    conn.close(p.CLOSE_POLICY, "far past the rate limit")
+                    return
+                conn.push(_rate_limited_frame(text, wait_ms))
+                continue
+            await self.core.handle_frame(caller, text)
+
+
+def _rate_limited_frame(text: str, wait_ms: int) -> str:
+    """The refusal names the frame's ``rid`` and message ``id`` when it can be parsed."""
+    frame: dict[str, Any] = {"type": "error", "code": p.RATE_LIMITED, "message": "slow down", "retryAfterMs": wait_ms}
+    try:
+        action = p.parse_action(text)
+    except p.ProtocolError:
+        return p.encode(frame)
+    if action.rid is not None:
+        frame["rid"] = action.rid
+    if isinstance(action, p.SendMessage):
+        frame["id"] = action.id
+    return p.encode(frame)
+
+
+async def _read_json_body(receive: Receive) -> tuple[dict, tuple[int, str] | None]:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return {}, (400, "the request ended early")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_HTTP_BODY_BYTES:
+            return {}, (413, f"the body is larger than {MAX_HTTP_BODY_BYTES // 1024} KiB")
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            break
+    try:
+        return p.decode_object(b"".join(chunks)), None
+    except p.ProtocolError as exc:
+        return {}, (400, f"the body must be a JSON object ({exc.message})")
+
+
+async def _json_response(send: Send, status: int, payload: dict) -> None:
+    body = json.dumps(payload, ensure_ascii=False).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if status == 429:
+        headers.append((b"retry-after", b"900"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _deny(send: Send, status: int, message: str) -> None:
+    """Refuse a WebSocket handshake with a real HTTP status (the ASGI denial-response extension)."""
+    body = json.dumps({"error": message}).encode()
+    await send({
+        "type": "websocket.http.response.start", "status": status,
+        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+    })  # fmt: skip
+    await send({"type": "websocket.http.response.body", "body": body})

@@ -1,0 +1,38 @@
+"""A token bucket per connection (PROTOCOL.md section 5: 100 actions/s sustained, bursts of 500)."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+from tui_chat.protocol import RATE_LIMIT_BURST, RATE_LIMIT_PER_SECOND
+
+
+class TokenBucket:
+    __slots__ = ("rate", "burst", "tokens", "updated", "clock", "refused_in_a_row")
+
+    def __init__(
+        self,
+        rate: float = RATE_LIMIT_PER_SECOND,
+        burst: int = RATE_LIMIT_BURST,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = float(burst)
+        self.clock = clock
+        self.updated = clock()
+        self.refused_in_a_row = 0
+
+    def take(self) -> int:
+        """Spend one token. Returns 0 when allowed, else the milliseconds until one is free."""
+        now = self.clock()
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            self.refused_in_a_row = 0
+            return 0
+        self.refused_in_a_row += 1
+        return max(1, math.ceil((1 - self.tokens) / self.rate * 1000))

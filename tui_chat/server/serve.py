@@ -1,0 +1,106 @@
+"""``tui-chat serve``: the self-hosted server on uvicorn, with graceful shutdown."""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+
+from tui_chat import protocol as p
+from tui_chat.paths import data_dir
+from tui_chat.server.accounts import AccountService, load_or_create_secret
+from tui_chat.server.core import now_ms
+from tui_chat.server.local import ChatServerApp
+
+log = logging.getLogger("tui_chat.server")
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8765
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    db: Path | None = None
+    auth: str = "accounts"
+    signup: bool = True
+    certfile: Path | None = None
+    keyfile: Path | None = None
+    log_level: str = "info"
+
+    @property
+    def db_path(self) -> Path:
+        return self.db if self.db is not None else data_dir() / "server.db"
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.certfile else "http"
+
+
+def build_app(options: ServeOptions, *, clock: Callable[[], int] = now_ms) -> ChatServerApp:
+    from tui_chat.server.stores.sqlite import SQLiteStore  # the embedded default store
+
+    db_path = options.db_path
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    store = SQLiteStore(db_path)
+    secret = load_or_create_secret(db_path.with_name(db_path.name + ".secret"))
+    accounts = AccountService(store, secret, mode=options.auth, allow_signup=options.signup, clock=clock)
+    return ChatServerApp(store, accounts, clock=clock)
+
+
+class ChatServer(uvicorn.Server):
+    """uvicorn, except that sockets are closed with 1001 (going away) before it shuts down,
+    and the bound address is logged once it listens (``--port 0`` picks a free port)."""
+
+    def __init__(self, config: uvicorn.Config, app: ChatServerApp, on_ready: Callable[[str], None] | None = None):
+        super().__init__(config)
+        self.chat_app = app
+        self.on_ready = on_ready
+        self.bound_port: int | None = None
+
+    async def startup(self, sockets=None) -> None:
+        await super().startup(sockets)
+        if self.should_exit or not self.servers:
+            return
+        self.bound_port = self.servers[0].sockets[0].getsockname()[1]
+        scheme = "https" if self.config.ssl else "http"
+        url = f"{scheme}://{_url_host(self.config.host)}:{self.bound_port}"
+        log.info("listening", extra={"url": url, "port": self.bound_port, "ws": url.replace("http", "ws", 1) + "/ws"})
+        if self.on_ready is not None:
+            self.on_ready(url)
+
+    async def shutdown(self, sockets=None) -> None:
+        await self.chat_app.going_away()
+        await super().shutdown(sockets)
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def make_server(options: ServeOptions, app: ChatServerApp, on_ready: Callable[[str], None] | None = None) -> ChatServer:
+    config = uvicorn.Config(
+        app,
+        host=options.host,
+        port=options.port,
+        ws="websockets-sansio",
+        ws_max_size=p.MAX_FRAME_BYTES,  # larger frames are closed with 1009
+        # Chat frames are small; compression would double the memory of every idle connection.
+        ws_per_message_deflate=False,
+        ws_ping_interval=p.PING_INTERVAL_S,
+        ws_ping_timeout=p.PING_TIMEOUT_S * 2,
+        lifespan="on",
+        log_config=None,
+        log_level=options.log_level,
+        server_header=False,
+        timeout_graceful_shutdown=5,
+        ssl_certfile=str(options.certfile) if options.certfile else None,
+        ssl_keyfile=str(options.keyfile) if options.keyfile else None,
+        ssl_version=ssl.PROTOCOL_TLS_SERVER,
+    )
+    return ChatServer(config, app, on_ready)
