@@ -1,0 +1,719 @@
+"""The cloud store: :class:`~tui_chat.server.store.Store` over DynamoDB (boto3).
+
+Every boto3 call blocks, so each runs in a worker thread (``asyncio.to_thread``); a boto3
+*client* is thread-safe, so one is shared by every call and every event loop (the Lambda
+runtime and the local emulator drive the same store from several threads). Retries on
+throttling are boto3's own (``standard`` retry mode).
+
+Tables (names are ``prefix + name``; the template creates them, :meth:`DynamoDBStore.create_tables`
+does the same for tests and the emulator). All are on-demand; the template turns on
+point-in-time recovery and TTL on ``expireAt``.
+
+``users`` — key ``pk`` (S)
+    * a user: ``pk = <username>``; ``passwordHash``?, ``status``, ``text``, ``lastSeen``?,
+      ``createdAt``, ``listed = "u"``, and ``devices``: a map ``{device: {c: connId, t: connectedAt}}``
+      of the user's open connections. That map is the *consistent* index of connections by user:
+      adding or removing an entry is one atomic UpdateItem whose old/new image tells whether this
+      was the user's first or last connection (presence), and which older connection of the same
+      device it replaced. A GSI on the connections table could not: GSIs are eventually consistent,
+      so two devices connecting at once could both think they were not first.
+    * GSI ``byName`` (``listed`` HASH, ``pk`` RANGE, keys only): users sorted by name for
+      ``getClients`` paging; sparse — only user items carry ``listed``.
+    * a refresh token: ``pk = "refresh#<sha256>"``; ``username``, ``device``?, ``expiresAt``,
+      ``expireAt`` (TTL). Taken with a conditional DeleteItem: single use even under races.
+    * failed logins: ``pk = "fails#<username>"``; ``times`` (list of ms), ``expireAt`` (TTL).
+
+``connections`` — key ``connId`` (S)
+    * ``username``, ``device``, ``connectedAt``, ``expireAt`` (TTL: API Gateway ends every
+      connection within 2 hours, so an item left by a missed ``$disconnect`` disappears by itself);
+    * ``watch = "all"`` once the connection asked for the user list: the sparse GSI
+      ``watchers`` (``watch`` HASH, ``connId`` RANGE, keys only) lists the connections that
+      receive everyone's presence. A single partition value: fine for a chat of thousands of
+      connections; shard ``watch`` (``all#0..n``) to go beyond a few thousand watchers.
+    * GSI ``byUser`` (``username`` HASH, ``device`` RANGE): connections by user for operators and
+      clean-up jobs. The core does not read it (see the ``devices`` map above for why).
+
+``messages`` — key ``pk`` (S), ``sk`` (N)
+    * a message: ``pk = "c#<a>#<b>"`` (the two usernames sorted), ``sk = seq``; ``id``, ``from``,
+      ``to``, ``body``, ``ts``, ``expireAt`` (TTL, when retention is set).
+    * the conversation's counter: ``pk = "c#<a>#<b>"``, ``sk = 0``, ``lastSeq`` (UpdateItem ADD).
+      Messages start at ``seq`` 1, so the counter never collides with one, and ``sk > 0`` skips it.
+    * the idempotency guard of ``(sender, id)``: ``pk = "g#<sender>#<id>"``, ``sk = 0``; ``conv``,
+      ``seq``. It is written in the same TransactWriteItems as the message, both with
+      ``attribute_not_exists``: a retry finds the guard and returns the original message.
+
+``conversations`` — key ``user`` (S), ``with`` (S): one "inbox" item per user and conversation
+    * ``lastSeq``, ``readSeq`` (the read marker), ``activity`` (the last message's time in
+      microseconds, unique enough to order by);
+    * GSI ``byActivity`` (``user`` HASH, ``activity`` RANGE): the user's conversations newest first,
+      paged with ``LastEvaluatedKey`` (the cursor is that key, base64url JSON).
+    * ``unread`` is counted when listed: a Query COUNT over the messages above ``readSeq`` from
+      the other user — only for conversations with ``lastSeq > readSeq``, so a read inbox costs
+      nothing and an unread one costs about what reading those messages will.
+
+Sending a message: (1) UpdateItem ADD on the counter gives ``seq``; (2) TransactWriteItems puts
+the message and its guard; (3) the inbox items of both users move to ``seq`` with conditional
+updates that only ever move forward (concurrent sends may finish out of order); the sender's
+read marker moves too. A transaction that fails after the counter moved leaves a gap in
+``seq`` (PROTOCOL.md allows gaps). A crash between (2) and (3) leaves the inbox behind until the
+next message — and the sender, who got no ack, retries with the same id: the retry finds the guard
+and repeats (3) before acking, which repairs it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from tui_chat.protocol import MAX_SEQ, ConversationSummary, Message
+from tui_chat.server.store import (
+    ConnectionRecord,
+    ConnectResult,
+    DisconnectResult,
+    RefreshGrant,
+    SaveResult,
+    Store,
+    StoreUnavailable,
+    UserRecord,
+)
+
+log = logging.getLogger("tui_chat.dynamodb")
+
+TABLES = ("users", "connections", "messages", "conversations")
+DEFAULT_RETENTION_DAYS = 365
+"""The seed design keeps messages for one year; ``retention_days=None`` keeps them forever."""
+CONNECTION_TTL_S = 3 * 60 * 60
+"""API Gateway closes every connection within 2 hours; its item may go an hour after that."""
+MAX_CONNECTION_AGE_MS = 2 * 60 * 60 * 1000
+LOGIN_FAILURE_TTL_S = 60 * 60
+MAX_RECORDED_FAILURES = 50
+WATCH_ALL = "all"
+_USER_LISTED = "u"
+
+
+class DynamoDBStore(Store):
+    """The :class:`Store` over four DynamoDB tables (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        prefix: str = "tui-chat-",
+        client: Any = None,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        retention_days: int | None = DEFAULT_RETENTION_DAYS,
+        create_tables: bool = False,
+        activity_clock: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.prefix = prefix
+        self.retention_days = retention_days
+        self._create = create_tables
+        self._client = client
+        self._endpoint_url = endpoint_url
+        self._region = region
+        self._activity_clock = activity_clock
+        self.users = prefix + "users"
+        self.connections = prefix + "connections"
+        self.messages = prefix + "messages"
+        self.conversations = prefix + "conversations"
+        from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+        self._ser = TypeSerializer()
+        self._de = TypeDeserializer()
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            import boto3
+            from botocore.config import Config
+
+            self._client = boto3.client(
+                "dynamodb", endpoint_url=self._endpoint_url, region_name=self._region,
+                config=Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=64),
+            )  # fmt: skip
+        return self._client
+
+    async def _call(self, op: str, **kwargs: Any) -> dict:
+        return await asyncio.to_thread(self._call_sync, op, kwargs)
+
+    def _call_sync(self, op: str, kwargs: dict) -> dict:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return getattr(self.client, op)(**kwargs)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("ResourceNotFoundException", "ProvisionedThroughputExceededException",
+                        "ThrottlingException", "RequestLimitExceeded", "InternalServerError",
+                        "ServiceUnavailable", "AccessDeniedException", "UnrecognizedClientException"):  # fmt: skip
+                raise StoreUnavailable(f"DynamoDB {op}: {code}") from exc
+            raise
+        except BotoCoreError as exc:  # endpoint unreachable, timeouts
+            raise StoreUnavailable(f"DynamoDB {op}: {exc}") from exc
+
+    def _item(self, values: dict[str, Any]) -> dict:
+        return {k: self._ser.serialize(v) for k, v in values.items() if v is not None}
+
+    def _plain(self, item: dict | None) -> dict | None:
+        if item is None:
+            return None
+        return {k: _num(self._de.deserialize(v)) for k, v in item.items()}
+
+    def _expire_at(self, ts_ms: int) -> int | None:
+        if not self.retention_days:
+            return None
+        return ts_ms // 1000 + self.retention_days * 86400
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._create:
+            await asyncio.to_thread(self.create_tables)
+
+    async def close(self) -> None:
+        pass  # every write is durable when its call returns; the client needs no closing
+
+    async def healthy(self) -> bool:
+        try:
+            await self._call("get_item", TableName=self.users, Key=self._item({"pk": "health#check"}))
+        except Exception:
+            return False
+        return True
+
+    def create_tables(self) -> None:
+        """Create the four tables (and TTL) unless they exist: for tests and the emulator."""
+        c = self.client
+        existing = set(c.list_tables().get("TableNames", []))
+
+        def s(name: str) -> dict:
+            return {"AttributeName": name, "AttributeType": "S"}
+
+        def n(name: str) -> dict:
+            return {"AttributeName": name, "AttributeType": "N"}
+
+        def key(hash_: str, range_: str | None = None) -> list[dict]:
+            schema = [{"AttributeName": hash_, "KeyType": "HASH"}]
+            if range_:
+                schema.append({"AttributeName": range_, "KeyType": "RANGE"})
+            return schema
+
+        def gsi(name: str, hash_: str, range_: str, projection: str = "ALL") -> dict:
+            return {"IndexName": name, "KeySchema": key(hash_, range_), "Projection": {"ProjectionType": projection}}
+
+        specs = {
+            self.users: dict(AttributeDefinitions=[s("pk"), s("listed")], KeySchema=key("pk"),
+                             GlobalSecondaryIndexes=[gsi("byName", "listed", "pk", "KEYS_ONLY")]),
+            self.connections: dict(AttributeDefinitions=[s("connId"), s("username"), s("device"), s("watch")],
+                                   KeySchema=key("connId"),
+                                   GlobalSecondaryIndexes=[gsi("byUser", "username", "device"),
+                                                           gsi("watchers", "watch", "connId", "KEYS_ONLY")]),
+            self.messages: dict(AttributeDefinitions=[s("pk"), n("sk")], KeySchema=key("pk", "sk")),
+            self.conversations: dict(AttributeDefinitions=[s("user"), s("with"), n("activity")],
+                                     KeySchema=key("user", "with"),
+                                     GlobalSecondaryIndexes=[gsi("byActivity", "user", "activity")]),
+        }  # fmt: skip
+        for table, spec in specs.items():
+            if table in existing:
+                continue
+            c.create_table(TableName=table, BillingMode="PAY_PER_REQUEST", **spec)
+        for table in specs:
+            c.get_waiter("table_exists").wait(TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
+            if table != self.conversations:
+                c.update_time_to_live(
+                    TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expireAt"}
+                )
+
+    # -- users ----------------------------------------------------------------------------------
+
+    async def create_user(self, username: str, password_hash: str | None, now: int) -> bool:
+        from botocore.exceptions import ClientError
+
+        item = {"pk": username, "listed": _USER_LISTED, "passwordHash": password_hash,
+                "status": "online", "text": "", "createdAt": now, "devices": {}}  # fmt: skip
+        try:
+            await self._call("put_item", TableName=self.users, Item=self._item(item),
+                             ConditionExpression="attribute_not_exists(pk)")  # fmt: skip
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    async def ensure_user(self, username: str, now: int) -> None:
+        await self.create_user(username, None, now)
+
+    async def get_user(self, username: str) -> UserRecord | None:
+        item = await self._get(self.users, {"pk": username})
+        return _user(item) if item is not None else None
+
+    async def _get(self, table: str, key: dict, **kwargs: Any) -> dict | None:
+        reply = await self._call("get_item", TableName=table, Key=self._item(key), ConsistentRead=True, **kwargs)
+        return self._plain(reply.get("Item"))
+
+    async def list_users(self, after: str | None, limit: int) -> list[UserRecord]:
+        names: list[str] = []
+        start: dict | None = None
+        while len(names) < limit:
+            kwargs: dict[str, Any] = dict(
+                TableName=self.users, IndexName="byName", Limit=limit - len(names),
+                KeyConditionExpression="listed = :u" + (" AND pk > :after" if after else ""),
+                ExpressionAttributeValues=self._item({":u": _USER_LISTED, ":after": after}),
+            )  # fmt: skip
+            if start:
+                kwargs["ExclusiveStartKey"] = start
+            reply = await self._call("query", **kwargs)
+            names += [self._plain(i)["pk"] for i in reply.get("Items", [])]
+            start = reply.get("LastEvaluatedKey")
+            if not start:
+                break
+        items = await self._batch_get(self.users, [{"pk": name} for name in names])
+        by_name = {i["pk"]: i for i in items}
+        return [_user(by_name[name]) for name in names if name in by_name]
+
+    async def _batch_get(self, table: str, keys: list[dict]) -> list[dict]:
+        found: list[dict] = []
+        for start in range(0, len(keys), 100):
+            pending = {table: {"Keys": [self._item(k) for k in keys[start:start + 100]], "ConsistentRead": True}}
+            for attempt in range(8):
+                reply = await self._call("batch_get_item", RequestItems=pending)
+                found += [self._plain(i) for i in reply.get("Responses", {}).get(table, [])]
+                pending = reply.get("UnprocessedKeys") or {}
+                if not pending:
+                    break
+                await asyncio.sleep(min(0.05 * 2**attempt, 1.0))
+            if pending:
+                raise StoreUnavailable("DynamoDB BatchGetItem left keys unprocessed")
+        return found
+
+    async def set_status(self, username: str, status: str, text: str) -> None:
+        await self._call(
+            "update_item", TableName=self.users, Key=self._item({"pk": username}),
+            UpdateExpression="SET #s = :s, #t = :t",
+            ExpressionAttributeNames={"#s": "status", "#t": "text"},
+            ExpressionAttributeValues=self._item({":s": status, ":t": text}),
+        )  # fmt: skip
+
+    # -- connections ----------------------------------------------------------------------------
+
+    async def add_connection(self, conn: ConnectionRecord) -> ConnectResult:
+        await self._call(
+            "put_item", TableName=self.connections,
+            Item=self._item({"connId": conn.conn_id, "username": conn.username, "device": conn.device,
+                             "connectedAt": conn.connected_at,
+                             "expireAt": conn.connected_at // 1000 + CONNECTION_TTL_S}),
+        )  # fmt: skip
+        reply = await self._call(
+            "update_item", TableName=self.users, Key=self._item({"pk": conn.username}),
+            UpdateExpression="SET devices.#d = :entry",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeNames={"#d": conn.device},
+            ExpressionAttributeValues=self._item({":entry": {"c": conn.conn_id, "t": conn.connected_at}}),
+            ReturnValues="ALL_OLD",
+        )  # fmt: skip
+        old = (self._plain(reply.get("Attributes")) or {}).get("devices") or {}
+        replaced = None
+        previous = old.get(conn.device)
+        if previous is not None and previous["c"] != conn.conn_id:
+            replaced = ConnectionRecord(previous["c"], conn.username, conn.device, previous["t"])
+            await self._call("delete_item", TableName=self.connections, Key=self._item({"connId": previous["c"]}))
+        others = {d: e for d, e in old.items() if d != conn.device}
+        # Entries older than API Gateway's 2-hour limit are connections whose $disconnect was lost.
+        stale = [d for d, e in others.items() if e["t"] < conn.connected_at - MAX_CONNECTION_AGE_MS]
+        for device in stale:
+            await self._forget_device(conn.username, device, others[device]["c"])
+        live = [d for d in others if d not in stale]
+        return ConnectResult(replaced=replaced, first_for_user=replaced is None and not live)
+
+    async def _forget_device(self, username: str, device: str, conn_id: str) -> bool:
+        """Remove one device entry if it still names ``conn_id``; True when it did."""
+        from botocore.exceptions import ClientError
+
+        try:
+            await self._call(
+                "update_item", TableName=self.users, Key=self._item({"pk": username}),
+                UpdateExpression="REMOVE devices.#d", ConditionExpression="devices.#d.c = :c",
+                ExpressionAttributeNames={"#d": device}, ExpressionAttributeValues=self._item({":c": conn_id}),
+            )  # fmt: skip
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    async def remove_connection(self, conn_id: str, now: int) -> DisconnectResult:
+        reply = await self._call(
+            "delete_item", TableName=self.connections, Key=self._item({"connId": conn_id}), ReturnValues="ALL_OLD"
+        )
+        item = self._plain(reply.get("Attributes"))
+        if item is None:
+            return DisconnectResult(connection=None, last_for_user=False)
+        record = ConnectionRecord(conn_id, item["username"], item["device"], item["connectedAt"])
+        if not await self._forget_device(record.username, record.device, conn_id):
+            # Replaced by a newer connection of the same device: not a presence change.
+            return DisconnectResult(connection=record, last_for_user=False)
+        from botocore.exceptions import ClientError
+
+        try:  # set lastSeen only if that was the last device: atomic with the emptiness check
+            await self._call(
+                "update_item", TableName=self.users, Key=self._item({"pk": record.username}),
+                UpdateExpression="SET lastSeen = :now",
+                ConditionExpression="attribute_exists(pk) AND (attribute_not_exists(devices) OR size(devices) = :zero)",
+                ExpressionAttributeValues=self._item({":now": now, ":zero": 0}),
+            )  # fmt: skip
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return DisconnectResult(connection=record, last_for_user=False)
+            raise
+        return DisconnectResult(connection=record, last_for_user=True)
+
+    async def get_connection(self, conn_id: str) -> ConnectionRecord | None:
+        item = await self._get(self.connections, {"connId": conn_id})
+        if item is None:
+            return None
+        return ConnectionRecord(conn_id, item["username"], item["device"], item["connectedAt"])
+
+    async def user_connections(self, username: str) -> list[ConnectionRecord]:
+        item = await self._get(self.users, {"pk": username}, ProjectionExpression="devices")
+        devices = (item or {}).get("devices") or {}
+        return [ConnectionRecord(e["c"], username, d, e["t"]) for d, e in sorted(devices.items())]
+
+    async def watch_presence(self, conn_id: str) -> None:
+        from botocore.exceptions import ClientError
+
+        try:
+            await self._call(
+                "update_item", TableName=self.connections, Key=self._item({"connId": conn_id}),
+                UpdateExpression="SET watch = :w", ConditionExpression="attribute_exists(connId)",
+                ExpressionAttributeValues=self._item({":w": WATCH_ALL}),
+            )  # fmt: skip
+        except ClientError as exc:
+            if _code(exc) != "ConditionalCheckFailedException":
+                raise
+
+    async def presence_audience(self, username: str) -> list[str]:
+        audience = {c.conn_id for c in await self.user_connections(username)}
+        async for item in self._query_all(
+            TableName=self.connections, IndexName="watchers", KeyConditionExpression="watch = :w",
+            ExpressionAttributeValues=self._item({":w": WATCH_ALL}),
+        ):  # fmt: skip
+            audience.add(item["connId"])
+        return sorted(audience)
+
+    async def _query_all(self, **kwargs: Any):
+        start = None
+        while True:
+            reply = await self._call("query", **kwargs, **({"ExclusiveStartKey": start} if start else {}))
+            for item in reply.get("Items", []):
+                yield self._plain(item)
+            start = reply.get("LastEvaluatedKey")
+            if not start:
+                return
+
+    async def clear_connections(self) -> None:
+        start = None
+        while True:
+            reply = await self._call(
+                "scan", TableName=self.connections, ProjectionExpression="connId",
+                **({"ExclusiveStartKey": start} if start else {}),
+            )  # fmt: skip
+            for item in reply.get("Items", []):
+                await self._call("delete_item", TableName=self.connections, Key={"connId": item["connId"]})
+            start = reply.get("LastEvaluatedKey")
+            if not start:
+                break
+        start = None
+        while True:
+            reply = await self._call(
+                "scan", TableName=self.users, ProjectionExpression="pk",
+                FilterExpression="size(devices) > :zero", ExpressionAttributeValues=self._item({":zero": 0}),
+                **({"ExclusiveStartKey": start} if start else {}),
+            )  # fmt: skip
+            for item in reply.get("Items", []):
+                await self._call("update_item", TableName=self.users, Key={"pk": item["pk"]},
+                                 UpdateExpression="SET devices = :empty",
+                                 ExpressionAttributeValues={":empty": {"M": {}}})  # fmt: skip
+            start = reply.get("LastEvaluatedKey")
+            if not start:
+                break
+
+    # -- messages -------------------------------------------------------------------------------
+
+    async def save_message(self, sender: str, msg_id: str, to: str, body: str, now: int) -> SaveResult:
+        from botocore.exceptions import ClientError
+
+        conv = _conv_key(sender, to)
+        guard_key = f"g#{sender}#{msg_id}"
+        counter = await self._call(
+            "update_item", TableName=self.messages, Key=self._item({"pk": conv, "sk": 0}),
+            UpdateExpression="ADD lastSeq :one", ExpressionAttributeValues=self._item({":one": 1}),
+            ReturnValues="UPDATED_NEW",
+        )  # fmt: skip
+        seq = int(self._plain(counter["Attributes"])["lastSeq"])
+        message = Message(id=msg_id, sender=sender, to=to, body=body, seq=seq, ts=now)
+        expire = self._expire_at(now)
+        try:
+            await self._call("transact_write_items", TransactItems=[
+                {"Put": {"TableName": self.messages, "ConditionExpression": "attribute_not_exists(pk)",
+                         "Item": self._item({"pk": guard_key, "sk": 0, "conv": conv, "seq": seq, "expireAt": expire})}},
+                {"Put": {"TableName": self.messages, "ConditionExpression": "attribute_not_exists(pk)",
+                         "Item": self._item({"pk": conv, "sk": seq, "id": msg_id, "from": sender, "to": to,
+                                             "body": body, "ts": now, "expireAt": expire})}},
+            ])  # fmt: skip
+        except ClientError as exc:
+            if _code(exc) != "TransactionCanceledException" or not _guard_taken(exc):
+                raise
+            original = await self._original(guard_key)
+            if original is None:  # the guard outlived its message (retention): store anew is wrong too
+                raise StoreUnavailable("the message of an idempotency guard is missing") from exc
+            await self._update_inboxes(original)  # repairs an inbox left behind by a crash
+            return SaveResult(message=original, created=False)
+        await self._update_inboxes(message)
+        return SaveResult(message=message, created=True)
+
+    async def _original(self, guard_key: str) -> Message | None:
+        guard = await self._get(self.messages, {"pk": guard_key, "sk": 0})
+        if guard is None:
+            return None
+        item = await self._get(self.messages, {"pk": guard["conv"], "sk": guard["seq"]})
+        return _message(item) if item is not None else None
+
+    async def _update_inboxes(self, message: Message) -> None:
+        """Move both inbox items forward to ``message`` (never back), and the sender's read marker."""
+        activity = message.ts * 1000 + (self._activity_clock() // 1000) % 1000
+        sides = [(message.sender, message.to, True)]
+        if message.to != message.sender:
+            sides.append((message.to, message.sender, False))
+        for user, other, is_sender in sides:
+            moved = await self._conditional_update(
+                self.conversations, {"user": user, "with": other},
+                "SET lastSeq = :seq, activity = :act, readSeq = " + (":seq" if is_sender else "if_not_exists(readSeq, :zero)"),
+                "attribute_not_exists(lastSeq) OR lastSeq < :seq",
+                {":seq": message.seq, ":act": activity, **({} if is_sender else {":zero": 0})},
+            )  # fmt: skip
+            if not moved and is_sender:  # a newer message landed first: still mark ours as read
+                await self._conditional_update(
+                    self.conversations, {"user": user, "with": other},
+                    "SET readSeq = :seq", "readSeq < :seq", {":seq": message.seq},
+                )  # fmt: skip
+
+    async def _conditional_update(self, table: str, key: dict, update: str, condition: str, values: dict) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            await self._call(
+                "update_item", TableName=table, Key=self._item(key), UpdateExpression=update,
+                ConditionExpression=condition, ExpressionAttributeValues=self._item(values),
+            )  # fmt: skip
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    async def get_messages(
+        self, user: str, other: str, *, before: int | None, after: int | None, limit: int
+    ) -> tuple[list[Message], bool]:
+        if after is not None:
+            low, high, forward = after + 1, MAX_SEQ, True
+        else:
+            low, high, forward = 1, (before - 1 if before is not None else MAX_SEQ), False
+        if low > high:
+            return [], False
+        items: list[dict] = []
+        start = None
+        while len(items) <= limit:  # one more than asked tells whether more exist
+            kwargs: dict[str, Any] = dict(
+                TableName=self.messages, ConsistentRead=True, ScanIndexForward=forward,
+                Limit=limit + 1 - len(items),
+                KeyConditionExpression="pk = :pk AND sk BETWEEN :low AND :high",
+                ExpressionAttributeValues=self._item({":pk": _conv_key(user, other), ":low": low, ":high": high}),
+            )  # fmt: skip
+            if start:
+                kwargs["ExclusiveStartKey"] = start
+            reply = await self._call("query", **kwargs)  # a 1 MB page may hold fewer: follow LastEvaluatedKey
+            items += [self._plain(i) for i in reply.get("Items", [])]
+            start = reply.get("LastEvaluatedKey")
+            if not start:
+                break
+        has_more = len(items) > limit
+        page = [_message(i) for i in items[:limit]]
+        if not forward:
+            page.reverse()
+        return page, has_more
+
+    async def list_conversations(
+        self, user: str, cursor: str | None, limit: int
+    ) -> tuple[list[ConversationSummary], str | None]:
+        start = _decode_cursor(cursor, user) if cursor else None
+        rows: list[dict] = []
+        while len(rows) <= limit:
+            kwargs: dict[str, Any] = dict(
+                TableName=self.conversations, IndexName="byActivity", ScanIndexForward=False,
+                Limit=limit + 1 - len(rows), KeyConditionExpression="#u = :u",
+                ExpressionAttributeNames={"#u": "user"}, ExpressionAttributeValues=self._item({":u": user}),
+            )  # fmt: skip
+            if start:
+                kwargs["ExclusiveStartKey"] = start
+            reply = await self._call("query", **kwargs)
+            rows += [self._plain(i) for i in reply.get("Items", [])]
+            start = reply.get("LastEvaluatedKey")
+            if not start:
+                break
+        page, more = rows[:limit], len(rows) > limit
+        lasts = await self._batch_get(
+            self.messages, [{"pk": _conv_key(user, r["with"]), "sk": r["lastSeq"]} for r in page]
+        )
+        last_by_conv = {(i["pk"], i["sk"]): _message(i) for i in lasts}
+        summaries = []
+        for row in page:
+            conv = _conv_key(user, row["with"])
+            read_seq = row.get("readSeq", 0)
+            unread = await self._count_unread(conv, row["with"], read_seq) if row["lastSeq"] > read_seq else 0
+            summaries.append(ConversationSummary(
+                with_=row["with"], last_seq=row["lastSeq"], read_seq=read_seq, unread=unread,
+                last=last_by_conv.get((conv, row["lastSeq"])),
+            ))  # fmt: skip
+        next_cursor = None
+        if more:
+            last = page[-1]
+            next_cursor = _encode_cursor({"user": user, "with": last["with"], "activity": last["activity"]})
+        return summaries, next_cursor
+
+    async def _count_unread(self, conv: str, other: str, read_seq: int) -> int:
+        count = 0
+        start = None
+        while True:
+            kwargs: dict[str, Any] = dict(
+                TableName=self.messages, Select="COUNT", ConsistentRead=True,
+                KeyConditionExpression="pk = :pk AND sk BETWEEN :low AND :high", FilterExpression="#f = :other",
+                ExpressionAttributeNames={"#f": "from"},
+                ExpressionAttributeValues=self._item({":pk": conv, ":low": read_seq + 1, ":high": MAX_SEQ, ":other": other}),
+            )  # fmt: skip
+            if start:
+                kwargs["ExclusiveStartKey"] = start
+            reply = await self._call("query", **kwargs)
+            count += reply.get("Count", 0)
+            start = reply.get("LastEvaluatedKey")
+            if not start:
+                return count
+
+    async def mark_read(self, user: str, other: str, seq: int) -> int | None:
+        row = await self._get(self.conversations, {"user": user, "with": other})
+        if row is None:
+            return None
+        target = min(seq, row["lastSeq"])
+        if target <= row.get("readSeq", 0):
+            return None
+        moved = await self._conditional_update(
+            self.conversations, {"user": user, "with": other}, "SET readSeq = :t", "readSeq < :t", {":t": target}
+        )
+        return target if moved else None
+
+    # -- accounts -------------------------------------------------------------------------------
+
+    async def save_refresh_token(self, token_hash: str, username: str, device: str | None, expires_at: int) -> None:
+        await self._call("put_item", TableName=self.users, Item=self._item({
+            "pk": f"refresh#{token_hash}", "username": username, "device": device,
+            "expiresAt": expires_at, "expireAt": expires_at // 1000 + 1,
+        }))  # fmt: skip
+
+    async def take_refresh_token(self, token_hash: str, now: int) -> RefreshGrant | None:
+        from botocore.exceptions import ClientError
+
+        try:  # the delete is the use: two racing refreshes cannot both win
+            reply = await self._call(
+                "delete_item", TableName=self.users, Key=self._item({"pk": f"refresh#{token_hash}"}),
+                ConditionExpression="attribute_exists(pk)", ReturnValues="ALL_OLD",
+            )  # fmt: skip
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return None
+            raise
+        item = self._plain(reply.get("Attributes")) or {}
+        if item.get("expiresAt", 0) <= now:
+            return None
+        return RefreshGrant(username=item["username"], device=item.get("device"))
+
+    async def record_login_failure(self, username: str, now: int) -> None:
+        await self._conditional_update(
+            self.users, {"pk": f"fails#{username}"},
+            "SET times = list_append(if_not_exists(times, :empty), :t), expireAt = :exp",
+            "attribute_not_exists(times) OR size(times) < :cap",
+            {":empty": [], ":t": [now], ":exp": now // 1000 + LOGIN_FAILURE_TTL_S, ":cap": MAX_RECORDED_FAILURES},
+        )  # fmt: skip
+
+    async def count_login_failures(self, username: str, since: int) -> int:
+        item = await self._get(self.users, {"pk": f"fails#{username}"})
+        return sum(1 for t in (item or {}).get("times", []) if t >= since)
+
+    async def clear_login_failures(self, username: str) -> None:
+        await self._call("delete_item", TableName=self.users, Key=self._item({"pk": f"fails#{username}"}))
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def _num(value: Any) -> Any:
+    """DynamoDB numbers come back as Decimal: make them ints, recursively."""
+    from decimal import Decimal
+
+    if isinstance(value, Decimal):
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _num(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_num(v) for v in value]
+    return value
+
+
+def _code(exc: Exception) -> str:
+    return getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+
+
+def _guard_taken(exc: Exception) -> bool:
+    """Whether a cancelled transaction failed on its first item, the idempotency guard."""
+    reasons = getattr(exc, "response", {}).get("CancellationReasons") or []
+    if reasons:
+        return reasons[0].get("Code") == "ConditionalCheckFailed"
+    return "ConditionalCheckFailed" in str(exc)
+
+
+def _conv_key(a: str, b: str) -> str:
+    first, second = sorted((a, b))
+    return f"c#{first}#{second}"
+
+
+def _user(item: dict) -> UserRecord:
+    return UserRecord(
+        username=item["pk"], password_hash=item.get("passwordHash"), status=item.get("status", "online"),
+        text=item.get("text", ""), last_seen=item.get("lastSeen"), created_at=item.get("createdAt", 0),
+    )  # fmt: skip
+
+
+def _message(item: dict) -> Message:
+    return Message(id=item["id"], sender=item["from"], to=item["to"], body=item["body"], seq=item["sk"], ts=item["ts"])
+
+
+def _encode_cursor(key: dict) -> str:
+    raw = json.dumps([key["with"], key["activity"]], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, user: str) -> dict:
+    """The ``LastEvaluatedKey`` a cursor stands for; ``ValueError`` when it is not one of ours."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        other, activity = json.loads(raw)
+    except (binascii.Error, ValueError, TypeError) as exc:
+        raise ValueError("not a conversations cursor") from exc
+    if not isinstance(other, str) or isinstance(activity, bool) or not isinstance(activity, int):
+        raise ValueError("not a conversations cursor")
+    return {"user": {"S": user}, "with": {"S": other}, "activity": {"N": str(activity)}}
