@@ -32,10 +32,17 @@ def _add_serve_parser(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s; 0.0.0.0 for every interface)")
     serve.add_argument("--port", type=_port, default=8765, help="port to listen on (default: %(default)s)")
     serve.add_argument("--db", type=Path, default=None, help="SQLite database file (default: server.db in the user data folder)")
-    serve.add_argument("--auth", choices=("accounts", "open"), default="accounts", help="accounts: username and password; open: pick a nickname (default: %(default)s)")
+    serve.add_argument("--auth", choices=("accounts", "open", "cognito"), default="accounts", help="accounts: username and password; open: pick a nickname; cognito: Amazon Cognito ID tokens (default: %(default)s)")
     serve.add_argument("--no-signup", dest="signup", action="store_false", help="refuse new accounts (accounts mode)")
     serve.add_argument("--certfile", type=_existing_file, help="TLS certificate (PEM): serve wss:// and https://")
     serve.add_argument("--keyfile", type=_existing_file, help="TLS private key (PEM), with --certfile")
+    serve.add_argument("--cognito-region", help="--auth cognito: the user pool's AWS region")
+    serve.add_argument("--cognito-user-pool-id", help="--auth cognito: the user pool id")
+    serve.add_argument("--cognito-client-id", help="--auth cognito: the app client id (the tokens' audience)")
+    serve.add_argument("--cognito-group", help="--auth cognito: only members of this group may connect")
+    serve.add_argument("--runtime", choices=("local", "lambda"), default="local", help="local: the self-hosted server; lambda: the AWS Lambda handlers behind a local API Gateway emulator over DynamoDB (needs the cloud extra and moto)")
+    serve.add_argument("--dynamodb-endpoint", help="--runtime lambda: DynamoDB endpoint URL (default: an in-process moto server on 127.0.0.1)")
+    serve.add_argument("--table-prefix", default="tui-chat-", help="--runtime lambda: DynamoDB table name prefix (default: %(default)s)")
     serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
     serve.add_argument("--log-format", choices=("text", "json"), default="text", help="json: one JSON object a line")
 
@@ -57,13 +64,24 @@ def run_serve(args: argparse.Namespace) -> int:
     if bool(args.certfile) != bool(args.keyfile):
         print("tui-chat serve: --certfile and --keyfile go together", file=sys.stderr)
         return 2
+    cognito = (args.cognito_region, args.cognito_user_pool_id, args.cognito_client_id)
+    if args.auth == "cognito" and not all(cognito):
+        print("tui-chat serve: --auth cognito needs --cognito-region, --cognito-user-pool-id and --cognito-client-id", file=sys.stderr)
+        return 2
     configure_logging(args.log_level, args.log_format)
     options = ServeOptions(
         host=args.host, port=args.port, db=args.db, auth=args.auth, signup=args.signup,
-        certfile=args.certfile, keyfile=args.keyfile, log_level=args.log_level,
+        certfile=args.certfile, keyfile=args.keyfile, log_level=args.log_level, runtime=args.runtime,
+        cognito_region=args.cognito_region, cognito_user_pool_id=args.cognito_user_pool_id,
+        cognito_client_id=args.cognito_client_id, cognito_group=args.cognito_group,
+        dynamodb_endpoint=args.dynamodb_endpoint, table_prefix=args.table_prefix,
     )  # fmt: skip
     try:
         app = build_app(options)
+    except ImportError as exc:
+        print(f"tui-chat serve: --runtime {args.runtime} needs a package that is not installed: {exc.name} "
+              "(pip install 'tui-chat[cloud]' moto[server])", file=sys.stderr)  # fmt: skip
+        return 1
     except (OSError, RuntimeError) as exc:
         print(f"tui-chat serve: cannot open {options.db_path}: {exc}", file=sys.stderr)
         return 1

@@ -13,12 +13,12 @@ import logging
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs
 
 from tui_chat import __version__
 from tui_chat import protocol as p
-from tui_chat.server.accounts import AccountService, AuthError
+from tui_chat.server.accounts import AccountService, AuthError, Identity
 from tui_chat.server.core import Caller, ChatCore, Gateway, now_ms
 from tui_chat.server.ratelimit import TokenBucket
 from tui_chat.server.store import Store, StoreUnavailable
@@ -34,6 +34,19 @@ CLOSE_SLOW_CONSUMER = 1013
 """'Try again later': the client reconnects and catches up."""
 
 Scope = dict[str, Any]
+
+
+class TokenVerifier(Protocol):
+    """Checks tokens issued elsewhere (``aws.CognitoVerifier``) in place of ``AccountService``."""
+
+    mode: str
+
+    def verify_token(self, token: str) -> Identity:
+        """The token's user, or ``AuthError`` (401 bad token, 403 not allowed, 503 keys unreachable)."""
+
+    def load_keys(self) -> None: ...
+
+    def info(self) -> dict: ...
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -129,10 +142,14 @@ class ChatServerApp:
         store: Store,
         accounts: AccountService,
         *,
+        verifier: TokenVerifier | None = None,
         clock: Callable[[], int] = now_ms,
     ) -> None:
+        """``verifier`` (Cognito sign-in) checks tokens instead of ``accounts``, whose HTTP
+        endpoints are then off: users sign in with Cognito, not with this server."""
         self.store = store
         self.accounts = accounts
+        self.verifier = verifier
         self.gateway = LocalGateway()
         self.core = ChatCore(store, self.gateway, clock=clock)
         self._routes: dict[tuple[str, str], Callable[[dict], Awaitable[tuple[int, dict]]]] = {
@@ -140,6 +157,8 @@ class ChatServerApp:
             ("POST", "/auth/login"): self._login,
             ("POST", "/auth/refresh"): self._refresh,
         }
+        if verifier is not None:
+            self._routes = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -163,6 +182,8 @@ class ChatServerApp:
                     log.exception("store failed to open")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
+                if self.verifier is not None:
+                    await self._load_verifier_keys()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.going_away()
@@ -210,7 +231,18 @@ class ChatServerApp:
             status, payload = 500, {"error": "internal error"}
         await _json_response(send, status, payload)
 
+    async def _load_verifier_keys(self) -> None:
+        try:  # fetched now so the first sign-in does not wait; a failure is retried on first use
+            await asyncio.to_thread(self.verifier.load_keys)
+        except AuthError as exc:
+            log.warning("cannot load the token keys yet", extra={"reason": exc.message})
+
     def info(self) -> dict:
+        if self.verifier is not None:
+            return {
+                "auth": self.verifier.mode, "protocol": p.PROTOCOL_VERSION, "version": __version__,
+                "signup": False, self.verifier.mode: self.verifier.info(),
+            }  # fmt: skip
         return {
             "auth": self.accounts.mode, "protocol": p.PROTOCOL_VERSION, "version": __version__,
             "signup": self.accounts.allow_signup,
@@ -271,7 +303,11 @@ class ChatServerApp:
         device = devices[0]
         if len(tokens) != 1 or not tokens[0]:
             raise AuthError(401, "a token is required")
-        identity = self.accounts.verify_token(tokens[0])
+        if self.verifier is not None:  # may fetch the signing keys: not on the event loop
+            identity = await asyncio.to_thread(self.verifier.verify_token, tokens[0])
+            await self.store.ensure_user(identity.username, self.core.clock())  # first sign-in
+        else:
+            identity = self.accounts.verify_token(tokens[0])
         if identity.device is not None and identity.device != device:
             raise AuthError(401, "this token was issued for another device")
         if await self.store.get_user(identity.username) is None:

@@ -32,6 +32,15 @@ class ServeOptions:
     certfile: Path | None = None
     keyfile: Path | None = None
     log_level: str = "info"
+    runtime: str = "local"
+    """``local``: this process is the server; ``lambda``: the AWS Lambda handlers behind a local
+    API Gateway emulator, over DynamoDB (``tui_chat.server.emulator``)."""
+    cognito_region: str | None = None
+    cognito_user_pool_id: str | None = None
+    cognito_client_id: str | None = None
+    cognito_group: str | None = None
+    dynamodb_endpoint: str | None = None
+    table_prefix: str = "tui-chat-"
 
     @property
     def db_path(self) -> Path:
@@ -43,12 +52,25 @@ class ServeOptions:
 
 
 def build_app(options: ServeOptions, *, clock: Callable[[], int] = now_ms) -> ChatServerApp:
+    if options.runtime == "lambda":
+        from tui_chat.server.emulator import build_emulator
+
+        return build_emulator(options, clock=clock)
     from tui_chat.server.stores.sqlite import SQLiteStore  # the embedded default store
 
     db_path = options.db_path
     db_path.parent.mkdir(parents=True, exist_ok=True)
     store = SQLiteStore(db_path)
     secret = load_or_create_secret(db_path.with_name(db_path.name + ".secret"))
+    if options.auth == "cognito":
+        from tui_chat.server.aws import CognitoVerifier  # PyJWT and httpx only; boto3 is not needed
+
+        verifier = CognitoVerifier(
+            options.cognito_region, options.cognito_user_pool_id, options.cognito_client_id,
+            required_group=options.cognito_group,
+        )  # fmt: skip
+        accounts = AccountService(store, secret, mode="accounts", allow_signup=False, clock=clock)
+        return ChatServerApp(store, accounts, verifier=verifier, clock=clock)
     accounts = AccountService(store, secret, mode=options.auth, allow_signup=options.signup, clock=clock)
     return ChatServerApp(store, accounts, clock=clock)
 

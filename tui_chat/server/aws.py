@@ -1,0 +1,604 @@
+"""The cloud runtime: AWS Lambda entry points behind an API Gateway WebSocket API.
+
+API Gateway turns each WebSocket event into one Lambda invocation; these handlers turn the
+invocation into a :class:`~tui_chat.server.core.ChatCore` call, exactly as the self-hosted
+server does for a live socket:
+
+===========================  ==================================  =================================
+route                        entry point                         core call
+===========================  ==================================  =================================
+``$connect`` (authorizer)    :func:`authorizer_handler`          verify the Cognito ID token
+``$connect``                 :func:`connect_handler`             ``ChatCore.connect``
+``$disconnect``              :func:`disconnect_handler`          ``ChatCore.disconnect``
+every action and ``$default`` :func:`message_handler`            ``ChatCore.handle_frame``
+===========================  ==================================  =================================
+
+The route selection expression is ``$request.body.action``; a frame that is not JSON or names
+an unknown action reaches ``$default`` and gets the protocol's ``error`` from the core.
+
+Pushing to clients goes through :class:`AwsGateway`, a :class:`~tui_chat.server.core.Gateway`
+over the ``apigatewaymanagementapi`` (``post_to_connection``): a ``GoneException`` (410) makes
+``send`` return False, and the core then removes *that* stale connection — never the sender's.
+
+The authorizer (REQUEST type, identity source ``route.request.querystring.token``) checks a
+Cognito ID token with :class:`CognitoVerifier` (RS256 against the pool's JWKS, cached; ``iss``,
+``aud`` = the app client id, ``token_use`` = ``id``, ``exp``; optionally a required group) and
+passes ``username`` and ``device`` to the other routes in its context. API Gateway answers a
+missing token and an ``Unauthorized`` error with 401 and a ``Deny`` policy with 403; a malformed
+``device`` is answered 400 by ``$connect`` (an authorizer cannot say 400), so the statuses are
+PROTOCOL.md's — except that API Gateway checks the token before ``$connect`` sees the device.
+
+Configuration comes from the environment (the template sets it):
+
+- ``TUI_CHAT_TABLE_PREFIX`` (default ``tui-chat-``), ``TUI_CHAT_DYNAMODB_ENDPOINT`` (tests, emulator),
+  ``TUI_CHAT_RETENTION_DAYS`` (default 365; 0 keeps messages forever);
+- ``TUI_CHAT_AUTH``: ``cognito`` (default); the local emulator also uses ``accounts`` and ``open``
+  with ``TUI_CHAT_TOKEN_SECRET``;
+- ``TUI_CHAT_COGNITO_REGION`` (default ``AWS_REGION``), ``TUI_CHAT_COGNITO_USER_POOL_ID``,
+  ``TUI_CHAT_COGNITO_CLIENT_ID``, ``TUI_CHAT_COGNITO_GROUP`` (optional), ``TUI_CHAT_COGNITO_JWKS_URL``
+  (optional; default the pool's ``/.well-known/jwks.json``);
+- ``TUI_CHAT_MANAGEMENT_ENDPOINT`` (optional; default ``https://{domainName}/{stage}`` of the event);
+- ``LOG_LEVEL`` (default ``INFO``). Logs are one JSON object a line
+  (:class:`~tui_chat.server.logs.JsonFormatter`), with ``route``, ``conn``, ``user`` and
+  ``requestId`` fields that CloudWatch Logs Insights queries directly.
+
+boto3 is imported only when a store or gateway is first needed, so ``tui-chat serve --auth cognito``
+can use :class:`CognitoVerifier` without the ``cloud`` extra.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from tui_chat import protocol as p
+from tui_chat.server.accounts import AuthError, Identity
+from tui_chat.server.core import Caller, ChatCore, Gateway, now_ms
+from tui_chat.server.store import Store, StoreUnavailable
+
+log = logging.getLogger("tui_chat.aws")
+
+JWKS_REFETCH_INTERVAL_S = 60.0
+"""An unknown ``kid`` refetches the JWKS (key rotation), at most this often."""
+JWKS_MAX_AGE_S = 24 * 60 * 60
+CLOSE_CODE_HEADER = "X-Tui-Chat-Close-Code"
+"""Sent with ``DeleteConnection``. API Gateway ignores it and closes with a code of its own; the
+local emulator honours it, as the self-hosted server would close (4000 for ``replaced``)."""
+
+
+# -- Cognito ID tokens --------------------------------------------------------------------------
+
+
+class CognitoVerifier:
+    """Checks Cognito ID tokens: RS256 against the pool's JWKS (cached), ``iss``, ``aud``,
+    ``token_use`` = ``id``, ``exp``, and optionally membership of a group.
+
+    ``verify_token`` blocks the first time (and on key rotation) while it fetches the JWKS: call it
+    from a worker thread in async code. Failures raise :class:`AuthError` with 401 (bad token),
+    403 (valid token, user not allowed) or 503 (the JWKS cannot be fetched).
+    """
+
+    mode = "cognito"
+
+    def __init__(
+        self,
+        region: str,
+        user_pool_id: str,
+        client_id: str,
+        *,
+        required_group: str | None = None,
+        jwks_url: str | None = None,
+        fetch_jwks: Callable[[str], dict] | None = None,
+        clock: Callable[[], float] = time.time,
+        leeway_s: float = 0.0,
+    ) -> None:
+        self.region = region
+        self.user_pool_id = user_pool_id
+        self.client_id = client_id
+        self.required_group = required_group or None
+        self.issuer = f"https://cognito-idp.{region}.amazonaws.com/{user_pool_id}"
+        self.jwks_url = jwks_url or f"{self.issuer}/.well-known/jwks.json"
+        self._fetch = fetch_jwks or _fetch_jwks
+        self.clock = clock
+        self.leeway_s = leeway_s
+        self._keys: dict[str, Any] = {}
+        self._fetched_at: float | None = None
+        self._lock = threading.Lock()
+
+    def info(self) -> dict:
+        """What ``/info`` tells clients: ``{"region", "userPoolId", "clientId"}``."""
+        return {"region": self.region, "userPoolId": self.user_pool_id, "clientId": self.client_id}
+
+    def load_keys(self) -> None:
+        """Fetch the JWKS now (servers call it at start so the first sign-in does not wait)."""
+        with self._lock:
+            self._refresh_keys()
+
+    def _refresh_keys(self) -> None:
+        try:
+            document = self._fetch(self.jwks_url)
+            keys = {}
+            for jwk in jwt.PyJWKSet.from_dict(document).keys:
+                if jwk.key_id and jwk.public_key_use in (None, "sig"):
+                    keys[jwk.key_id] = jwk.key
+        except Exception as exc:
+            log.error("cannot fetch the Cognito JWKS", extra={"url": self.jwks_url, "error": repr(exc)})
+            raise AuthError(503, "the sign-in service's keys cannot be fetched; try again") from None
+        self._keys = keys
+        self._fetched_at = time.monotonic()
+
+    def _key(self, kid: str) -> Any:
+        with self._lock:
+            age = None if self._fetched_at is None else time.monotonic() - self._fetched_at
+            if age is None or age > JWKS_MAX_AGE_S or (kid not in self._keys and age > JWKS_REFETCH_INTERVAL_S):
+                self._refresh_keys()
+            key = self._keys.get(kid)
+        if key is None:
+            raise AuthError(401, "invalid token: signed with an unknown key")
+        return key
+
+    def verify_token(self, token: str) -> Identity:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise AuthError(401, f"invalid token: {exc}") from None
+        if header.get("alg") != "RS256":  # never 'none', never an HMAC keyed with a public key
+            raise AuthError(401, "invalid token: not signed with RS256")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise AuthError(401, "invalid token: no key id")
+        try:
+            claims = jwt.decode(
+                token, self._key(kid), algorithms=["RS256"], audience=self.client_id, issuer=self.issuer,
+                options={"require": ["exp", "iat", "iss", "aud", "token_use"]}, leeway=self.leeway_s,
+            )  # fmt: skip
+        except jwt.PyJWTError as exc:
+            raise AuthError(401, f"invalid token: {exc}") from None
+        if claims.get("token_use") != "id":
+            raise AuthError(401, "invalid token: not an ID token")
+        if claims["exp"] + self.leeway_s <= self.clock():  # our clock too: tests move it
+            raise AuthError(401, "invalid token: expired")
+        try:
+            username = p.normalize_username(claims.get("cognito:username"))
+        except ValueError as exc:
+            raise AuthError(403, f"this Cognito username cannot be used for chat: {exc}") from None
+        if self.required_group is not None:
+            groups = claims.get("cognito:groups") or []
+            if not isinstance(groups, list) or self.required_group not in groups:
+                raise AuthError(403, f"only members of the group {self.required_group!r} may use this server")
+        return Identity(username=username, device=None)
+
+
+def _fetch_jwks(url: str) -> dict:
+    import httpx
+
+    response = httpx.get(url, timeout=5.0)
+    response.raise_for_status()
+    return response.json()
+
+
+# -- pushing to connections ---------------------------------------------------------------------
+
+
+_close_codes = threading.local()
+
+
+def _add_close_code_header(request: Any, **_: Any) -> None:
+    code = getattr(_close_codes, "code", None)
+    if code is not None:
+        request.headers[CLOSE_CODE_HEADER] = str(code)
+
+
+class AwsGateway(Gateway):
+    """``@connections`` over boto3's ``apigatewaymanagementapi``, for one API stage."""
+
+    def __init__(self, endpoint_url: str, *, region: str | None = None, client: Any = None) -> None:
+        self.endpoint_url = endpoint_url
+        if client is None:
+            import boto3
+            from botocore.config import Config
+
+            client = boto3.client(
+                "apigatewaymanagementapi", endpoint_url=endpoint_url, region_name=region,
+                config=Config(retries={"mode": "standard", "max_attempts": 3}, max_pool_connections=64,
+                              connect_timeout=3, read_timeout=10),
+            )  # fmt: skip
+        self.client = client
+        client.meta.events.register("before-sign.apigatewaymanagementapi.DeleteConnection", _add_close_code_header)
+
+    async def send(self, conn_id: str, text: str) -> bool:
+        return await asyncio.to_thread(self._post, conn_id, text)
+
+    def _post(self, conn_id: str, text: str) -> bool:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.post_to_connection(ConnectionId=conn_id, Data=text.encode("utf-8"))
+        except ClientError as exc:
+            if _is_gone(exc):
+                log.info("connection gone", extra={"conn": conn_id})
+                return False
+            # Throttled, or the client's buffer is full: the frame is lost but the connection is
+            # not known to be dead; the client catches up after its next reconnect.
+            log.warning("post_to_connection failed", extra={"conn": conn_id, "error": _error_code(exc)})
+        except BotoCoreError as exc:
+            log.warning("post_to_connection failed", extra={"conn": conn_id, "error": repr(exc)})
+        return True
+
+    async def close(self, conn_id: str, code: int, reason: str = "") -> None:
+        await asyncio.to_thread(self._delete, conn_id, code)
+
+    def _delete(self, conn_id: str, code: int) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        _close_codes.code = code
+        try:
+            self.client.delete_connection(ConnectionId=conn_id)
+        except ClientError as exc:
+            if not _is_gone(exc):
+                log.warning("delete_connection failed", extra={"conn": conn_id, "error": _error_code(exc)})
+        except BotoCoreError as exc:
+            log.warning("delete_connection failed", extra={"conn": conn_id, "error": repr(exc)})
+        finally:
+            _close_codes.code = None
+
+
+class _ConnectingGateway(Gateway):
+    """During ``$connect`` the new connection does not exist yet for ``@connections`` (a post to
+    it would be 410 and make the core delete the connection it is opening): frames for it are
+    dropped — the client asks for what it needs once connected."""
+
+    def __init__(self, inner: Gateway, connecting: str) -> None:
+        self.inner = inner
+        self.connecting = connecting
+
+    async def send(self, conn_id: str, text: str) -> bool:
+        if conn_id == self.connecting:
+            return True
+        return await self.inner.send(conn_id, text)
+
+    async def close(self, conn_id: str, code: int, reason: str = "") -> None:
+        if conn_id != self.connecting:
+            await self.inner.close(conn_id, code, reason)
+
+
+def _error_code(exc: Exception) -> str:
+    return getattr(exc, "response", {}).get("Error", {}).get("Code", "") or type(exc).__name__
+
+
+def _is_gone(exc: Exception) -> bool:
+    response = getattr(exc, "response", {})
+    return _error_code(exc) == "GoneException" or response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 410
+
+
+# -- the application a warm Lambda container keeps -----------------------------------------------
+
+
+class Unauthorized(Exception):
+    """Raised by the authorizer: API Gateway answers the handshake with 401."""
+
+    def __init__(self) -> None:
+        super().__init__("Unauthorized")  # the exact message API Gateway looks for
+
+
+@dataclass
+class Settings:
+    table_prefix: str = "tui-chat-"
+    dynamodb_endpoint: str | None = None
+    region: str | None = None
+    retention_days: int | None = 365
+    auth: str = "cognito"
+    cognito_region: str | None = None
+    cognito_user_pool_id: str | None = None
+    cognito_client_id: str | None = None
+    cognito_group: str | None = None
+    cognito_jwks_url: str | None = None
+    token_secret: str | None = None
+    management_endpoint: str | None = None
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
+        e = os.environ if env is None else env
+        region = e.get("AWS_REGION") or e.get("AWS_DEFAULT_REGION")
+        retention = int(e.get("TUI_CHAT_RETENTION_DAYS", "365"))
+        return cls(
+            table_prefix=e.get("TUI_CHAT_TABLE_PREFIX", "tui-chat-"),
+            dynamodb_endpoint=e.get("TUI_CHAT_DYNAMODB_ENDPOINT") or None, region=region,
+            retention_days=retention or None, auth=e.get("TUI_CHAT_AUTH", "cognito"),
+            cognito_region=e.get("TUI_CHAT_COGNITO_REGION") or region,
+            cognito_user_pool_id=e.get("TUI_CHAT_COGNITO_USER_POOL_ID") or None,
+            cognito_client_id=e.get("TUI_CHAT_COGNITO_CLIENT_ID") or None,
+            cognito_group=e.get("TUI_CHAT_COGNITO_GROUP") or None,
+            cognito_jwks_url=e.get("TUI_CHAT_COGNITO_JWKS_URL") or None,
+            token_secret=e.get("TUI_CHAT_TOKEN_SECRET") or None,
+            management_endpoint=e.get("TUI_CHAT_MANAGEMENT_ENDPOINT") or None,
+        )  # fmt: skip
+
+
+class LambdaApp:
+    """What a warm Lambda container keeps between invocations: the store, the token verifier and
+    one :class:`AwsGateway` per API endpoint. Its coroutines are the four routes."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        verifier: Any,
+        accounts: Any = None,
+        management_endpoint: str | None = None,
+        region: str | None = None,
+        clock: Callable[[], int] = now_ms,
+        gateway_factory: Callable[[str], Gateway] | None = None,
+    ) -> None:
+        """``verifier`` has ``mode`` and ``verify_token(token) -> Identity`` (a :class:`CognitoVerifier`,
+        or the self-hosted :class:`~tui_chat.server.accounts.AccountService` in the emulator, which
+        then also passes it as ``accounts`` for open mode's nickname check)."""
+        self.store = store
+        self.verifier = verifier
+        self.accounts = accounts
+        self.mode = verifier.mode
+        self.management_endpoint = management_endpoint
+        self.region = region
+        self.clock = clock
+        self._gateway_factory = gateway_factory or (lambda url: AwsGateway(url, region=region))
+        self._gateways: dict[str, Gateway] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "LambdaApp":
+        from tui_chat.server.stores.dynamodb import DynamoDBStore
+
+        store = DynamoDBStore(
+            prefix=settings.table_prefix, endpoint_url=settings.dynamodb_endpoint, region=settings.region,
+            retention_days=settings.retention_days,
+        )  # fmt: skip
+        if settings.auth == "cognito":
+            missing = [n for n in ("cognito_region", "cognito_user_pool_id", "cognito_client_id") if not getattr(settings, n)]
+            if missing:
+                raise RuntimeError(f"cognito sign-in needs {', '.join(missing)} (TUI_CHAT_COGNITO_* variables)")
+            verifier: Any = CognitoVerifier(
+                settings.cognito_region, settings.cognito_user_pool_id, settings.cognito_client_id,
+                required_group=settings.cognito_group, jwks_url=settings.cognito_jwks_url,
+            )  # fmt: skip
+            accounts = None
+        elif settings.auth in ("accounts", "open"):
+            from tui_chat.server.accounts import AccountService
+
+            if not settings.token_secret or len(settings.token_secret) < 32:
+                raise RuntimeError("accounts sign-in needs TUI_CHAT_TOKEN_SECRET (32 characters or more)")
+            accounts = AccountService(store, settings.token_secret.encode(), mode=settings.auth, clock=now_ms)
+            verifier = accounts
+        else:
+            raise RuntimeError(f"unknown TUI_CHAT_AUTH {settings.auth!r}")
+        return cls(store, verifier=verifier, accounts=accounts,
+                   management_endpoint=settings.management_endpoint, region=settings.region)  # fmt: skip
+
+    def gateway_for(self, event: dict) -> Gateway:
+        ctx = event.get("requestContext") or {}
+        url = self.management_endpoint or f"https://{ctx.get('domainName')}/{ctx.get('stage')}"
+        with self._lock:
+            gateway = self._gateways.get(url)
+            if gateway is None:
+                gateway = self._gateways[url] = self._gateway_factory(url)
+        return gateway
+
+    def core_for(self, event: dict, *, connecting: str | None = None) -> ChatCore:
+        gateway = self.gateway_for(event)
+        if connecting is not None:
+            gateway = _ConnectingGateway(gateway, connecting)
+        return ChatCore(self.store, gateway, clock=self.clock)
+
+    # -- routes ---------------------------------------------------------------------------------
+
+    async def authorize(self, event: dict) -> dict:
+        """The ``$connect`` authorizer: an IAM policy with the caller in its context, or ``Unauthorized``."""
+        query = event.get("queryStringParameters") or {}
+        token = query.get("token")
+        if not isinstance(token, str) or not token:
+            raise Unauthorized()
+        try:
+            if isinstance(self.verifier, CognitoVerifier):
+                identity = await asyncio.to_thread(self.verifier.verify_token, token)
+            else:
+                identity = self.verifier.verify_token(token)
+        except AuthError as exc:
+            log.info("connection refused", extra={"status": exc.status, "reason": exc.message})
+            if exc.status == 403:
+                return _policy("Deny", exc.message or "forbidden", event)
+            if exc.status == 401:
+                raise Unauthorized() from None
+            raise  # 503: API Gateway answers 500
+        device = query.get("device")
+        device = device if p.is_valid_device_id(device) else ""  # $connect answers 400 for it
+        if identity.device is not None and device and identity.device != device:
+            raise Unauthorized()  # an open-mode token is bound to its device
+        if self.mode != "cognito" and await self.store.get_user(identity.username) is None:
+            return _policy("Deny", identity.username, event)  # the account was deleted
+        return _policy("Allow", identity.username, event, {"username": identity.username, "device": device})
+
+    async def connect(self, event: dict) -> dict:
+        ctx = event["requestContext"]
+        conn_id = ctx["connectionId"]
+        auth = ctx.get("authorizer") or {}
+        device = (event.get("queryStringParameters") or {}).get("device")
+        if not p.is_valid_device_id(device):
+            return _response(400, "'device' must be 8-64 characters of A-Z, a-z, 0-9, '_', '-'")
+        username = auth.get("username")
+        if not p.is_valid_username(username) or auth.get("device") != device:
+            return _response(401, "not authorized")  # reached without the authorizer: never trust it
+        if self.mode == "cognito":
+            await self.store.ensure_user(username, self.clock())  # the first sign-in creates the user
+        elif self.mode == "open":
+            try:
+                await self.accounts.ensure_nickname_free(username, device)
+            except AuthError as exc:
+                return _response(exc.status, exc.message)
+        await self.core_for(event, connecting=conn_id).connect(conn_id, username, device)
+        return _response(200, "connected")
+
+    async def disconnect(self, event: dict) -> dict:
+        await self.core_for(event).disconnect(event["requestContext"]["connectionId"])
+        return _response(200, "disconnected")
+
+    async def message(self, event: dict) -> dict:
+        ctx = event["requestContext"]
+        conn_id = ctx["connectionId"]
+        auth = ctx.get("authorizer") or {}
+        core = self.core_for(event)
+        if p.is_valid_username(auth.get("username")) and p.is_valid_device_id(auth.get("device")):
+            caller = Caller(conn_id, auth["username"], auth["device"])
+        else:  # no authorizer context: look the connection up
+            record = await self.store.get_connection(conn_id)
+            if record is None:
+                await core.gateway.close(conn_id, p.CLOSE_POLICY, "unknown connection")
+                return _response(403, "unknown connection")
+            caller = Caller(conn_id, record.username, record.device)
+        body = event.get("body") or ""
+        raw: str | bytes = base64.b64decode(body) if event.get("isBase64Encoded") else body
+        await core.handle_frame(caller, raw)
+        return _response(200, "ok")
+
+
+def _policy(effect: str, principal: str, event: dict, context: dict | None = None) -> dict:
+    policy: dict[str, Any] = {
+        "principalId": principal,
+        "policyDocument": {
+            "Version": "2012-10-17",
+            "Statement": [{"Action": "execute-api:Invoke", "Effect": effect, "Resource": event.get("methodArn", "*")}],
+        },
+    }
+    if context:
+        policy["context"] = context
+    return policy
+
+
+def _response(status: int, body: str) -> dict:
+    return {"statusCode": status, "body": body}
+
+
+# -- Lambda entry points --------------------------------------------------------------------------
+
+_app: LambdaApp | None = None
+_app_lock = threading.Lock()
+_loops = threading.local()
+_logging_ready = False
+
+
+def configure(app: LambdaApp | None) -> None:
+    """Install the application the handlers use (the emulator and tests); ``None`` rebuilds from env."""
+    global _app
+    _app = app
+
+
+def get_app() -> LambdaApp:
+    global _app
+    with _app_lock:
+        if _app is None:
+            _app = LambdaApp.from_settings(Settings.from_env())
+        return _app
+
+
+def _setup_logging() -> None:
+    """In Lambda, make the runtime's handler write our JSON lines (once per container)."""
+    global _logging_ready
+    if _logging_ready or not os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+        return
+    from tui_chat.server.logs import JsonFormatter
+
+    root = logging.getLogger()
+    if not root.handlers:
+        root.addHandler(logging.StreamHandler())
+    for handler in root.handlers:
+        handler.setFormatter(JsonFormatter())
+    root.setLevel(os.environ.get("LOG_LEVEL", "INFO").upper())
+    _logging_ready = True
+
+
+def _run(coro: Any) -> Any:
+    """Run a coroutine on this thread's event loop, kept between invocations like the container."""
+    loop = getattr(_loops, "loop", None)
+    if loop is None or loop.is_closed():
+        loop = _loops.loop = asyncio.new_event_loop()
+    return loop.run_until_complete(coro)
+
+
+def _invoke(name: str, event: dict, context: Any) -> dict:
+    _setup_logging()
+    ctx = event.get("requestContext") or {}
+    fields = {
+        "route": ctx.get("routeKey") or name, "conn": ctx.get("connectionId"),
+        "user": (ctx.get("authorizer") or {}).get("username"),
+        "requestId": getattr(context, "aws_request_id", None) or ctx.get("requestId"),
+    }  # fmt: skip
+    started = time.perf_counter()
+    app = get_app()
+    try:
+        result = _run(getattr(app, name)(event))
+    except Unauthorized:
+        log.info("invocation", extra={**fields, "status": 401, "ms": _ms(started)})
+        raise
+    except StoreUnavailable:
+        log.error("store unavailable", extra={**fields, "ms": _ms(started)})
+        if name == "authorize":
+            raise
+        return _response(503, "the store is unavailable")
+    except Exception:
+        log.exception("invocation failed", extra={**fields, "ms": _ms(started)})
+        if name == "authorize":
+            raise
+        return _response(500, "internal error")
+    status = result.get("statusCode") if name != "authorize" else (
+        200 if result["policyDocument"]["Statement"][0]["Effect"] == "Allow" else 403
+    )  # fmt: skip
+    log.info("invocation", extra={**fields, "status": status, "ms": _ms(started)})
+    return result
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 2)
+
+
+def authorizer_handler(event: dict, context: Any = None) -> dict:
+    """``$connect`` REQUEST authorizer (identity source ``route.request.querystring.token``)."""
+    return _invoke("authorize", event, context)
+
+
+def connect_handler(event: dict, context: Any = None) -> dict:
+    """``$connect``: register the connection (401/400/409 refuse the handshake)."""
+    return _invoke("connect", event, context)
+
+
+def disconnect_handler(event: dict, context: Any = None) -> dict:
+    """``$disconnect``: forget the connection, announce the user offline on their last one."""
+    return _invoke("disconnect", event, context)
+
+
+def message_handler(event: dict, context: Any = None) -> dict:
+    """Every action route and ``$default``: one frame through the core."""
+    return _invoke("message", event, context)
+
+
+ROUTE_HANDLERS: dict[str, str] = {
+    "$connect": "connect_handler",
+    "$disconnect": "disconnect_handler",
+    "$default": "message_handler",
+    **{action: "message_handler" for action in (
+        "sendMessage", "getMessages", "getConversations", "getClients", "setStatus", "markRead", "typing", "ping",
+    )},
+}  # fmt: skip
+"""Which entry point serves each route of the template (and of the emulator)."""
+
+
+def new_connection_id() -> str:
+    """An id shaped like API Gateway's (base64-ish, 16 characters, ending in '=')."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes[:11]).decode()[:15] + "="

@@ -1,0 +1,415 @@
+"""``tui-chat serve --runtime lambda``: the Lambda handlers of ``aws.py`` behind a local API Gateway.
+
+An ASGI app (served by uvicorn like the self-hosted server) that does what API Gateway's
+WebSocket API does, so the cloud code path runs — and is tested — on 127.0.0.1:
+
+- ``/ws`` accepts WebSockets. The handshake calls the REQUEST authorizer (identity source: the
+  ``token`` query parameter; missing → 401 without calling it; ``Unauthorized`` → 401; ``Deny`` →
+  403), then ``$connect`` with the authorizer's context; a non-2xx ``statusCode`` refuses the
+  handshake with that status. Only then is the socket accepted and known to ``@connections``.
+- Each text frame goes to the route named by ``$request.body.action`` (``$default`` when the frame
+  is not a JSON object or names no route) with an API Gateway-shaped event; ``$disconnect`` follows
+  the close. Handlers run in worker threads, as sync Lambda functions, one frame of a connection
+  at a time (API Gateway gives no order guarantee across invocations; the emulator keeps the
+  sender's order, which is what the protocol tests check).
+- ``POST|GET|DELETE /{stage}/@connections/{id}`` (also without the stage) is the management API
+  the handlers reach over real HTTP through boto3 (``endpoint_url``); unknown or closed
+  connections answer 410 ``GoneException``. Only loopback clients may call it (API Gateway uses
+  IAM; the emulator has no credentials to check).
+- ``/healthz``, ``/info`` and, for ``accounts``/``open`` sign-in, ``/auth/*`` are the self-hosted
+  endpoints over the same DynamoDB store (API Gateway has no such routes: in the cloud, Cognito signs
+  users in), so clients and the live protocol tests use the emulator exactly like ``tui-chat serve``.
+
+Where the emulator knowingly differs from API Gateway, it behaves like the self-hosted server so the
+protocol holds: binary frames close the connection with 1008 (API Gateway would pass them on),
+rate limits are per connection (API Gateway throttles per route and stage), and ``DeleteConnection``
+closes with the code in the ``X-Tui-Chat-Close-Code`` header (4000 for ``replaced``), 1000 without it.
+
+DynamoDB is moto's server mode on 127.0.0.1 (in this process, in memory) unless
+``--dynamodb-endpoint`` names another (DynamoDB Local, a moto server you run, ...).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from types import SimpleNamespace
+from typing import Any
+from urllib.parse import parse_qs
+
+from tui_chat import protocol as p
+from tui_chat.server import aws
+from tui_chat.server.core import Caller, now_ms
+from tui_chat.server.local import (
+    REFUSALS_BEFORE_CLOSE,
+    ChatServerApp,
+    LiveConnection,
+    _deny,
+    _rate_limited_frame,
+)
+from tui_chat.server.store import Store
+
+log = logging.getLogger("tui_chat.emulator")
+
+STAGE = "local"
+API_ID = "emulator"
+LAMBDA_WORKERS = 32
+"""Concurrent Lambda invocations (warm containers), one thread each."""
+MAX_POST_BYTES = 128 * 1024
+_LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+Scope = dict[str, Any]
+
+
+@dataclass
+class _Socket:
+    live: LiveConnection
+    conn_id: str
+    connected_at: int
+    source_ip: str
+    user_agent: str
+    authorizer: dict
+    established: bool = False
+    last_active: int = 0
+
+
+class ApiGatewayEmulator:
+    """The ASGI app: WebSocket API Gateway in front of ``tui_chat.server.aws``'s handlers."""
+
+    def __init__(
+        self,
+        lambda_app: aws.LambdaApp,
+        http_app: ChatServerApp,
+        *,
+        store: Store,
+        on_startup: Any = None,
+        on_shutdown: Any = None,
+        stage: str = STAGE,
+    ) -> None:
+        self.lambda_app = lambda_app
+        self.http_app = http_app
+        self.store = store
+        self.stage = stage
+        self.sockets: dict[str, _Socket] = {}
+        self._pool = ThreadPoolExecutor(max_workers=LAMBDA_WORKERS, thread_name_prefix="lambda")
+        self._on_startup = on_startup
+        self._on_shutdown = on_shutdown
+        aws.configure(lambda_app)
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            if "/@connections/" in scope["path"]:
+                await self._management(scope, receive, send)
+            else:
+                await self.http_app(scope, receive, send)
+        elif kind == "websocket":
+            await self._websocket(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    # -- lifespan -------------------------------------------------------------------------------
+
+    async def _lifespan(self, receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    if self._on_startup is not None:
+                        await asyncio.to_thread(self._on_startup)
+                    await self.store.open()
+                    await self.store.clear_connections()  # sockets of a previous run are gone
+                except Exception as exc:
+                    log.exception("the emulator failed to start")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.going_away()
+                await self.store.close()
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                if self._on_shutdown is not None:
+                    await asyncio.to_thread(self._on_shutdown)
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def going_away(self, timeout: float = 2.0) -> None:
+        live = [s.live for s in self.sockets.values()]
+        for conn in live:
+            conn.close(p.CLOSE_GOING_AWAY, "server shutting down")
+        if live:
+            await asyncio.wait([asyncio.ensure_future(c.wait_drained()) for c in live], timeout=timeout)
+
+    # -- invoking the handlers ------------------------------------------------------------------
+
+    async def _invoke(self, route: str, event: dict) -> Any:
+        name = "authorizer_handler" if route == "authorizer" else aws.ROUTE_HANDLERS.get(route, "message_handler")
+        handler = getattr(aws, name)
+        context = SimpleNamespace(
+            aws_request_id=str(uuid.uuid4()), function_name=f"emulator-{route}",
+            get_remaining_time_in_millis=lambda: 29_000,
+        )  # fmt: skip
+        return await asyncio.get_running_loop().run_in_executor(self._pool, handler, event, context)
+
+    def _request_context(self, scope: Scope, sock_id: str, route: str, event_type: str, authorizer: dict | None) -> dict:
+        host, port = scope.get("server") or ("127.0.0.1", 0)
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"
+        domain = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        if self.lambda_app.management_endpoint is None:
+            scheme = "https" if scope.get("scheme") in ("wss", "https") else "http"
+            self.lambda_app.management_endpoint = f"{scheme}://{domain}/{self.stage}"
+        client = scope.get("client") or ("127.0.0.1", 0)
+        now = now_ms()
+        ctx = {
+            "routeKey": route, "eventType": event_type, "connectionId": sock_id, "domainName": domain,
+            "stage": self.stage, "apiId": API_ID, "requestId": uuid.uuid4().hex[:16], "messageDirection": "IN",
+            "extendedRequestId": uuid.uuid4().hex[:16], "requestTimeEpoch": now,
+            "requestTime": datetime.fromtimestamp(now / 1000, timezone.utc).strftime("%d/%b/%Y:%H:%M:%S +0000"),
+            "identity": {"sourceIp": client[0], "userAgent": _header(scope, "user-agent")},
+        }  # fmt: skip
+        if authorizer is not None:
+            ctx["authorizer"] = authorizer
+        return ctx
+
+    # -- WebSocket ------------------------------------------------------------------------------
+
+    async def _websocket(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["path"] not in ("/ws", f"/{self.stage}"):
+            await _deny(send, 404, "not found")
+            return
+        if (await receive())["type"] != "websocket.connect":
+            return
+        raw_query = scope.get("query_string", b"").decode("latin-1")
+        multi = parse_qs(raw_query, keep_blank_values=True)
+        query = {k: v[-1] for k, v in multi.items()}  # API Gateway keeps the last value
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        conn_id = aws.new_connection_id()
+        base = {"headers": headers, "multiValueHeaders": {k: [v] for k, v in headers.items()},
+                "queryStringParameters": query or None, "multiValueQueryStringParameters": multi or None,
+                "stageVariables": None, "isBase64Encoded": False}  # fmt: skip
+
+        if not query.get("token"):  # the identity source is missing: API Gateway does not call the authorizer
+            await _deny(send, 401, "Unauthorized")
+            return
+        auth_event = {**base, "type": "REQUEST",
+                      "methodArn": f"arn:aws:execute-api:local:000000000000:{API_ID}/{self.stage}/$connect",
+                      "requestContext": self._request_context(scope, conn_id, "$connect", "CONNECT", None)}  # fmt: skip
+        try:
+            policy = await self._invoke("authorizer", auth_event)
+        except Exception as exc:
+            status = 401 if str(exc) == "Unauthorized" else 500
+            await _deny(send, status, "Unauthorized" if status == 401 else "Internal server error")
+            return
+        statement = (policy.get("policyDocument") or {}).get("Statement") or [{}]
+        if statement[0].get("Effect") != "Allow":
+            await _deny(send, 403, "Forbidden")
+            return
+        authorizer = {"principalId": policy.get("principalId"), **(policy.get("context") or {})}
+
+        client = scope.get("client") or ("127.0.0.1", 0)
+        live = LiveConnection(Caller(conn_id, str(authorizer.get("username")), str(authorizer.get("device"))), send)
+        sock = _Socket(live, conn_id, now_ms(), client[0], _header(scope, "user-agent"), authorizer)
+        self.sockets[conn_id] = sock  # known, but not established: @connections answers 410 until $connect returns
+        result: Any = {}
+        try:
+            result = await self._invoke("$connect", {**base, "requestContext": {
+                **self._request_context(scope, conn_id, "$connect", "CONNECT", authorizer), "connectedAt": sock.connected_at}})  # fmt: skip
+            status = int(result.get("statusCode", 200)) if isinstance(result, dict) else 200
+        except Exception:
+            log.exception("$connect failed")
+            status = 500
+        if not 200 <= status < 300:
+            self.sockets.pop(conn_id, None)
+            await _deny(send, status, str(result.get("body", "refused")) if status != 500 else "Internal server error")
+            return
+        await send({"type": "websocket.accept"})
+        sock.established = True
+        live.start()
+        close_reason = "client closed"
+        try:
+            close_reason = await self._serve_frames(scope, sock, receive)
+        finally:
+            self.sockets.pop(conn_id, None)
+            live.abort()
+            event = {"headers": headers, "multiValueHeaders": base["multiValueHeaders"], "isBase64Encoded": False,
+                     "requestContext": {**self._request_context(scope, conn_id, "$disconnect", "DISCONNECT", authorizer),
+                                        "disconnectStatusCode": 1000, "disconnectReason": close_reason}}  # fmt: skip
+            try:
+                await asyncio.shield(self._invoke("$disconnect", event))
+            except Exception:
+                log.exception("$disconnect failed")
+
+    async def _serve_frames(self, scope: Scope, sock: _Socket, receive: Any) -> str:
+        live = sock.live
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                return f"client closed ({message.get('code', 1005)})"
+            sock.last_active = now_ms()
+            text = message.get("text")
+            if text is None:
+                live.close(p.CLOSE_POLICY, "binary frames are not part of the protocol")
+                return "binary frame"
+            wait_ms = live.bucket.take()
+            if wait_ms:
+                if live.bucket.refused_in_a_row > REFUSALS_BEFORE_CLOSE:
+                    live.close(p.CLOSE_POLICY, "far past the rate limit")
+                    return "rate limit"
+                live.push(_rate_limited_frame(text, wait_ms))
+                continue
+            route = _select_route(text)
+            event = {"body": text, "isBase64Encoded": False,
+                     "requestContext": {**self._request_context(scope, sock.conn_id, route, "MESSAGE", sock.authorizer),
+                                        "messageId": uuid.uuid4().hex[:16], "connectedAt": sock.connected_at}}  # fmt: skip
+            try:
+                await self._invoke(route, event)
+            except Exception:
+                log.exception("route handler failed", extra={"route": route})
+
+    # -- @connections ---------------------------------------------------------------------------
+
+    async def _management(self, scope: Scope, receive: Any, send: Any) -> None:
+        client = (scope.get("client") or ("", 0))[0]
+        if client not in _LOOPBACK:
+            await _aws_error(send, 403, "ForbiddenException", "@connections is only served to loopback clients")
+            return
+        prefix, _, conn_id = scope["path"].partition("/@connections/")
+        if prefix not in ("", f"/{self.stage}") or not conn_id or "/" in conn_id:
+            await _aws_error(send, 404, "NotFoundException", "no such resource")
+            return
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            if len(body) > MAX_POST_BYTES:
+                await _aws_error(send, 413, "PayloadTooLargeException", "the data is larger than 128 KB")
+                return
+            if not message.get("more_body"):
+                break
+        sock = self.sockets.get(conn_id)
+        if sock is None or not sock.established or sock.live.closed:
+            await _aws_error(send, 410, "GoneException", f"the connection {conn_id} is gone")
+            return
+        method = scope["method"]
+        if method == "POST":
+            try:
+                text = bytes(body).decode("utf-8")
+            except UnicodeDecodeError:
+                await _aws_error(send, 400, "BadRequestException", "the emulator only sends text frames")
+                return
+            if not sock.live.push(text):  # dropped as too slow: gone from now on
+                await _aws_error(send, 410, "GoneException", f"the connection {conn_id} is gone")
+                return
+            await _reply(send, 200, b"")
+        elif method == "DELETE":
+            code = _header(scope, aws.CLOSE_CODE_HEADER.lower())
+            sock.live.close(int(code) if code.isdigit() else p.CLOSE_NORMAL, "closed by the server")
+            await _reply(send, 204, b"")
+        elif method == "GET":
+            payload = {"connectedAt": _iso(sock.connected_at), "lastActiveAt": _iso(sock.last_active or sock.connected_at),
+                       "identity": {"sourceIp": sock.source_ip, "userAgent": sock.user_agent}}  # fmt: skip
+            await _reply(send, 200, json.dumps(payload).encode(), json_body=True)
+        else:
+            await _aws_error(send, 405, "MethodNotAllowedException", f"{method} is not supported")
+
+
+def _select_route(text: str) -> str:
+    """``$request.body.action``: the named route when it exists, else ``$default``."""
+    try:
+        frame = json.loads(text)
+    except ValueError:
+        return "$default"
+    action = frame.get("action") if isinstance(frame, dict) else None
+    if isinstance(action, str) and action in aws.ROUTE_HANDLERS and not action.startswith("$"):
+        return action
+    return "$default"
+
+
+def _header(scope: Scope, name: str) -> str:
+    wanted = name.encode("latin-1")
+    for key, value in scope.get("headers", []):
+        if key.lower() == wanted:
+            return value.decode("latin-1")
+    return ""
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+async def _reply(send: Any, status: int, body: bytes, *, json_body: bool = False) -> None:
+    headers = [(b"content-length", str(len(body)).encode())]
+    if json_body:
+        headers.append((b"content-type", b"application/json"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _aws_error(send: Any, status: int, error_type: str, message: str) -> None:
+    """An error the way botocore's rest-json parser reads it (``x-amzn-ErrorType``)."""
+    body = json.dumps({"message": message}).encode()
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+        (b"x-amzn-errortype", error_type.encode()),
+    ]})  # fmt: skip
+    await send({"type": "http.response.body", "body": body})
+
+
+# -- building it (``tui-chat serve --runtime lambda``) -----------------------------------------------
+
+
+def build_emulator(options: Any, *, clock: Any = now_ms) -> ApiGatewayEmulator:
+    """The emulator for :class:`~tui_chat.server.serve.ServeOptions` (``runtime="lambda"``)."""
+    from tui_chat.server.accounts import AccountService, load_or_create_secret
+    from tui_chat.server.stores.dynamodb import DynamoDBStore
+
+    for name, value in (("AWS_ACCESS_KEY_ID", "emulator"), ("AWS_SECRET_ACCESS_KEY", "emulator"),
+                        ("AWS_DEFAULT_REGION", options.cognito_region or "us-east-1")):  # fmt: skip
+        os.environ.setdefault(name, value)  # moto and the emulator accept any credentials
+    region = os.environ["AWS_DEFAULT_REGION"]
+    moto_server = None
+    endpoint = options.dynamodb_endpoint
+    if endpoint is None:
+        moto_server = _start_moto()
+        host, port = moto_server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+    store = DynamoDBStore(prefix=options.table_prefix, endpoint_url=endpoint, region=region, create_tables=True)
+
+    db_path = options.db_path
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    secret = load_or_create_secret(db_path.with_name(db_path.name + ".secret"))
+    verifier = None
+    if options.auth == "cognito":
+        verifier = aws.CognitoVerifier(
+            options.cognito_region, options.cognito_user_pool_id, options.cognito_client_id,
+            required_group=options.cognito_group, jwks_url=getattr(options, "cognito_jwks_url", None),
+        )  # fmt: skip
+        accounts = AccountService(store, secret, mode="accounts", allow_signup=False, clock=clock)
+    else:
+        accounts = AccountService(store, secret, mode=options.auth, allow_signup=options.signup, clock=clock)
+    lambda_app = aws.LambdaApp(store, verifier=verifier or accounts, accounts=accounts, region=region, clock=clock)
+    http_app = ChatServerApp(store, accounts, verifier=verifier, clock=clock)
+    log.info("lambda runtime", extra={"dynamodb": endpoint, "tables": options.table_prefix + "*"})
+    return ApiGatewayEmulator(lambda_app, http_app, store=store,
+                              on_shutdown=moto_server.stop if moto_server is not None else None)  # fmt: skip
+
+
+def _start_moto() -> Any:
+    started = time.perf_counter()
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    log.info("moto server started", extra={"port": server.get_host_and_port()[1], "ms": round((time.perf_counter() - started) * 1000)})
+    return server
