@@ -1,0 +1,42 @@
+import importlib.util
+import itertools
+
+import pytest
+
+from tests.serverproc import RunningServer, start_server
+
+_names = itertools.count(1)
+
+
+RUNTIMES = {"local": (), "lambda": ("--runtime", "lambda")}
+"""``lambda``: the AWS Lambda handlers behind the local API Gateway emulator, over moto's DynamoDB."""
+
+
+@pytest.fixture(scope="module", params=list(RUNTIMES))
+def server(request, tmp_path_factory) -> RunningServer:
+    """One real ``tui-chat serve`` per test module and runtime (tests use distinct usernames)."""
+    if request.param == "lambda":
+        missing = [m for m in ("boto3", "moto", "flask") if importlib.util.find_spec(m) is None]
+        if missing:
+            pytest.skip(f"the lambda runtime needs {', '.join(missing)} (the test extra installs them)")
+    running = start_server(tmp_path_factory.mktemp("server"), extra_args=RUNTIMES[request.param])
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def fresh_server(tmp_path) -> RunningServer:
+    """A server of the test's own, for tests that kill, restart or exhaust it."""
+    running = start_server(tmp_path)
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def names():
+    """Unique usernames, so tests can share a server."""
+
+    def make(prefix: str = "user") -> str:
+        return f"{prefix}{next(_names)}"
+
+    return make

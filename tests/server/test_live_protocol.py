@@ -1,0 +1,411 @@
+"""The protocol against a real ``tui-chat serve`` on 127.0.0.1, through real WebSocket clients."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from tests.wsclient import WsClient, signup
+
+
+async def user(server, names, prefix="u", device="device-0001"):
+    name = names(prefix)
+    token = await signup(server.http_url, name)
+    return await WsClient.open(server.ws_url, token, name, device), token
+
+
+def send_frame(to: str, msg_id: str, body: str = "hello", **extra) -> dict:
+    return {"action": "sendMessage", "id": msg_id, "to": to, "body": body, **extra}
+
+
+# -- sendMessage -----------------------------------------------------------------------------
+
+
+async def test_send_acks_the_sender_and_delivers_to_the_recipient(server, names):
+    alice, _ = await user(server, names, "alice")
+    bob, _ = await user(server, names, "bob")
+    ack = await alice.request(send_frame(bob.user, "msg-00000001", "hi bob"))
+    assert ack["type"] == "ack" and ack["id"] == "msg-00000001"
+    stored = ack["message"]
+    assert stored == {"id": "msg-00000001", "from": alice.user, "to": bob.user, "body": "hi bob", "seq": 1, "ts": stored["ts"]}
+    assert (await bob.expect("message"))["message"] == stored
+    assert not [f for f in await alice.drain() if f["type"] == "message"], "the sender never gets its own send as a message"
+
+
+async def test_sender_comes_from_the_connection_not_the_frame(server, names):
+    alice, _ = await user(server, names, "alice")
+    bob, _ = await user(server, names, "bob")
+    ack = await alice.request(send_frame(bob.user, "spoof-0001", "it's me", **{"from": bob.user}))
+    assert ack["message"]["from"] == alice.user
+    assert (await bob.expect("message"))["message"]["from"] == alice.user
+
+
+async def test_unknown_recipient_and_rooms_are_refused(server, names):
+    alice, _ = await user(server, names, "alice")
+    error = await alice.request(send_frame("nobody-here", "msg-unknown1"))
+    assert (error["type"], error["code"], error["id"]) == ("error", "unknown_user", "msg-unknown1")
+    error = await alice.request(send_frame("#general", "msg-room0001"))
+    assert error["code"] == "bad_request" and "rooms" in error["message"]
+
+
+async def test_retry_with_same_id_across_a_reconnect_stores_once(server, names):
+    alice, token = await user(server, names, "alice")
+    bob, _ = await user(server, names, "bob")
+    first = await alice.request(send_frame(bob.user, "retry-000001", "once"))
+    await alice.close()
+    alice = await WsClient.open(server.ws_url, token, alice.user)
+    again = await alice.request(send_frame(bob.user, "retry-000001", "a different body"))
+    assert again["message"] == first["message"], "a retry gets the original ack: same seq, ts and body"
+    received = [f for f in await bob.drain() if f["type"] == "message"]
+    assert [f["message"]["id"] for f in received] == ["retry-000001"], "no second message event"
+    page = await bob.request({"action": "getMessages", "with": alice.user})
+    assert [m["body"] for m in page["items"]] == ["once"]
+
+
+async def test_300_pipelined_messages_keep_the_senders_order(server, names):
+    alice, _ = await user(server, names, "alice")
+    bob, _ = await user(server, names, "bob")
+    for i in range(300):
+        await alice.send(send_frame(bob.user, f"pipe-{i:06d}", f"n{i}"))
+    acks = [await alice.expect("ack") for _ in range(300)]
+    assert [a["id"] for a in acks] == [f"pipe-{i:06d}" for i in range(300)]
+    seqs = [a["message"]["seq"] for a in acks]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 300
+    got = [(await bob.expect("message"))["message"]["body"] for _ in range(300)]
+    assert got == [f"n{i}" for i in range(300)]
+
+
+async def test_every_device_of_a_user_gets_their_messages_including_their_own_sends(server, names):
+    alice_laptop, token = await user(server, names, "alice", device="laptop-0001")
+    alice_phone = await WsClient.open(server.ws_url, token, alice_laptop.user, device="phone-00001")
+    bob, _ = await user(server, names, "bob")
+    await alice_laptop.request(send_frame(bob.user, "multi-00001", "from laptop"))
+    assert (await alice_phone.expect("message"))["message"]["body"] == "from laptop"
+    assert (await bob.expect("message"))["message"]["body"] == "from laptop"
+    await bob.request(send_frame(alice_laptop.user, "multi-00002", "to both"))
+    assert (await alice_laptop.expect("message"))["message"]["body"] == "to both"
+    assert (await alice_phone.expect("message"))["message"]["body"] == "to both"
+
+
+async def test_notes_to_self_reach_the_other_devices(server, names):
+    laptop, token = await user(server, names, "alice", device="laptop-0001")
+    phone = await WsClient.open(server.ws_url, token, laptop.user, device="phone-00001")
+    ack = await laptop.request(send_frame(laptop.user, "self-000001", "remember milk"))
+    assert ack["message"]["to"] == laptop.user
+    assert (await phone.expect("message"))["message"]["body"] == "remember milk"
+
+
+# -- history, conversations, unread --------------------------------------------------------
+
+
+async def test_offline_recipient_catches_up_with_unread_counts_and_mark_read(server, names):
+    alice, _ = await user(server, names, "alice")
+    bob_name = names("bob")
+    bob_token = await signup(server.http_url, bob_name)
+    for i in range(5):
+        await alice.request(send_frame(bob_name, f"off-{i:07d}", f"while you were out {i}"))
+    bob = await WsClient.open(server.ws_url, bob_token, bob_name)
+    convs = await bob.request({"action": "getConversations"})
+    [conv] = [c for c in convs["items"] if c["with"] == alice.user]
+    assert (conv["lastSeq"], conv["readSeq"], conv["unread"]) == (5, 0, 5)
+    assert conv["last"]["body"] == "while you were out 4"
+    page = await bob.request({"action": "getMessages", "with": alice.user, "after": 0})
+    assert [m["seq"] for m in page["items"]] == [1, 2, 3, 4, 5] and page["hasMore"] is False
+
+    await bob.send({"action": "markRead", "with": alice.user, "seq": 3})
+    assert await bob.expect("read") == {"type": "read", "with": alice.user, "by": bob_name, "seq": 3}
+    assert await alice.expect("read") == {"type": "read", "with": bob_name, "by": bob_name, "seq": 3}
+    convs = await bob.request({"action": "getConversations"})
+    [conv] = [c for c in convs["items"] if c["with"] == alice.user]
+    assert (conv["readSeq"], conv["unread"]) == (3, 2)
+
+    # markRead never moves back, and a no-op sends no read event
+    await bob.send({"action": "markRead", "with": alice.user, "seq": 2})
+    assert not [f for f in await bob.drain() if f["type"] == "read"]
+    # clamped to lastSeq
+    await bob.send({"action": "markRead", "with": alice.user, "seq": 999})
+    assert (await bob.expect("read"))["seq"] == 5
+
+
+async def test_sending_moves_the_senders_own_read_marker(server, names):
+    alice, _ = await user(server, names, "alice")
+    bob, _ = await user(server, names, "bob")
+    await bob.request(send_frame(alice.user, "rs-00000001", "question?"))
+    await alice.request(send_frame(bob.user, "rs-00000002", "answer"))
+    convs = await alice.request({"action": "getConversations"})
+    [conv] = [c for c in convs["items"] if c["with"] == bob.user]
+    assert (conv["readSeq"], conv["unread"]) == (2, 0)
+    assert not [f for f in await alice.drain() if f["type"] == "read"], "no read event for one's own send"
+
+
+async def test_paging_with_before_and_after(server, names):
+    alice, _ = await user(server, names, "alice")
+    bob, _ = await user(server, names, "bob")
+    for i in range(1, 26):
+        await alice.send(send_frame(bob.user, f"page-{i:06d}", f"m{i}"))
+    for _ in range(25):
+        await alice.expect("ack")
+    newest = await bob.request({"action": "getMessages", "with": alice.user, "limit": 10})
+    assert [m["seq"] for m in newest["items"]] == list(range(16, 26)) and newest["hasMore"] is True
+    older = await bob.request({"action": "getMessages", "with": alice.user, "before": 16, "limit": 10})
+    assert [m["seq"] for m in older["items"]] == list(range(6, 16)) and older["hasMore"] is True
+    oldest = await bob.request({"action": "getMessages", "with": alice.user, "before": 6, "limit": 10})
+    assert [m["seq"] for m in oldest["items"]] == [1, 2, 3, 4, 5] and oldest["hasMore"] is False
+    after = await bob.request({"action": "getMessages", "with": alice.user, "after": 20, "limit": 3})
+    assert [m["seq"] for m in after["items"]] == [21, 22, 23] and after["hasMore"] is True
+    tail = await bob.request({"action": "getMessages", "with": alice.user, "after": 23})
+    assert [m["seq"] for m in tail["items"]] == [24, 25] and tail["hasMore"] is False
+    bad = await bob.request({"action": "getMessages", "with": alice.user, "after": 1, "before": 5})
+    assert bad["code"] == "bad_request"
+
+
+async def test_list_replies_stay_under_128_kib(server, names):
+    alice, _ = await user(server, names, "alice")
+    bob, _ = await user(server, names, "bob")
+    big = "x" * 3999
+    for i in range(60):  # 60 x 4 KB = 240 KB of history
+        await alice.send(send_frame(bob.user, f"big-{i:07d}", f"{i:02d}{big}"))
+    for _ in range(60):
+        await alice.expect("ack")
+    reply = await bob.request({"action": "getMessages", "with": alice.user, "limit": 200})
+    assert len(json.dumps(reply, ensure_ascii=False).encode()) <= 128 * 1024
+    assert reply["hasMore"] is True and 0 < len(reply["items"]) < 60
+    assert reply["items"][-1]["seq"] == 60, "the newest are kept; older ones are paged with before"
+    rest = await bob.request({"action": "getMessages", "with": alice.user, "before": reply["items"][0]["seq"], "limit": 200})
+    assert rest["items"][-1]["seq"] == reply["items"][0]["seq"] - 1
+    forward = await bob.request({"action": "getMessages", "with": alice.user, "after": 0, "limit": 200})
+    assert forward["hasMore"] is True and forward["items"][0]["seq"] == 1
+
+
+async def test_conversations_page_with_a_cursor_newest_first(server, names):
+    hub, _ = await user(server, names, "hub")
+    partners = []
+    for i in range(55):
+        name = names("p")
+        await signup(server.http_url, name)
+        partners.append(name)
+        await hub.send(send_frame(name, f"conv-{i:06d}", f"hello {i}"))
+    for _ in partners:
+        await hub.expect("ack")
+    first = await hub.request({"action": "getConversations"})
+    assert [c["with"] for c in first["items"]][:3] == partners[::-1][:3]
+    assert "next" in first
+    second = await hub.request({"action": "getConversations", "cursor": first["next"]})
+    seen = [c["with"] for c in first["items"] + second["items"]]
+    assert seen == partners[::-1] and "next" not in second
+
+
+# -- clients and presence --------------------------------------------------------------------
+
+
+async def test_presence_online_status_text_and_offline_with_last_seen(server, names):
+    watcher, _ = await user(server, names, "watch")
+    listing = await watcher.request({"action": "getClients"})
+    assert listing["type"] == "clients"
+    bob_name = names("bob")
+    bob_token = await signup(server.http_url, bob_name)
+
+    bob = await WsClient.open(server.ws_url, bob_token, bob_name, device="bob-laptop")
+    online = await watcher.expect("presence", user=bob_name)
+    assert (online["status"], online["lastSeen"]) == ("online", None)
+
+    await bob.send({"action": "setStatus", "status": "away", "text": "lunch"})
+    away = await watcher.expect("presence", user=bob_name)
+    assert (away["status"], away["text"]) == ("away", "lunch")
+    assert (await bob.expect("presence", user=bob_name))["status"] == "away", "the sender gets its own presence"
+
+    phone = await WsClient.open(server.ws_url, bob_token, bob_name, device="bob-phone1")
+    await phone.close()
+    assert not [f for f in await watcher.drain() if f.get("user") == bob_name], "a second device is not re-announced"
+
+    await bob.close()
+    offline = await watcher.expect("presence", user=bob_name)
+    assert offline["status"] == "offline" and isinstance(offline["lastSeen"], int)
+    listing = await watcher.request({"action": "getClients"})
+    [entry] = [u for u in listing["users"] if u["user"] == bob_name]
+    assert entry == {"user": bob_name, "status": "offline", "text": "lunch", "lastSeen": offline["lastSeen"]}
+
+    bob = await WsClient.open(server.ws_url, bob_token, bob_name, device="bob-laptop")
+    back = await watcher.expect("presence", user=bob_name)
+    assert (back["status"], back["text"]) == ("away", "lunch"), "status and text survive reconnects"
+    await bob.send({"action": "setStatus", "status": "online"})
+    assert (await watcher.expect("presence", user=bob_name))["text"] == "", "setStatus without text clears it"
+
+
+async def test_get_clients_lists_users_by_name(server, names):
+    alice, _ = await user(server, names, "alice")
+    listing = await alice.request({"action": "getClients"})
+    names_listed = [u["user"] for u in listing["users"]]
+    assert names_listed == sorted(names_listed) and alice.user in names_listed
+    [me] = [u for u in listing["users"] if u["user"] == alice.user]
+    assert me["status"] == "online" and me["lastSeen"] is None
+
+
+async def test_typing_reaches_every_connection_of_the_recipient(server, names):
+    alice, _ = await user(server, names, "alice")
+    bob, _ = await user(server, names, "bob")
+    await alice.send({"action": "typing", "to": bob.user})
+    assert await bob.expect("typing") == {"type": "typing", "from": alice.user}
+
+
+async def test_ping_answers_pong_with_rid(server, names):
+    alice, _ = await user(server, names, "alice")
+    await alice.send({"action": "ping", "rid": "ping-42"})
+    assert await alice.recv() == {"type": "pong", "rid": "ping-42"}
+    await alice.send({"action": "ping"})
+    assert await alice.recv() == {"type": "pong"}
+
+
+# -- bad input ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "raw,code",
+    [
+        ("this is not json", "bad_request"),
+        ("[1,2,3]", "bad_request"),
+        ('"a string"', "bad_request"),
+        ('{"no_action": true}', "bad_request"),
+        ('{"action": "selfDestruct"}', "unknown_action"),
+        ('{"action":"sendMessage","id":"ctrl-0000001","to":"nobody","body":"a\\u001b[2Jb"}', "bad_request"),
+        (json.dumps({"action": "ping", "pad": "x" * 40000}), "too_large"),
+    ],
+)
+async def test_malformed_frames_get_errors_and_the_connection_keeps_serving(server, names, raw, code):
+    alice, _ = await user(server, names, "alice")
+    await alice.send(raw)
+    error = await alice.expect("error")
+    assert error["code"] == code and error["message"]
+    assert (await alice.request({"action": "ping"}))["type"] == "pong"
+
+
+async def test_frames_over_128_kib_close_with_1009_and_the_server_keeps_serving(server, names):
+    alice, _ = await user(server, names, "alice")
+    await alice.send("x" * (129 * 1024))
+    with pytest.raises(ConnectionClosed) as closed:
+        await alice.recv()
+    assert closed.value.rcvd.code == 1009
+    other, _ = await user(server, names, "other")
+    assert (await other.request({"action": "ping"}))["type"] == "pong"
+
+
+async def test_binary_frames_close_with_1008(server, names):
+    alice, _ = await user(server, names, "alice")
+    await alice.ws.send(b"\x00\x01binary")
+    with pytest.raises(ConnectionClosed) as closed:
+        await alice.recv()
+    assert closed.value.rcvd.code == 1008
+
+
+# -- handshake ---------------------------------------------------------------------------------
+
+
+async def test_handshake_refusals_have_http_statuses(server, names):
+    name = names("alice")
+    token = await signup(server.http_url, name)
+    for query, status in [
+        (f"token={token}", 400),  # no device
+        (f"token={token}&device=short", 400),
+        ("device=device-0001", 401),  # no token
+        ("device=device-0001&token=not.a.jwt", 401),
+        (f"device=device-0001&token={token[:-4]}AAAA", 401),  # forged signature
+    ]:
+        with pytest.raises(InvalidStatus) as refused:
+            await connect(f"{server.ws_url}?{query}")
+        assert refused.value.response.status_code == status, query
+
+
+async def test_open_mode_refuses_a_nickname_in_use_on_another_device(fresh_server_open):
+    server = fresh_server_open
+    async with httpx.AsyncClient() as http:
+        first = await http.post(server.http_url + "/auth/login", json={"username": "Carol", "device": "carol-laptop"})
+        assert first.status_code == 200 and first.json()["user"] == "carol"
+        carol = await WsClient.open(server.ws_url, first.json()["token"], "carol", device="carol-laptop")
+        taken = await http.post(server.http_url + "/auth/login", json={"username": "carol", "device": "mallory-box"})
+        assert taken.status_code == 409
+        # a token bound to one device does not open another
+        with pytest.raises(InvalidStatus) as refused:
+            await WsClient.open(server.ws_url, first.json()["token"], "carol", device="mallory-box")
+        assert refused.value.response.status_code == 401
+        await carol.close()
+        await carol.ws.wait_closed()
+        for _ in range(50):  # the server notices the close right after the closing handshake
+            retry = await http.post(server.http_url + "/auth/login", json={"username": "carol", "device": "mallory-box"})
+            if retry.status_code == 200:
+                break
+            await asyncio.sleep(0.02)
+        assert retry.status_code == 200
+
+
+async def test_open_mode_handshake_409_when_nickname_connected_elsewhere(fresh_server_open):
+    server = fresh_server_open
+    async with httpx.AsyncClient() as http:
+        a = (await http.post(server.http_url + "/auth/login", json={"username": "dave", "device": "dave-device-a"})).json()
+        b = (await http.post(server.http_url + "/auth/login", json={"username": "dave", "device": "dave-device-b"})).json()
+    await WsClient.open(server.ws_url, a["token"], "dave", device="dave-device-a")
+    with pytest.raises(InvalidStatus) as refused:
+        await WsClient.open(server.ws_url, b["token"], "dave", device="dave-device-b")
+    assert refused.value.response.status_code == 409
+
+
+@pytest.fixture
+def fresh_server_open(tmp_path):
+    from tests.serverproc import start_server
+
+    running = start_server(tmp_path, auth="open")
+    yield running
+    running.stop()
+
+
+async def test_replaced_connection_gets_replaced_and_4000(server, names):
+    old, token = await user(server, names, "alice", device="same-device")
+    watcher, _ = await user(server, names, "watch")
+    await watcher.request({"action": "getClients"})
+    new = await WsClient.open(server.ws_url, token, old.user, device="same-device")
+    assert (await old.recv())["type"] == "replaced"
+    with pytest.raises(ConnectionClosed) as closed:
+        await old.recv()
+    assert closed.value.rcvd.code == 4000
+    assert (await new.request({"action": "ping"}))["type"] == "pong"
+    assert not [f for f in await watcher.drain() if f.get("user") == old.user], "a replacement is not a presence change"
+
+
+# -- rate limits and slow readers ---------------------------------------------------------------
+
+
+async def test_rate_limit_refuses_with_retry_after_without_starving_others(server, names):
+    flood, _ = await user(server, names, "flood")
+    calm, _ = await user(server, names, "calm")
+    for i in range(800):
+        await flood.send({"action": "ping", "rid": f"f{i}"})
+    pong = await calm.request({"action": "ping"})
+    assert pong["type"] == "pong"
+    frames = [await flood.recv() for _ in range(800)]
+    limited = [f for f in frames if f["type"] == "error"]
+    assert limited and all(f["code"] == "rate_limited" and f["retryAfterMs"] > 0 for f in limited)
+    assert sum(f["type"] == "pong" for f in frames) >= 500, "the burst allowance is honoured"
+    assert {f["rid"] for f in limited} <= {f"f{i}" for i in range(800)}, "refusals name the request"
+
+
+async def test_a_reader_that_never_reads_is_dropped_and_does_not_stall_others(server, names):
+    sender, _ = await user(server, names, "loud")
+    name = names("stuck")
+    token = await signup(server.http_url, name)
+    # A client that stops reading: tiny receive buffers, and we never call recv.
+    stuck = await WsClient.open(server.ws_url, token, name, max_queue=1, read_limit=1)
+    listener, _ = await user(server, names, "ok")
+    body = "y" * 3900
+    for i in range(400):  # ~1.6 MB to the stuck reader, more than its 1 MiB allowance
+        await sender.send(send_frame(name, f"slow-{i:07d}", body))
+        if i % 50 == 0:
+            await sender.send(send_frame(listener.user, f"fast-{i:07d}", "still here"))
+    acks = [await sender.expect("ack") for _ in range(408)]
+    assert len(acks) == 408, "the sender is never blocked by the slow reader"
+    got = [await listener.expect("message") for _ in range(8)]
+    assert all(m["message"]["body"] == "still here" for m in got)
+    del stuck

@@ -1,0 +1,81 @@
+"""A thin test client over a real ``websockets`` connection: send frames, await the ones we expect."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from urllib.parse import urlencode
+
+import httpx
+from websockets.asyncio.client import ClientConnection, connect
+
+RECV_TIMEOUT_S = 10.0
+_rids = itertools.count(1)
+
+
+class WsClient:
+    def __init__(self, ws: ClientConnection, user: str, device: str) -> None:
+        self.ws = ws
+        self.user = user
+        self.device = device
+        self.pending: list[dict] = []  # frames read while looking for another
+
+    @classmethod
+    async def open(cls, ws_url: str, token: str, user: str, device: str = "device-0001", **kwargs) -> "WsClient":
+        ws = await connect(f"{ws_url}?{urlencode({'token': token, 'device': device})}", **kwargs)
+        return cls(ws, user, device)
+
+    async def send(self, frame: dict | str) -> None:
+        await self.ws.send(frame if isinstance(frame, str) else json.dumps(frame, ensure_ascii=False))
+
+    async def recv(self, timeout: float = RECV_TIMEOUT_S) -> dict:
+        if self.pending:
+            return self.pending.pop(0)
+        return json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
+
+    async def expect(self, kind: str, timeout: float = RECV_TIMEOUT_S, **match) -> dict:
+        """The next frame of ``type`` ``kind`` (matching ``match``); frames skipped stay pending."""
+        for i, frame in enumerate(self.pending):
+            if _matches(frame, kind, match):
+                return self.pending.pop(i)
+        async with asyncio.timeout(timeout):
+            while True:
+                frame = json.loads(await self.ws.recv())
+                if _matches(frame, kind, match):
+                    return frame
+                self.pending.append(frame)
+
+    async def request(self, frame: dict) -> dict:
+        """Send an action with a fresh ``rid`` and return the direct reply carrying it."""
+        rid = f"r{next(_rids)}"
+        await self.send({**frame, "rid": rid})
+        for i, pending in enumerate(self.pending):
+            if pending.get("rid") == rid:
+                return self.pending.pop(i)
+        async with asyncio.timeout(RECV_TIMEOUT_S):
+            while True:
+                reply = json.loads(await self.ws.recv())
+                if reply.get("rid") == rid:
+                    return reply
+                self.pending.append(reply)
+
+    async def drain(self) -> list[dict]:
+        """Everything the server queued for us before it answered a ping now."""
+        await self.request({"action": "ping"})
+        frames, self.pending = self.pending, []
+        return frames
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+
+def _matches(frame: dict, kind: str, match: dict) -> bool:
+    return frame.get("type") == kind and all(frame.get(k) == v for k, v in match.items())
+
+
+async def signup(http_url: str, username: str, password: str = "correct horse battery") -> str:
+    async with httpx.AsyncClient() as client:
+        response = await client.post(http_url + "/auth/signup", json={"username": username, "password": password})
+        response.raise_for_status()
+        return response.json()["token"]
