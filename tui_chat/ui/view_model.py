@@ -1,0 +1,59 @@
+"""What the widgets display: small immutable rows, independent of the client service.
+
+The widgets never see the client's own types; ``tui_chat.ui.adapt`` turns client state into
+these rows. That keeps the widgets testable (and snapshot-able) with fixed data and no network.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Mark = Literal["none", "pending", "sent", "read", "failed"]
+"""``none`` for other people's messages; the rest describe one of our own."""
+
+PresenceName = Literal["online", "away", "busy", "offline"]
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRow:
+    key: str
+    """The message id: stable from the moment it is queued to after the server stored it."""
+    sender: str
+    body: str
+    ts: int
+    """Milliseconds since the epoch (the server's time once stored, ours while pending)."""
+    mine: bool = False
+    mark: Mark = "none"
+    reason: str = ""
+    """Why a ``failed`` message was not sent, for people."""
+
+
+@dataclass(frozen=True, slots=True)
+class UserRow:
+    name: str
+    status: PresenceName = "offline"
+    text: str = ""
+    unread: int = 0
+    is_me: bool = False
+
+
+STATUS_MARKS: dict[str, str] = {"online": "●", "away": "◐", "busy": "⊘", "offline": "○"}
+"""Status marks that differ in shape, not only in colour."""
+
+ConnectionState = Literal["connecting", "online", "reconnecting", "offline", "replaced", "signed_out"]
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionRow:
+    state: ConnectionState = "connecting"
+    retry_at: float | None = None
+    """``time.monotonic()`` of the next reconnect attempt, while ``reconnecting``."""
+    queued: int = 0
+    """Messages in the outbox, waiting for the connection."""
+    server: str = ""
+    user: str = ""
+    note: str = ""
+    """Extra words, e.g. that the server runs inside this process."""
+    detail: str = ""
+    """Why we are offline, from the client service (shown literally)."""

@@ -1,0 +1,485 @@
+"""The conversation: a Line-API ``ScrollView`` that draws only the rows on screen.
+
+One widget for the whole history, never one per message: the layout is a list of row counts
+per message (and their running sums) for the current width; ``render_line`` finds the message
+under a row by bisection and draws it from an LRU cache of rendered strips. Height of a
+message is computed by the same wrapping code that draws it, with a fast path for the common
+short single-line message, so 10,000 messages lay out in a few milliseconds.
+
+Rows of one message, top to bottom: a blank line before a new group, a day separator,
+a header (sender and time, once per run from one sender within ``GROUP_GAP_MS``), the wrapped
+body (with our own messages' mark in the right gutter) and, for a failed message, the reason.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_right
+from collections.abc import Sequence
+from itertools import accumulate
+
+from rich.cells import cell_len, chop_cells
+from rich.segment import Segment
+from rich.style import Style
+from textual.binding import Binding
+from textual.cache import LRUCache
+from textual.geometry import Size
+from textual.message import Message
+from textual.reactive import reactive
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+from tui_chat.ui.safe_text import fragments, is_plain
+from tui_chat.ui.timefmt import Clock
+from tui_chat.ui.view_model import MessageRow
+
+GROUP_GAP_MS = 5 * 60_000
+INDENT = 2
+GUTTER = 3
+MIN_BODY_WIDTH = 8
+MARKS = {"pending": "◷", "sent": "✓", "read": "✓✓", "failed": "✗", "none": ""}
+RETRY_KEY = "ctrl+r"
+DISCARD_KEY = "ctrl+g"
+
+Line = list[tuple[str, bool]]
+"""One wrapped body line as ``(text, is_placeholder)`` pieces."""
+
+
+def wrap_body(body: str, width: int) -> list[Line]:
+    """Word-wrap a (sanitised) body to ``width`` cells; long words are cut."""
+    lines: list[Line] = []
+    line: Line = []
+    col = 0
+
+    def newline() -> None:
+        nonlocal line, col
+        lines.append(line)
+        line, col = [], 0
+
+    for piece, is_placeholder in fragments(body, multiline=True):
+        tokens = [piece] if is_placeholder else _split_words(piece)
+        for token in tokens:
+            if token == "\n":
+                newline()
+                continue
+            w = len(token) if token.isascii() else cell_len(token)
+            if col + w <= width:
+                line.append((token, is_placeholder))
+                col += w
+            elif token.isspace():
+                newline()  # a break at a space swallows the space
+            elif w <= width:
+                newline()
+                line.append((token, is_placeholder))
+                col = w
+            else:  # a word wider than a line starts a line of its own and is cut
+                if col:
+                    newline()
+                chunks = chop_cells(token, width)
+                for chunk in chunks[:-1]:
+                    line.append((chunk, is_placeholder))
+                    newline()
+                line.append((chunks[-1], is_placeholder))
+                col = cell_len(chunks[-1])
+    lines.append(line)
+    return lines
+
+
+_WORDS_RE = re.compile(r"\n|[^\S\n]+|[^\s]+")
+
+
+def _split_words(text: str) -> list[str]:
+    """Words, runs of blanks and line breaks, in order."""
+    return _WORDS_RE.findall(text)
+
+
+def body_height(body: str, width: int) -> int:
+    """Rows ``body`` takes at ``width``, as :func:`wrap_body` would wrap it.
+
+    Printable ASCII (most chat) is counted without building lines, and a short line at once.
+    """
+    if not (body.isascii() and body.isprintable()):
+        return len(wrap_body(body, width))
+    if len(body) <= width:
+        return 1
+    rows, col = 1, 0
+    for token in _WORDS_RE.findall(body):
+        w = len(token)
+        if col + w <= width:
+            col += w
+        elif token[0] == " ":
+            rows, col = rows + 1, 0
+        elif w <= width:
+            rows, col = rows + 1, w
+        else:
+            if col:
+                rows += 1
+            full, col = divmod(w, width)
+            if col == 0:
+                full, col = full - 1, width
+            rows += full
+    return rows
+
+
+class ConversationView(ScrollView, can_focus=True):
+    """All messages of one conversation, drawn line by line."""
+
+    COMPONENT_CLASSES = {
+        "conversation--sender",
+        "conversation--me",
+        "conversation--time",
+        "conversation--day",
+        "conversation--mark",
+        "conversation--read",
+        "conversation--failed",
+        "conversation--placeholder",
+        "conversation--empty",
+    }
+    BINDINGS = [
+        Binding("home", "scroll_home", "Oldest", show=False),
+        Binding("end", "scroll_end", "Newest", show=False),
+    ]
+    DEFAULT_CSS = """
+    ConversationView {
+        overflow-x: hidden;
+        overflow-y: auto;
+        scrollbar-size-vertical: 1;
+        & > .conversation--sender { text-style: bold; color: $secondary; }
+        & > .conversation--me { text-style: bold; color: $accent; }
+        & > .conversation--time { color: $text-muted; }
+        & > .conversation--day { color: $text-muted; }
+        & > .conversation--mark { color: $text-muted; }
+        & > .conversation--read { color: $success; }
+        & > .conversation--failed { color: $error; }
+        & > .conversation--placeholder { color: $text-muted; text-style: dim; }
+        & > .conversation--empty { color: $text-muted; text-style: italic; }
+    }
+    """
+
+    unseen: reactive[int] = reactive(0)
+    """Messages that arrived below the view while it was scrolled up ("N new ↓")."""
+
+    class NearTop(Message):
+        """Scrolled close to the oldest loaded message: time to load an older page."""
+
+        def __init__(self, view: "ConversationView") -> None:
+            super().__init__()
+            self.view = view
+            self.key = view.conversation
+
+    class ReachedBottom(Message):
+        """The newest message is on screen (the conversation can be marked read)."""
+
+        def __init__(self, view: "ConversationView") -> None:
+            super().__init__()
+            self.view = view
+            self.key = view.conversation
+
+    def __init__(self, *, clock: Clock | None = None, empty_text: str = "No messages yet.", **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.clock = clock or Clock()
+        self.empty_text = empty_text
+        self.conversation: str | None = None
+        self.has_more = False
+        """Older messages exist on the server (the owner keeps this up to date)."""
+        self._loading_older = False
+        self._rows: list[MessageRow] = []
+        self._positions: dict[str, int] = {}
+        self._flags: list[int] = []  # per row: FIRST | DAY | HEADER bits
+        self._days: list[int] = []
+        self._heights: list[int] = []
+        self._offsets: list[int] = [0]  # running sum of heights, one longer than rows
+        self._layout_width = 0
+        self._strips: LRUCache[tuple, list[Strip]] = LRUCache(2048)
+
+    # --- public API -------------------------------------------------------------------------
+
+    @property
+    def rows(self) -> Sequence[MessageRow]:
+        return self._rows
+
+    @property
+    def at_bottom(self) -> bool:
+        return self.scroll_y >= self.max_scroll_y
+
+    def show(self, conversation: str | None, rows: Sequence[MessageRow], *, has_more: bool = False) -> None:
+        """Switch to another conversation in one step: no intermediate empty frame."""
+        self.conversation = conversation
+        self.has_more = has_more
+        self._loading_older = False
+        self.unseen = 0
+        self._replace(list(rows))
+        self._update_virtual_size()
+        self._scroll_rows(self.max_scroll_y)
+        self.refresh()
+
+    def set_rows(self, rows: Sequence[MessageRow], *, has_more: bool | None = None) -> None:
+        """Merge a new state of the same conversation: keep what is on screen where it is.
+
+        Appends stick to the bottom only if the view was there; otherwise they count as
+        ``unseen``. Older rows added above keep the visible rows in place.
+        """
+        if has_more is not None:
+            self.has_more = has_more
+        rows = list(rows)
+        old = self._rows
+        was_at_bottom = self.at_bottom or not old
+        old_top_key, old_top_offset = self._anchor()
+        if old and len(rows) > len(old) and rows[: len(old)] == old:
+            added = rows[len(old) :]
+            self._append(added)
+            if not was_at_bottom:
+                self.unseen += sum(1 for row in added if not row.mine)
+        elif old and len(rows) > len(old) and rows[len(rows) - len(old) :] == old:
+            self._prepend(rows[: len(rows) - len(old)])
+        elif rows != old:
+            self._replace(rows)
+        else:
+            self._loading_older = False
+            return
+        self._loading_older = False
+        self._update_virtual_size()
+        if was_at_bottom:
+            self._scroll_rows(self.max_scroll_y)
+        elif old_top_key is not None and old_top_key in self._positions:
+            y = self._offsets[self._positions[old_top_key]] + old_top_offset
+            self._scroll_rows(y)
+        self.refresh()
+
+    def append(self, row: MessageRow) -> None:
+        """Add one message at the end (the fast path for a new message)."""
+        self._append_one(row)
+
+    def replace_row(self, row: MessageRow) -> None:
+        """Redraw one message whose mark or text changed (e.g. pending → sent)."""
+        index = self._positions.get(row.key)
+        if index is None:
+            return
+        self._rows[index] = row
+        height = self._height(index, self._layout_width)
+        if height != self._heights[index]:
+            self._heights[index] = height
+            self._offsets = [0, *accumulate(self._heights)]
+            self._update_virtual_size()
+        self.refresh()
+
+    def scroll_to_newest(self) -> None:
+        self._scroll_rows(self.max_scroll_y)
+
+    # --- layout -----------------------------------------------------------------------------
+
+    _FIRST, _DAY, _HEADER = 1, 2, 4
+
+    def _body_width(self, width: int) -> int:
+        return max(MIN_BODY_WIDTH, width - INDENT - GUTTER)
+
+    def _flag(self, index: int) -> int:
+        row = self._rows[index]
+        if index == 0:
+            return self._FIRST | self._DAY | self._HEADER
+        prev = self._rows[index - 1]
+        if self._days[index] != self._days[index - 1]:
+            return self._DAY | self._HEADER
+        if row.sender != prev.sender or row.mine != prev.mine or row.ts - prev.ts > GROUP_GAP_MS:
+            return self._HEADER
+        return 0
+
+    def _height(self, index: int, width: int) -> int:
+        flags = self._flags[index]
+        row = self._rows[index]
+        height = body_height(row.body, self._body_width(width))
+        if flags & self._HEADER:
+            height += 1
+            if not flags & self._FIRST:
+                height += 1  # blank line between groups
+        if flags & self._DAY:
+            height += 1
+        if row.mark == "failed":
+            height += 1
+        return height
+
+    def _relayout(self, start: int = 0) -> None:
+        """Recompute flags and heights from ``start`` on (the rows before it are unchanged)."""
+        width = self._layout_width
+        day = self.clock.day_number
+        rows = self._rows
+        del self._days[start:], self._flags[start:], self._heights[start:]
+        self._days.extend(day(row.ts) for row in rows[start:])
+        for index in range(start, len(rows)):
+            self._flags.append(self._flag(index))
+            self._heights.append(self._height(index, width))
+        self._offsets = [0, *accumulate(self._heights)]
+
+    def _replace(self, rows: list[MessageRow]) -> None:
+        self._rows = rows
+        self._positions = {row.key: i for i, row in enumerate(rows)}
+        self._layout_width = self._current_width()
+        self._relayout(0)
+
+    def _append(self, added: list[MessageRow]) -> None:
+        start = len(self._rows)
+        for offset, row in enumerate(added):
+            self._positions[row.key] = start + offset
+        self._rows.extend(added)
+        self._relayout(start)
+
+    def _append_one(self, row: MessageRow) -> None:
+        if row.key in self._positions:
+            self.replace_row(row)
+            return
+        was_at_bottom = self.at_bottom
+        self._append([row])
+        self._update_virtual_size()
+        if was_at_bottom:
+            self._scroll_rows(self.max_scroll_y)
+        elif not row.mine:
+            self.unseen += 1
+        self.refresh()
+
+    def _prepend(self, added: list[MessageRow]) -> None:
+        self._rows[:0] = added
+        self._positions = {row.key: i for i, row in enumerate(self._rows)}
+        # Only the old first row's flags can change; everything below keeps its layout.
+        self._relayout_prefix(len(added) + 1)
+
+    def _relayout_prefix(self, count: int) -> None:
+        width = self._layout_width
+        day = self.clock.day_number
+        count = min(count, len(self._rows))
+        new_days = [day(row.ts) for row in self._rows[: count]]
+        old_tail = len(self._rows) - count
+        self._days = new_days + self._days[len(self._days) - old_tail :] if old_tail else new_days
+        self._flags = [0] * count + (self._flags[len(self._flags) - old_tail :] if old_tail else [])
+        self._heights = [0] * count + (self._heights[len(self._heights) - old_tail :] if old_tail else [])
+        for index in range(count):
+            self._flags[index] = self._flag(index)
+            self._heights[index] = self._height(index, width)
+        self._offsets = [0, *accumulate(self._heights)]
+
+    def _current_width(self) -> int:
+        return max(self.scrollable_content_region.width, 1) if self.is_mounted else 80
+
+    def _update_virtual_size(self) -> None:
+        self.virtual_size = Size(self._layout_width, max(self._offsets[-1], 1))
+
+    def _anchor(self) -> tuple[str | None, int]:
+        """The message at the top of the view and how far into it the view starts."""
+        if not self._rows:
+            return None, 0
+        y = int(self.scroll_y)
+        index = max(0, bisect_right(self._offsets, y) - 1)
+        index = min(index, len(self._rows) - 1)
+        return self._rows[index].key, y - self._offsets[index]
+
+    def on_resize(self) -> None:
+        width = self._current_width()
+        if width != self._layout_width:
+            was_at_bottom = self.at_bottom
+            key, _ = self._anchor()
+            self._layout_width = width
+            self._relayout(0)
+            self._update_virtual_size()
+            if was_at_bottom or key is None:
+                self._scroll_rows(self.max_scroll_y)
+            else:
+                self._scroll_rows(self._offsets[self._positions[key]])
+            self.refresh()
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._strips.clear()  # the theme changed: cached strips carry the old colours
+
+    # --- scrolling --------------------------------------------------------------------------
+
+    def _scroll_rows(self, y: float) -> None:
+        """Scroll now, without waiting for a refresh (the virtual size is already known)."""
+        self.scroll_target_y = y
+        self.scroll_y = y
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_y(old_value, new_value)
+        if new_value >= self.max_scroll_y:
+            if self.unseen:
+                self.unseen = 0
+            self.post_message(self.ReachedBottom(self))
+        if self.has_more and not self._loading_older and new_value < max(self.size.height, 5):
+            self._loading_older = True
+            self.post_message(self.NearTop(self))
+
+    # --- drawing ----------------------------------------------------------------------------
+
+    def render_line(self, y: int) -> Strip:
+        width = self.scrollable_content_region.width
+        base = self.rich_style
+        line = int(self.scroll_y) + y
+        if not self._rows:
+            if y == 0:
+                style = self.get_component_rich_style("conversation--empty")
+                return Strip([Segment(self.empty_text[:width], style)]).extend_cell_length(width, base)
+            return Strip.blank(width, base)
+        if line >= self._offsets[-1]:
+            return Strip.blank(width, base)
+        index = bisect_right(self._offsets, line) - 1
+        strips = self._strips_for(index, width)
+        row = line - self._offsets[index]
+        return strips[row] if row < len(strips) else Strip.blank(width, base)
+
+    def _strips_for(self, index: int, width: int) -> list[Strip]:
+        row = self._rows[index]
+        flags = self._flags[index]
+        key = (row, flags, width)
+        cached = self._strips.get(key)
+        if cached is None:
+            cached = self._render_row(row, flags, width)
+            self._strips[key] = cached
+        return cached
+
+    def _render_row(self, row: MessageRow, flags: int, width: int) -> list[Strip]:
+        base = self.rich_style
+        style = self.get_component_rich_style
+        strips: list[Strip] = []
+
+        def finish(segments: list[Segment]) -> Strip:
+            return Strip(segments).adjust_cell_length(width, base)
+
+        if flags & self._HEADER and not flags & self._FIRST:
+            strips.append(Strip.blank(width, base))
+        if flags & self._DAY:
+            label = f" {self.clock.day_label(row.ts)} "
+            side = max(0, width - cell_len(label))
+            left = side // 2
+            day_style = style("conversation--day")
+            strips.append(finish([Segment("─" * left + label + "─" * (side - left), day_style)]))
+        if flags & self._HEADER:
+            name_style = style("conversation--me" if row.mine else "conversation--sender")
+            segments = _safe_segments(row.sender if not row.mine else "you", base + name_style, style("conversation--placeholder"))
+            segments.append(Segment("  " + self.clock.time_label(row.ts), base + style("conversation--time")))
+            strips.append(finish(segments))
+        body_width = self._body_width(width)
+        if is_plain(row.body) and len(row.body) <= body_width and row.body.isascii():
+            lines: list[Line] = [[(row.body, False)]]
+        else:
+            lines = wrap_body(row.body, body_width)
+        placeholder_style = base + style("conversation--placeholder")
+        mark = MARKS.get(row.mark, "") if row.mine else ""
+        mark_style = style("conversation--read" if row.mark == "read" else "conversation--failed" if row.mark == "failed" else "conversation--mark")
+        for number, line in enumerate(lines):
+            segments = [Segment(" " * INDENT, base)]
+            segments.extend(Segment(text, placeholder_style if ph else base) for text, ph in line)
+            strip = Strip(segments).adjust_cell_length(INDENT + body_width, base)
+            if number == len(lines) - 1 and mark:
+                strip = Strip.join([strip, Strip([Segment(mark.rjust(GUTTER - 1) + " ", base + mark_style)])])
+            strips.append(strip.adjust_cell_length(width, base))
+        if row.mark == "failed":
+            failed = base + style("conversation--failed")
+            segments = [Segment(" " * INDENT + "✗ not sent: ", failed)]
+            segments.extend(_safe_segments(row.reason or "unknown error", failed, placeholder_style))
+            segments.append(Segment(f" · {RETRY_KEY} retry · {DISCARD_KEY} discard", failed))
+            strips.append(finish(segments))
+        return strips
+
+
+def _safe_segments(text: str, style: Style, placeholder_style: Style) -> list[Segment]:
+    """One-line text from outside as segments, control characters replaced."""
+    return [Segment(piece, placeholder_style if ph else style) for piece, ph in fragments(text)]
+

@@ -1,0 +1,122 @@
+"""The people: a status mark that differs in shape (● ◐ ⊘ ○) and the status word, the status
+text, the unread count; unread first, then online, then by name; typing filters the list."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.content import Content
+from textual.message import Message
+from textual.widgets import Input, OptionList
+from textual.widgets.option_list import Option
+
+from tui_chat.ui.safe_text import safe_content
+from tui_chat.ui.view_model import STATUS_MARKS, UserRow
+
+STATUS_STYLES = {"online": "$success", "away": "$warning", "busy": "$error", "offline": "$text-muted"}
+
+
+def sort_key(user: UserRow) -> tuple:
+    return (user.unread == 0, user.status == "offline", user.name)
+
+
+def user_prompt(user: UserRow) -> Content:
+    mark = STATUS_MARKS.get(user.status, "?")
+    parts: list = [(mark, STATUS_STYLES.get(user.status, "")), " ", safe_content(user.name, "bold" if user.unread else "")]
+    if user.is_me:
+        parts.append((" (you)", "dim"))
+    if user.unread:
+        parts.extend(["  ", (f" {user.unread} ", "reverse bold")])
+    second: list = ["\n  ", (user.status, "dim")]
+    if user.text:
+        second.extend([("  ", "dim"), safe_content(user.text, "dim italic")])
+    return Content.assemble(*parts, *second)
+
+
+class UserOptions(OptionList):
+    """The list itself; printable keys go to the filter above it."""
+
+    def on_key(self, event) -> None:
+        if event.character and event.character.isprintable() and len(event.character) == 1 and event.key != "space":
+            filter_input = self.parent.query_one(Input)
+            filter_input.focus()
+            filter_input.insert_text_at_cursor(event.character)
+            event.stop()
+            event.prevent_default()
+
+
+class UserList(Vertical):
+    DEFAULT_CSS = """
+    UserList {
+        height: 1fr;
+        & > Input { border: none; height: 1; padding: 0 1; background: $boost; }
+        & > UserOptions { height: 1fr; border: none; padding: 0; background: transparent; }
+    }
+    """
+
+    class Selected(Message):
+        """A user was chosen: open the conversation with them."""
+
+        def __init__(self, name: str) -> None:
+            super().__init__()
+            self.name = name
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._users: list[UserRow] = []
+        self._shown: list[str] = []
+
+    def compose(self) -> ComposeResult:
+        yield Input(placeholder="filter people…", id="user-filter", compact=True)
+        yield UserOptions(id="user-options")
+
+    @property
+    def options(self) -> UserOptions:
+        return self.query_one(UserOptions)
+
+    @property
+    def users(self) -> Sequence[UserRow]:
+        return self._users
+
+    def set_users(self, users: Sequence[UserRow]) -> None:
+        self._users = sorted(users, key=sort_key)
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        needle = self.query_one(Input).value.strip().lower()
+        shown = [u for u in self._users if needle in u.name.lower()] if needle else self._users
+        options = self.options
+        highlighted = self._shown[options.highlighted] if options.highlighted is not None and options.highlighted < len(self._shown) else None
+        self._shown = [u.name for u in shown]
+        # One synchronous swap: the list never appears empty between two frames.
+        options.clear_options()
+        options.add_options([Option(user_prompt(u), id=u.name) for u in shown])
+        if highlighted in self._shown:
+            options.highlighted = self._shown.index(highlighted)
+
+    def highlight(self, name: str | None) -> None:
+        if name in self._shown:
+            self.options.highlighted = self._shown.index(name)
+
+    @on(Input.Changed, "#user-filter")
+    def _filter_changed(self) -> None:
+        self._rebuild()
+        if self._shown:
+            self.options.highlighted = 0
+
+    @on(Input.Submitted, "#user-filter")
+    def _filter_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        if self._shown:
+            name = self._shown[self.options.highlighted or 0]
+            event.input.value = ""
+            self.post_message(self.Selected(name))
+
+    @on(OptionList.OptionSelected)
+    def _option_selected(self, event: OptionList.OptionSelected) -> None:
+        event.stop()
+        if event.option_id:
+            self.post_message(self.Selected(event.option_id))
