@@ -295,7 +295,7 @@ class ConversationView(ScrollView, can_focus=True):
         if flags & self._DAY:
             height += 1
         if row.mark == "failed":
-            height += 1
+            height += 2  # the reason, then the keys
         return height
 
     def _relayout(self, start: int = 0) -> None:
@@ -474,8 +474,9 @@ class ConversationView(ScrollView, can_focus=True):
             failed = base + style("conversation--failed")
             segments = [Segment(" " * INDENT + "✗ not sent: ", failed)]
             segments.extend(_safe_segments(row.reason or "unknown error", failed, placeholder_style))
-            segments.append(Segment(f" · {RETRY_KEY} retry · {DISCARD_KEY} discard", failed))
             strips.append(finish(segments))
+            keys = f"{RETRY_KEY} retry · {DISCARD_KEY} discard"
+            strips.append(finish([Segment(" " * (INDENT + 2) + keys, failed)]))
         return strips
 
 

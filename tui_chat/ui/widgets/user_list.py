@@ -53,7 +53,7 @@ class UserList(Vertical):
     UserList {
         height: 1fr;
         & > Input { border: none; height: 1; padding: 0 1; background: $boost; }
-        & > UserOptions { height: 1fr; border: none; padding: 0; background: transparent; }
+        & > UserOptions { height: 1fr; border: none; padding: 0; background: transparent; text-wrap: nowrap; text-overflow: ellipsis; }
     }
     """
 

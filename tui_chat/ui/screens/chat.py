@@ -1,0 +1,270 @@
+"""The chat screen: people on the left, the open conversation and the composer on the right.
+
+The screen only displays what a :class:`ChatData` gives it and posts what the person asks
+for as Messages (``ChatScreen.Send``, ``ChatScreen.Open``, …); the App turns those into client
+service calls. Snapshot tests drive it with fixed data and no network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+from textual import events, on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.content import Content
+from textual.message import Message
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Static
+
+from tui_chat.ui.safe_text import safe_content
+from tui_chat.ui.timefmt import Clock
+from tui_chat.ui.view_model import STATUS_MARKS, ConnectionRow, MessageRow, UserRow
+from tui_chat.ui.widgets.composer import Composer
+from tui_chat.ui.widgets.connection_bar import ConnectionBar
+from tui_chat.ui.widgets.conversation import DISCARD_KEY, RETRY_KEY, ConversationView
+from tui_chat.ui.widgets.user_list import UserList
+
+NARROW_WIDTH = 80
+"""Below this many columns the people list gets narrower."""
+
+
+class ChatData(Protocol):
+    """What the chat screen reads; the App's adapter over the client service implements it."""
+
+    me: str
+
+    def users(self) -> Sequence[UserRow]: ...
+
+    def rows(self, conversation: str) -> Sequence[MessageRow]: ...
+
+    def has_more(self, conversation: str) -> bool: ...
+
+    def typing(self, conversation: str) -> bool: ...
+
+    def connection(self) -> ConnectionRow: ...
+
+
+class ChatScreen(Screen[None]):
+    CSS_PATH = Path(__file__).with_suffix(".tcss")
+    BINDINGS = [
+        Binding("f1", "app.help", "Keys"),
+        Binding("f2", "app.set_status", "Status"),
+        Binding("ctrl+o", "focus_people", "People"),
+        Binding(RETRY_KEY, "retry", "Retry", priority=True),
+        Binding(DISCARD_KEY, "discard", "Discard", priority=True),
+        Binding("escape", "focus_composer", "Write", show=False),
+    ]
+
+    conversation: reactive[str | None] = reactive(None, init=False)
+    narrow: reactive[bool] = reactive(False)
+
+    # --- what the person asks for (handled by the App) -------------------------------------
+
+    class Send(Message):
+        def __init__(self, to: str, body: str) -> None:
+            super().__init__()
+            self.to = to
+            self.body = body
+
+    class Open(Message):
+        def __init__(self, conversation: str) -> None:
+            super().__init__()
+            self.conversation = conversation
+
+    class LoadOlder(Message):
+        def __init__(self, conversation: str) -> None:
+            super().__init__()
+            self.conversation = conversation
+
+    class MarkRead(Message):
+        def __init__(self, conversation: str) -> None:
+            super().__init__()
+            self.conversation = conversation
+
+    class Retry(Message):
+        def __init__(self, message_id: str) -> None:
+            super().__init__()
+            self.message_id = message_id
+
+    class Discard(Message):
+        def __init__(self, message_id: str) -> None:
+            super().__init__()
+            self.message_id = message_id
+
+    class Typing(Message):
+        def __init__(self, to: str) -> None:
+            super().__init__()
+            self.to = to
+
+    def __init__(self, data: ChatData, *, clock: Clock | None = None, open_first: str | None = None) -> None:
+        super().__init__()
+        self.data = data
+        self.clock = clock or Clock()
+        self._open_first = open_first
+
+    def compose(self) -> ComposeResult:
+        yield Header(icon="", show_clock=False)
+        with Horizontal(id="chat-body"):
+            with Vertical(id="sidebar"):
+                yield UserList(id="users")
+            with Vertical(id="main"):
+                yield Static("", id="conversation-title")
+                with Vertical(id="conversation-pane"):
+                    yield ConversationView(clock=self.clock, id="conversation", empty_text="Choose someone on the left to talk to.")
+                    yield Static("", id="new-below")
+                yield Static("", id="typing")
+                yield Static("", id="composer-problem")
+                yield Composer(id="composer", placeholder="Write a message — enter sends, ctrl+j new line")
+        yield ConnectionBar(id="connection")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.watch(self.conversation_view, "unseen", self._unseen_changed)
+        self.query_one("#new-below").display = False
+        self.query_one("#composer-problem").display = False
+        self.refresh_users()
+        self.refresh_connection()
+        self.narrow = self.app.size.width < NARROW_WIDTH
+        self.query_one(Composer).focus()
+        if self._open_first:
+            self.open_conversation(self._open_first)
+
+    def on_resize(self) -> None:
+        self.narrow = self.size.width < NARROW_WIDTH
+
+    def watch_narrow(self, narrow: bool) -> None:
+        self.set_class(narrow, "-narrow")
+
+    @property
+    def conversation_view(self) -> ConversationView:
+        return self.query_one(ConversationView)
+
+    # --- updates from the App ---------------------------------------------------------------
+
+    def refresh_users(self) -> None:
+        users = self.data.users()
+        self.query_one(UserList).set_users(users)
+        self._update_title_line(users)
+
+    def refresh_connection(self) -> None:
+        self.query_one(ConnectionBar).connection = self.data.connection()
+
+    def refresh_conversation(self, conversation: str | None = None) -> None:
+        """The open conversation changed: merge, never clear (no flicker, no lost scroll)."""
+        if conversation is not None and conversation != self.conversation:
+            return
+        if self.conversation is None:
+            return
+        view = self.conversation_view
+        view.set_rows(self.data.rows(self.conversation), has_more=self.data.has_more(self.conversation))
+        self.refresh_typing()
+        self.refresh_bindings()  # retry/discard show in the footer only while something failed
+        if view.at_bottom:
+            self.post_message(self.MarkRead(self.conversation))
+
+    def refresh_typing(self) -> None:
+        typing = self.query_one("#typing", Static)
+        if self.conversation and self.data.typing(self.conversation):
+            typing.update(Content.assemble(safe_content(self.conversation, "bold"), (" is typing…", "italic")))
+        else:
+            typing.update("")
+
+    def open_conversation(self, conversation: str) -> None:
+        """Show ``conversation`` at once from what is cached; the server's reply merges in later."""
+        self.set_reactive(ChatScreen.conversation, conversation)
+        self.conversation_view.show(conversation, self.data.rows(conversation), has_more=self.data.has_more(conversation))
+        self.query_one(UserList).highlight(conversation)
+        self._update_title_line(self.data.users())
+        self.refresh_typing()
+        self.refresh_bindings()
+        self.post_message(self.Open(conversation))
+
+    def _update_title_line(self, users: Sequence[UserRow]) -> None:
+        title = self.query_one("#conversation-title", Static)
+        if self.conversation is None:
+            title.update(Content.styled("No conversation open", "dim"))
+            return
+        user = next((u for u in users if u.name == self.conversation), None)
+        parts: list = [safe_content(self.conversation, "bold")]
+        if user is not None:
+            parts.extend(["  ", STATUS_MARKS.get(user.status, "?"), " ", (user.status, "dim")])
+            if user.text:
+                parts.extend([("  ", "dim"), safe_content(user.text, "dim italic")])
+        title.update(Content.assemble(*parts))
+
+    def _unseen_changed(self, unseen: int) -> None:
+        marker = self.query_one("#new-below", Static)
+        marker.display = unseen > 0
+        marker.update(f"{unseen} new ↓  (end)")
+
+    # --- events from the widgets ------------------------------------------------------------
+
+    @on(UserList.Selected)
+    def _user_selected(self, event: UserList.Selected) -> None:
+        self.open_conversation(event.name)
+        self.query_one(Composer).focus()
+
+    @on(Composer.Submitted)
+    def _composer_submitted(self, event: Composer.Submitted) -> None:
+        if self.conversation is None:
+            self.notify("Choose someone to write to first.", severity="warning")
+            event.composer.text = event.body
+            return
+        self.conversation_view.scroll_to_newest()
+        self.post_message(self.Send(self.conversation, event.body))
+
+    @on(Composer.Problem)
+    def _composer_problem(self, event: Composer.Problem) -> None:
+        problem = self.query_one("#composer-problem", Static)
+        problem.display = event.problem is not None
+        problem.update(Content.styled(f"✗ {event.problem}", "") if event.problem else "")
+
+    @on(Composer.Typing)
+    def _composer_typing(self) -> None:
+        if self.conversation is not None:
+            self.post_message(self.Typing(self.conversation))
+
+    @on(ConversationView.NearTop)
+    def _near_top(self, event: ConversationView.NearTop) -> None:
+        if event.key is not None:
+            self.post_message(self.LoadOlder(event.key))
+
+    @on(ConversationView.ReachedBottom)
+    def _reached_bottom(self, event: ConversationView.ReachedBottom) -> None:
+        if event.key is not None and event.key == self.conversation:
+            self.post_message(self.MarkRead(event.key))
+
+    def on_click(self, event: events.Click) -> None:
+        if event.widget is not None and event.widget.id == "new-below":
+            self.conversation_view.scroll_to_newest()
+
+    # --- actions ----------------------------------------------------------------------------
+
+    def _first_failed(self) -> MessageRow | None:
+        return next((row for row in self.conversation_view.rows if row.mark == "failed"), None)
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        if action in ("retry", "discard"):
+            return self._first_failed() is not None if self.is_mounted else False
+        return True
+
+    def action_retry(self) -> None:
+        failed = self._first_failed()
+        if failed is not None:
+            self.post_message(self.Retry(failed.key))
+
+    def action_discard(self) -> None:
+        failed = self._first_failed()
+        if failed is not None:
+            self.post_message(self.Discard(failed.key))
+
+    def action_focus_people(self) -> None:
+        self.query_one("#user-options").focus()
+
+    def action_focus_composer(self) -> None:
+        self.query_one(Composer).focus()
