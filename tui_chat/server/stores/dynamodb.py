@@ -51,13 +51,14 @@ point-in-time recovery and TTL on ``expireAt``.
       the other user — only for conversations with ``lastSeq > readSeq``, so a read inbox costs
       nothing and an unread one costs about what reading those messages will.
 
-Sending a message: (1) UpdateItem ADD on the counter gives ``seq``; (2) TransactWriteItems puts
-the message and its guard; (3) the inbox items of both users move to ``seq`` with conditional
-updates that only ever move forward (concurrent sends may finish out of order); the sender's
-read marker moves too. A transaction that fails after the counter moved leaves a gap in
-``seq`` (PROTOCOL.md allows gaps). A crash between (2) and (3) leaves the inbox behind until the
-next message — and the sender, who got no ack, retries with the same id: the retry finds the guard
-and repeats (3) before acking, which repairs it.
+Sending a message: (1) UpdateItem ADD on the counter gives ``seq``; (2) one TransactWriteItems
+puts the guard and the message and moves both users' inbox items to ``seq`` (the sender's read
+marker too), each inbox update conditioned on only ever moving forward. Concurrent sends in one
+conversation may reach (2) out of order: when an inbox condition cancels the transaction, it is
+retried without that item (the newer message already moved it; the sender's read marker still
+moves). When the guard's condition cancels it, ``(sender, id)`` was stored before: the original is
+returned. A transaction that fails after the counter moved leaves a gap in ``seq`` (PROTOCOL.md
+allows gaps) — so does every retry of an already stored message (one counter increment).
 """
 
 from __future__ import annotations
@@ -459,24 +460,59 @@ class DynamoDBStore(Store):
         seq = int(self._plain(counter["Attributes"])["lastSeq"])
         message = Message(id=msg_id, sender=sender, to=to, body=body, seq=seq, ts=now)
         expire = self._expire_at(now)
-        try:
-            await self._call("transact_write_items", TransactItems=[
-                {"Put": {"TableName": self.messages, "ConditionExpression": "attribute_not_exists(pk)",
-                         "Item": self._item({"pk": guard_key, "sk": 0, "conv": conv, "seq": seq, "expireAt": expire})}},
-                {"Put": {"TableName": self.messages, "ConditionExpression": "attribute_not_exists(pk)",
-                         "Item": self._item({"pk": conv, "sk": seq, "id": msg_id, "from": sender, "to": to,
-                                             "body": body, "ts": now, "expireAt": expire})}},
-            ])  # fmt: skip
-        except ClientError as exc:
-            if _code(exc) != "TransactionCanceledException" or not _guard_taken(exc):
-                raise
-            original = await self._original(guard_key)
-            if original is None:  # the guard outlived its message (retention): store anew is wrong too
-                raise StoreUnavailable("the message of an idempotency guard is missing") from exc
-            await self._update_inboxes(original)  # repairs an inbox left behind by a crash
-            return SaveResult(message=original, created=False)
-        await self._update_inboxes(message)
-        return SaveResult(message=message, created=True)
+        activity = now * 1000 + (self._activity_clock() // 1000) % 1000
+        items: list[dict | None] = [
+            {"Put": {"TableName": self.messages, "ConditionExpression": "attribute_not_exists(pk)",
+                     "Item": self._item({"pk": guard_key, "sk": 0, "conv": conv, "seq": seq, "expireAt": expire})}},
+            {"Put": {"TableName": self.messages, "ConditionExpression": "attribute_not_exists(pk)",
+                     "Item": self._item({"pk": conv, "sk": seq, "id": msg_id, "from": sender, "to": to,
+                                         "body": body, "ts": now, "expireAt": expire})}},
+            self._inbox_update(sender, to, seq, activity, is_sender=True),
+        ]  # fmt: skip
+        if to != sender:
+            items.append(self._inbox_update(to, sender, seq, activity, is_sender=False))
+        for _attempt in range(4):
+            try:
+                await self._call("transact_write_items", TransactItems=[i for i in items if i is not None])
+                return SaveResult(message=message, created=True)
+            except ClientError as exc:
+                if _code(exc) != "TransactionCanceledException":
+                    raise
+                reasons = _cancellation_codes(exc, len([i for i in items if i is not None]))
+                if reasons[0] == "ConditionalCheckFailed":  # (sender, id) is stored: a retry
+                    original = await self._original(guard_key)
+                    if original is None:
+                        raise StoreUnavailable("the message of an idempotency guard is missing") from exc
+                    return SaveResult(message=original, created=False)
+                # A newer message of this conversation landed first (concurrent sends finish in
+                # any order): its inbox item is already ahead; keep only what still moves forward.
+                live = [i for i in items if i is not None]
+                for index, code in enumerate(reasons):
+                    if code != "ConditionalCheckFailed" or index < 2:
+                        continue  # TransactionConflict and friends: try the same again
+                    slot = items.index(live[index])
+                    full_update = live[index]["Update"]["UpdateExpression"].startswith("SET lastSeq")
+                    # The sender's own read marker still moves to its message; anything else is dropped.
+                    items[slot] = self._read_marker_update(sender, to, seq) if slot == 2 and full_update else None
+        raise StoreUnavailable("DynamoDB kept cancelling the message's transaction")
+
+    def _inbox_update(self, user: str, other: str, seq: int, activity: int, *, is_sender: bool) -> dict:
+        """Move one inbox item to ``seq`` (never back); the sender's read marker moves with it."""
+        read = ":seq" if is_sender else "if_not_exists(readSeq, :zero)"
+        values = {":seq": seq, ":act": activity, **({} if is_sender else {":zero": 0})}
+        return {"Update": {
+            "TableName": self.conversations, "Key": self._item({"user": user, "with": other}),
+            "UpdateExpression": f"SET lastSeq = :seq, activity = :act, readSeq = {read}",
+            "ConditionExpression": "attribute_not_exists(lastSeq) OR lastSeq < :seq",
+            "ExpressionAttributeValues": self._item(values),
+        }}  # fmt: skip
+
+    def _read_marker_update(self, user: str, other: str, seq: int) -> dict:
+        return {"Update": {
+            "TableName": self.conversations, "Key": self._item({"user": user, "with": other}),
+            "UpdateExpression": "SET readSeq = :seq", "ConditionExpression": "readSeq < :seq",
+            "ExpressionAttributeValues": self._item({":seq": seq}),
+        }}  # fmt: skip
 
     async def _original(self, guard_key: str) -> Message | None:
         guard = await self._get(self.messages, {"pk": guard_key, "sk": 0})
@@ -484,25 +520,6 @@ class DynamoDBStore(Store):
             return None
         item = await self._get(self.messages, {"pk": guard["conv"], "sk": guard["seq"]})
         return _message(item) if item is not None else None
-
-    async def _update_inboxes(self, message: Message) -> None:
-        """Move both inbox items forward to ``message`` (never back), and the sender's read marker."""
-        activity = message.ts * 1000 + (self._activity_clock() // 1000) % 1000
-        sides = [(message.sender, message.to, True)]
-        if message.to != message.sender:
-            sides.append((message.to, message.sender, False))
-        for user, other, is_sender in sides:
-            moved = await self._conditional_update(
-                self.conversations, {"user": user, "with": other},
-                "SET lastSeq = :seq, activity = :act, readSeq = " + (":seq" if is_sender else "if_not_exists(readSeq, :zero)"),
-                "attribute_not_exists(lastSeq) OR lastSeq < :seq",
-                {":seq": message.seq, ":act": activity, **({} if is_sender else {":zero": 0})},
-            )  # fmt: skip
-            if not moved and is_sender:  # a newer message landed first: still mark ours as read
-                await self._conditional_update(
-                    self.conversations, {"user": user, "with": other},
-                    "SET readSeq = :seq", "readSeq < :seq", {":seq": message.seq},
-                )  # fmt: skip
 
     async def _conditional_update(self, table: str, key: dict, update: str, condition: str, values: dict) -> bool:
         from botocore.exceptions import ClientError
@@ -678,12 +695,16 @@ def _code(exc: Exception) -> str:
     return getattr(exc, "response", {}).get("Error", {}).get("Code", "")
 
 
-def _guard_taken(exc: Exception) -> bool:
-    """Whether a cancelled transaction failed on its first item, the idempotency guard."""
+def _cancellation_codes(exc: Exception, count: int) -> list[str]:
+    """Why each item of a cancelled transaction failed (``"None"`` when it did not)."""
     reasons = getattr(exc, "response", {}).get("CancellationReasons") or []
-    if reasons:
-        return reasons[0].get("Code") == "ConditionalCheckFailed"
-    return "ConditionalCheckFailed" in str(exc)
+    if len(reasons) == count:
+        return [r.get("Code") or "None" for r in reasons]
+    # Without per-item reasons, the message says them in order: "[ConditionalCheckFailed, None, ...]".
+    text = str(exc)
+    inside = text[text.rfind("[") + 1 : text.rfind("]")] if "[" in text else ""
+    codes = [c.strip() for c in inside.split(",")] if inside else []
+    return codes if len(codes) == count else ["ConditionalCheckFailed"] + ["None"] * (count - 1)
 
 
 def _conv_key(a: str, b: str) -> str:
