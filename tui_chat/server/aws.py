@@ -107,7 +107,7 @@ class CognitoVerifier:
         self.client_id = client_id
         self.required_group = required_group or None
         self.issuer = f"https://cognito-idp.{region}.amazonaws.com/{user_pool_id}"
-        self.jwks_url = jwks_url or f"{self.issuer}/.well-known/jwks.json"
+        self.jwks_url = jwks_url or os.environ.get("TUI_CHAT_COGNITO_JWKS_URL") or f"{self.issuer}/.well-known/jwks.json"
         self._fetch = fetch_jwks or _fetch_jwks
         self.clock = clock
         self.leeway_s = leeway_s
