@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import logging
@@ -64,6 +65,15 @@ def cognito_pool(moto_server):
             "jwks_url": f"{moto_server}/{pool_id}/.well-known/jwks.json", "idp": idp}
 
 
+@functools.lru_cache(maxsize=1)
+def moto_signing_key():
+    """That key, loaded once (loading an RSA private key takes tens of milliseconds)."""
+    import jwt
+
+    return jwt.PyJWK(moto_private_jwk()).key
+
+
+@functools.lru_cache(maxsize=1)
 def moto_private_jwk() -> dict:
     """The RSA key moto signs its tokens with: tests forge tokens a real pool key would sign."""
     data = resources.files("moto.cognitoidp").joinpath("resources/jwks-private.json.gz").read_bytes()

@@ -12,7 +12,7 @@ import httpx
 import jwt
 import pytest
 
-from tests.aws.conftest import moto_private_jwk
+from tests.aws.conftest import moto_signing_key
 from tui_chat.cognito_auth import CognitoAuthError, CognitoConfig, refresh, sign_in, sign_in_async
 from tui_chat.server.accounts import AuthError
 from tui_chat.server.aws import CognitoVerifier
@@ -50,7 +50,7 @@ def forge(pool, **overrides) -> str:
     }  # fmt: skip
     claims.update(overrides)
     claims = {k: v for k, v in claims.items() if v is not None}
-    key = jwt.PyJWK(moto_private_jwk()).key
+    key = moto_signing_key()
     return jwt.encode(claims, key, algorithm="RS256", headers={"kid": "dummy"})
 
 
@@ -180,7 +180,7 @@ def test_jwks_is_fetched_once_and_refetched_only_for_an_unknown_key(cognito_pool
     for _ in range(3):
         v.verify_token(tokens.id_token)
     assert fetched == [cognito_pool["jwks_url"]]
-    other = jwt.encode({"sub": "x"}, jwt.PyJWK(moto_private_jwk()).key, algorithm="RS256", headers={"kid": "rotated"})
+    other = jwt.encode({"sub": "x"}, moto_signing_key(), algorithm="RS256", headers={"kid": "rotated"})
     with pytest.raises(AuthError):
         v.verify_token(other)
     assert len(fetched) == 1, "a refetch for an unknown kid waits a minute (no refetch storms)"
