@@ -30,7 +30,7 @@ KEYS: list[tuple[str, list[tuple[str, str]]]] = [
         ("up / down", "choose a person"),
     ]),
     ("Everything else", [
-        ("ctrl+p", "command palette: open a conversation, set status, theme, sign out"),
+        ("ctrl+p", "command palette: conversations, status, theme, sign out"),
         ("f2", "set your status (online, away, busy) and its text"),
         ("f1", "this help"),
         ("ctrl+q", "quit"),
@@ -56,5 +56,6 @@ class HelpScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,f1,q", "app.pop_screen", "Close")]
 
     def compose(self) -> ComposeResult:
-        with VerticalScroll(id="help-box"):
+        with VerticalScroll(id="help-box") as box:
+            box.border_title = "Keys"
             yield Static(help_content(), id="help-text")

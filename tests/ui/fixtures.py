@@ -1,0 +1,78 @@
+"""Fixed data for snapshot and widget tests: a clock that never moves, users and messages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timezone
+
+from tui_chat.ui.timefmt import Clock
+from tui_chat.ui.view_model import ConnectionRow, MessageRow, UserRow
+
+NOW_MS = 1_741_000_000_000  # Monday 3 March 2025, 11:06:40 UTC
+MINUTE = 60_000
+DAY = 86_400_000
+
+
+def fixed_clock() -> Clock:
+    return Clock(now=lambda: NOW_MS, tz=timezone.utc)
+
+
+def sample_users() -> list[UserRow]:
+    return [
+        UserRow("alice", "online", "at my desk", unread=0),
+        UserRow("bob", "away", "lunch", unread=2),
+        UserRow("carol", "busy", "in a meeting [b]do not disturb[/b]"),
+        UserRow("dave", "offline"),
+        UserRow("erin", "online", is_me=True),
+    ]
+
+
+def sample_messages() -> list[MessageRow]:
+    yesterday = NOW_MS - DAY - 3 * 60 * MINUTE
+    today = NOW_MS - 40 * MINUTE
+    return [
+        MessageRow("m01", "alice", "Morning! Did the deploy go out?", yesterday),
+        MessageRow("m02", "alice", "The dashboard still shows the old build.", yesterday + MINUTE),
+        MessageRow("m03", "erin", "It did, give the CDN a minute.", yesterday + 2 * MINUTE, mine=True, mark="read"),
+        MessageRow("m04", "alice", "Looks right now, thanks.", yesterday + 20 * MINUTE),
+        MessageRow("m05", "alice", "Lunch today?\nThe new place on the corner opens at noon.", today),
+        MessageRow("m06", "erin", "Sure, 12:30 works for me.", today + 2 * MINUTE, mine=True, mark="read"),
+        MessageRow("m07", "erin", "I'll book a table for four, if Bob and Carol want to come along too.", today + 3 * MINUTE, mine=True, mark="sent"),
+        MessageRow("m08", "erin", "Bringing the umbrella.", today + 4 * MINUTE, mine=True, mark="pending"),
+        MessageRow("m09", "erin", "See you there.", today + 4 * MINUTE, mine=True, mark="failed", reason="rate limited, try again in a moment"),
+    ]
+
+
+def hostile_messages() -> list[MessageRow]:
+    t = NOW_MS - 5 * MINUTE
+    return [
+        MessageRow("h01", "mallory", "[@click=app.quit]click me[/] and [b]bold?[/b]", t),
+        MessageRow("h02", "mallory", "colours: \x1b[31mred\x1b[0m bell:\x07 del:\x7f c1:\x9b", t + MINUTE),
+        MessageRow("h03", "mallory", "bidi: abc\u202eevil\u202c def \u2066iso\u2069 \u200fmark", t + 2 * MINUTE),
+    ]
+
+
+@dataclass
+class FixedData:
+    """A :class:`ChatData` with nothing behind it but lists."""
+
+    me: str = "erin"
+    user_rows: list[UserRow] = field(default_factory=sample_users)
+    messages: dict[str, list[MessageRow]] = field(default_factory=lambda: {"alice": sample_messages()})
+    typing_in: set[str] = field(default_factory=set)
+    connection_row: ConnectionRow = field(default_factory=lambda: ConnectionRow("online", server="127.0.0.1:8765", user="erin"))
+
+    def users(self):
+        return self.user_rows
+
+    def rows(self, conversation):
+        return self.messages.get(conversation, [])
+
+    def has_more(self, conversation):
+        return False
+
+    def typing(self, conversation):
+        return conversation in self.typing_in
+
+    def connection(self):
+        return self.connection_row

@@ -1,0 +1,82 @@
+"""Snapshots of every screen with fixed data: no network, a fixed clock, no cursor blink.
+
+Update the baselines with ``pytest tests/ui/test_snapshots.py --snapshot-update`` and look at
+them (``tests/ui/__snapshots__/``) before committing.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.ui.fixtures import FixedData, fixed_clock, hostile_messages
+from tui_chat.ui.app import ChatApp
+from tui_chat.ui.screens.chat import ChatScreen
+from tui_chat.ui.screens.sign_in import ServerInfo, SignInFailed, SignInScreen
+from tui_chat.ui.view_model import ConnectionRow, UserRow
+
+
+class WrongPassword:
+    async def server_info(self, server):
+        return ServerInfo(auth="accounts", signup=True)
+
+    async def sign_in(self, server, username, password, *, create, mode):
+        raise SignInFailed("Wrong username or password.")
+
+
+def chat_app(data: FixedData | None = None, open_first: str | None = "alice") -> ChatApp:
+    data = data or FixedData()
+    return ChatApp(preview=lambda: ChatScreen(data, clock=fixed_clock(), open_first=open_first), clock=fixed_clock())
+
+
+async def no_blink(pilot) -> None:
+    for widget in pilot.app.screen.query("Input, TextArea"):
+        widget.cursor_blink = False
+    await pilot.pause()
+
+
+def test_sign_in_with_error(snap_compare):
+    app = ChatApp(preview=lambda: SignInScreen(WrongPassword(), server="http://127.0.0.1:8765", username="erin"))
+
+    async def run_before(pilot):
+        await pilot.pause()
+        await pilot.click("#password")
+        await pilot.press(*"hunter22")
+        await pilot.press("enter")
+        await pilot.app.workers.wait_for_complete()
+        await no_blink(pilot)
+
+    assert snap_compare(app, terminal_size=(90, 32), run_before=run_before)
+
+
+def test_chat_grouped_days_and_marks(snap_compare):
+    data = FixedData()
+    data.typing_in.add("alice")
+    assert snap_compare(chat_app(data), terminal_size=(110, 36), run_before=no_blink)
+
+
+def test_offline_bar_with_queue(snap_compare):
+    data = FixedData(connection_row=ConnectionRow("offline", queued=3, server="127.0.0.1:8765", user="erin", detail="server unreachable"))
+    assert snap_compare(chat_app(data), terminal_size=(110, 36), run_before=no_blink)
+
+
+def test_hostile_text(snap_compare):
+    users = [UserRow("mallory", "online", "[@click=app.quit]status[/] \x1b[2J\u202etxet"), UserRow("erin", "online", is_me=True)]
+    data = FixedData(user_rows=users, messages={"mallory": hostile_messages()})
+    assert snap_compare(chat_app(data, "mallory"), terminal_size=(100, 24), run_before=no_blink)
+
+
+def test_narrow_terminal(snap_compare):
+    assert snap_compare(chat_app(), terminal_size=(60, 20), run_before=no_blink)
+
+
+def test_wide_terminal(snap_compare):
+    assert snap_compare(chat_app(), terminal_size=(160, 48), run_before=no_blink)
+
+
+def test_help_screen(snap_compare):
+    async def run_before(pilot):
+        await no_blink(pilot)
+        await pilot.press("f1")
+        await pilot.pause()
+
+    assert snap_compare(chat_app(), terminal_size=(100, 36), run_before=run_before)

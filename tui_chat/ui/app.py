@@ -1,0 +1,271 @@
+"""The Textual app: screens on top of one client session, service events turned into Messages.
+
+The app owns the session (``tui_chat.ui.session.Session``, the adapter over the client
+service) and one long-lived worker that reads the service's event stream and posts each event
+to itself as a :class:`ChatApp.ServiceEvent`; handlers refresh only what the event touched.
+Nothing here touches a socket or SQL.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from textual import on, work
+from textual.app import App
+from textual.binding import Binding
+from textual.message import Message
+from textual.screen import Screen
+
+from tui_chat.ui.commands import ChatCommands
+from tui_chat.ui.screens.sign_in import SignInScreen
+from tui_chat.ui.timefmt import Clock
+
+if TYPE_CHECKING:
+    from tui_chat.ui.embedded import EmbeddedServer
+    from tui_chat.ui.screens.chat import ChatScreen
+    from tui_chat.ui.session import Session
+
+AUTO_AWAY_MINUTES = 10
+
+
+class ChatApp(App[int]):
+    CSS_PATH = Path(__file__).with_name("app.tcss")
+    TITLE = "tui-chat"
+    COMMANDS = App.COMMANDS | {ChatCommands}
+    ENABLE_COMMAND_PALETTE = True
+    BINDINGS = [
+        Binding("f1", "help", "Keys"),
+        Binding("ctrl+q", "quit", "Quit", priority=True),
+    ]
+
+    class ServiceEvent(Message):
+        """One event from the client service, delivered on the app's message queue."""
+
+        def __init__(self, event: Any) -> None:
+            super().__init__()
+            self.event = event
+
+    def __init__(
+        self,
+        session: "Session | None" = None,
+        *,
+        clock: Clock | None = None,
+        embedded: "EmbeddedServer | None" = None,
+        preview: Callable[[], Screen] | None = None,
+        bell: bool = False,
+        auto_away_minutes: float | None = AUTO_AWAY_MINUTES,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        self.session = session
+        self.clock = clock or Clock()
+        self.embedded = embedded
+        self._preview = preview
+        self.bell_on_message = bell
+        self.auto_away_minutes = auto_away_minutes
+        self._monotonic = monotonic
+        self._last_input = monotonic()
+        self._auto_away = False
+
+    # --- start and stop ---------------------------------------------------------------------
+
+    def on_mount(self) -> None:
+        if self._preview is not None:  # fixed data, no service: snapshots and widget tests
+            self.push_screen(self._preview())
+            return
+        if self.session is not None and self.session.theme:
+            self.theme = self.session.theme
+        self.start_up()
+
+    @work(exclusive=True, exit_on_error=False, group="start-up")
+    async def start_up(self) -> None:
+        session = self.session
+        assert session is not None
+        note = ""
+        if self.embedded is not None:
+            try:
+                url = await self.embedded.start()
+            except RuntimeError as exc:
+                self.push_screen(SignInScreen(session, server=session.server, username=session.username, error=str(exc)))
+                return
+            session.server = url
+            session.embedded_note = f"built-in server, data in {self.embedded.db.parent}"
+            note = f"No server was running, so tui-chat started one here ({url}); others on this machine can connect to it."
+        if await session.resume():
+            await self.enter_chat()
+            return
+        self.push_screen(SignInScreen(session, server=session.server, username=session.username, note=note))
+
+    async def enter_chat(self) -> None:
+        from tui_chat.ui.screens.chat import ChatScreen  # not needed before signing in
+
+        session = self.session
+        assert session is not None
+        await session.start()
+        screen = ChatScreen(session, clock=self.clock, open_first=session.last_conversation)
+        if isinstance(self.screen, SignInScreen):
+            self.switch_screen(screen)
+        else:
+            self.push_screen(screen)
+        self.consume_events()
+        self.set_interval(30, self._check_idle)
+        self.update_title()
+
+    @on(SignInScreen.SignedIn)
+    async def _signed_in(self, event: SignInScreen.SignedIn) -> None:
+        await self.enter_chat()
+
+    @work(exclusive=True, exit_on_error=False, group="service-events")
+    async def consume_events(self) -> None:
+        """The one long-lived worker: every service event becomes a Message on this app."""
+        assert self.session is not None
+        async for event in self.session.events():
+            self.post_message(self.ServiceEvent(event))
+
+    async def action_quit(self) -> None:
+        await self.shut_down()
+        self.exit(0)
+
+    async def shut_down(self) -> None:
+        if self.session is not None:
+            await self.session.stop()
+        if self.embedded is not None:
+            await self.embedded.stop()
+
+    # --- service events ---------------------------------------------------------------------
+
+    @property
+    def chat_screen(self) -> "ChatScreen | None":
+        from tui_chat.ui.screens.chat import ChatScreen
+
+        for screen in reversed(self.screen_stack):
+            if isinstance(screen, ChatScreen):
+                return screen
+        return None
+
+    @on(ServiceEvent)
+    def _service_event(self, message: ServiceEvent) -> None:
+        screen = self.chat_screen
+        session = self.session
+        if screen is None or session is None:
+            return
+        change = session.describe(message.event)
+        if change.users:
+            screen.refresh_users()
+            self.update_title()
+        if change.connection:
+            screen.refresh_connection()
+        for conversation in change.conversations:
+            screen.refresh_conversation(conversation)
+        if change.typing:
+            screen.refresh_typing()
+        if change.incoming is not None and change.incoming != screen.conversation:
+            self.notify_incoming(change.incoming, change.preview)
+        if change.replaced or change.signed_out:
+            screen.refresh_connection()
+
+    def notify_incoming(self, sender: str, preview: str) -> None:
+        from tui_chat.ui.safe_text import safe_str
+
+        self.notify(safe_str(preview)[:120], title=f"Message from {safe_str(sender)}", markup=False, timeout=4)
+        if self.bell_on_message:
+            self.bell()
+
+    def update_title(self) -> None:
+        unread = self.session.unread_total() if self.session is not None else 0
+        self.title = f"tui-chat — {unread} unread" if unread else "tui-chat"
+
+    # --- what the chat screen asks for --------------------------------------------------------
+
+    def _chat_action(self, call: Callable[["Session"], Any]) -> None:
+        """Run one service call; a failure is shown, never raised into the UI."""
+        if self.session is not None:  # previews have no service behind them
+            self.run_service_call(call(self.session))
+
+    @work(exit_on_error=False, group="service-calls")
+    async def run_service_call(self, coro) -> None:
+        try:
+            await coro
+        except Exception as exc:  # noqa: BLE001 - any failure becomes a notification
+            from tui_chat.ui.safe_text import safe_str
+
+            self.notify(safe_str(str(exc) or type(exc).__name__), title="Something went wrong", severity="error", markup=False)
+
+    def on_chat_screen_send(self, message) -> None:
+        self._chat_action(lambda s: s.send(message.to, message.body))
+
+    def on_chat_screen_open(self, message) -> None:
+        self._chat_action(lambda s: s.open_conversation(message.conversation))
+
+    def on_chat_screen_load_older(self, message) -> None:
+        self._chat_action(lambda s: s.load_older(message.conversation))
+
+    def on_chat_screen_mark_read(self, message) -> None:
+        if self.app_focus:
+            self._chat_action(lambda s: s.mark_read(message.conversation))
+
+    def on_chat_screen_retry(self, message) -> None:
+        self._chat_action(lambda s: s.retry(message.message_id))
+
+    def on_chat_screen_discard(self, message) -> None:
+        self._chat_action(lambda s: s.discard(message.message_id))
+
+    def on_chat_screen_typing(self, message) -> None:
+        self._chat_action(lambda s: s.typing(message.to))
+
+    # --- status, auto-away, themes, help, sign out --------------------------------------------
+
+    def on_key(self) -> None:
+        self._last_input = self._monotonic()
+        if self._auto_away and self.session is not None:
+            self._auto_away = False
+            self._chat_action(lambda s: s.set_status("online", ""))
+
+    def _check_idle(self) -> None:
+        if self.auto_away_minutes is None or self.session is None or self._auto_away:
+            return
+        if self.session.my_status() != "online":
+            return  # never override a status the person chose
+        if self._monotonic() - self._last_input >= self.auto_away_minutes * 60:
+            self._auto_away = True
+            self._chat_action(lambda s: s.set_status("away", "idle"))
+
+    def set_status(self, status: str, text: str = "") -> None:
+        if self.session is not None:
+            self._auto_away = False
+            self._chat_action(lambda s: s.set_status(status, text))
+
+    def action_set_status(self) -> None:
+        from tui_chat.ui.screens.status import StatusScreen
+
+        current = self.session.my_status() if self.session is not None else "online"
+
+        def chosen(result: tuple[str, str] | None) -> None:
+            if result is not None:
+                self.set_status(*result)
+
+        self.push_screen(StatusScreen(current), chosen)
+
+    def action_help(self) -> None:
+        from tui_chat.ui.screens.help import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def action_open_conversation(self, name: str) -> None:
+        screen = self.chat_screen
+        if screen is not None:
+            screen.open_conversation(name)
+
+    def watch_theme(self, theme: str) -> None:
+        if self.session is not None and self._preview is None:
+            self.session.save_theme(theme)
+
+    async def action_sign_out(self) -> None:
+        if self.session is None:
+            return
+        await self.session.sign_out()
+        self.push_screen(SignInScreen(self.session, server=self.session.server, username=self.session.username, error=""))
