@@ -36,6 +36,7 @@ import json
 import logging
 import os
 import sys
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -454,7 +455,13 @@ def speed_up_moto_transactions() -> bool:
         def deepcopy(value: Any, memo: Any = None) -> Any:
             return value if isinstance(value, Table) else copy_module.deepcopy(value, memo)
 
+    lock = threading.Lock()  # moto's transactions are not thread-safe; the server's threads are real
+
     def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
+        with lock:
+            return _transact(self, transact_items)
+
+    def _transact(self: Any, transact_items: list[dict[str, Any]]) -> None:
         backups = []
         for entry in transact_items:
             op = next(iter(entry.values()))

@@ -1,0 +1,148 @@
+"""What is particular to the DynamoDB store (the shared contract runs in tests/server/test_store_contract.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+from moto import mock_aws
+
+from tests.aws.conftest import REGION
+from tui_chat.server.store import ConnectionRecord, StoreUnavailable
+from tui_chat.server.stores.dynamodb import DynamoDBStore
+
+
+@pytest.fixture
+async def store():
+    with mock_aws():
+        s = DynamoDBStore(prefix="t-", region=REGION, create_tables=True)
+        await s.open()
+        for name in ("alice", "bob", "carol"):
+            await s.create_user(name, None, 0)
+        yield s
+        await s.close()
+
+
+async def test_a_retry_returns_the_original_and_leaves_at_most_a_gap(store):
+    first = await store.save_message("alice", "msg-00000001", "bob", "once", 1000)
+    again = await store.save_message("alice", "msg-00000001", "bob", "twice", 2000)
+    assert (again.created, again.message) == (False, first.message)
+    nxt = await store.save_message("alice", "msg-00000002", "bob", "next", 3000)
+    assert nxt.message.seq > first.message.seq  # a retry may leave a gap; order holds
+    items, _ = await store.get_messages("bob", "alice", before=None, after=0, limit=10)
+    assert [m.body for m in items] == ["once", "next"]
+
+
+async def test_the_same_id_from_two_senders_is_two_messages(store):
+    a = await store.save_message("alice", "same-id-0001", "carol", "from alice", 1)
+    b = await store.save_message("bob", "same-id-0001", "carol", "from bob", 2)
+    assert a.created and b.created
+
+
+async def test_concurrent_sends_in_one_conversation_keep_unique_seqs_and_the_inbox_moves_forward(store, monkeypatch):
+    # In-process moto is not thread-safe (its transactions deep-copy tables): one call at a time,
+    # while the sends still interleave between calls and finish out of order.
+    lock = threading.Lock()
+    unlocked = store._call_sync
+
+    def one_at_a_time(op, kwargs):
+        with lock:
+            return unlocked(op, kwargs)
+
+    monkeypatch.setattr(store, "_call_sync", one_at_a_time)
+    sends = [store.save_message(sender, f"c-{sender}-{i:04d}", other, f"{sender} {i}", 100 + i)
+             for i in range(10) for sender, other in (("alice", "bob"), ("bob", "alice"))]  # fmt: skip
+    results = await asyncio.gather(*sends)
+    seqs = [r.message.seq for r in results]
+    assert len(set(seqs)) == 20
+    [conv] = (await store.list_conversations("alice", None, 10))[0]
+    assert conv.last_seq == max(seqs) and conv.last.seq == max(seqs)
+    mine = max(r.message.seq for r in results if r.message.sender == "alice")
+    assert conv.read_seq >= mine, "a sender has read its own message, even when a newer one landed first"
+
+
+async def test_pages_larger_than_a_query_page_follow_last_evaluated_key(store):
+    body = "x" * 15000
+    for i in range(80):  # 1.2 MB: more than one 1 MB query page
+        await store.save_message("alice", f"big-{i:07d}", "bob", f"{i:02d}{body}", 1000 + i)
+    items, more = await store.get_messages("bob", "alice", before=None, after=0, limit=200)
+    assert [m.seq for m in items] == list(range(1, 81)) and more is False
+    items, more = await store.get_messages("bob", "alice", before=41, after=None, limit=30)
+    assert [m.seq for m in items] == list(range(11, 41)) and more is True
+
+
+async def test_conversations_newest_first_with_an_opaque_cursor(store):
+    for i in range(7):
+        name = f"partner{i}"
+        await store.create_user(name, None, 0)
+        await store.save_message("alice", f"conv-{i:06d}", name, "hi", 1000 + i)
+    first, cursor = await store.list_conversations("alice", None, 4)
+    assert [c.with_ for c in first] == ["partner6", "partner5", "partner4", "partner3"] and cursor
+    rest, end = await store.list_conversations("alice", cursor, 4)
+    assert [c.with_ for c in rest] == ["partner2", "partner1", "partner0"] and end is None
+    for bad in ("garbage!", "bm90IGpzb24", "WyJ4Il0"):
+        with pytest.raises(ValueError):
+            await store.list_conversations("alice", bad, 4)
+
+
+async def test_unread_counts_only_the_other_users_messages_above_the_marker(store):
+    for i, sender in enumerate(["alice", "bob", "alice", "alice"]):
+        other = "bob" if sender == "alice" else "alice"
+        await store.save_message(sender, f"u-{i:07d}", other, "x", i)
+    [conv] = (await store.list_conversations("bob", None, 10))[0]
+    assert (conv.last_seq, conv.read_seq, conv.unread) == (4, 2, 2)
+    assert await store.mark_read("bob", "alice", 99) == 4
+    assert await store.mark_read("bob", "alice", 3) is None
+    [conv] = (await store.list_conversations("bob", None, 10))[0]
+    assert conv.unread == 0
+
+
+async def test_connections_first_last_replaced_and_presence_audience(store):
+    first = await store.add_connection(ConnectionRecord("c1", "alice", "laptop-0001", 10))
+    second = await store.add_connection(ConnectionRecord("c2", "alice", "phone-00001", 11))
+    again = await store.add_connection(ConnectionRecord("c3", "alice", "laptop-0001", 12))
+    assert first.first_for_user and not second.first_for_user
+    assert again.replaced.conn_id == "c1" and not again.first_for_user
+    assert (await store.remove_connection("c1", 13)).connection is None, "replaced: already gone"
+    await store.add_connection(ConnectionRecord("w1", "bob", "bob-device", 14))
+    await store.watch_presence("w1")
+    assert await store.presence_audience("alice") == ["c2", "c3", "w1"]
+    assert not (await store.remove_connection("c2", 15)).last_for_user
+    last = await store.remove_connection("c3", 16)
+    assert last.last_for_user and (await store.get_user("alice")).last_seen == 16
+
+
+async def test_a_connection_left_behind_for_over_two_hours_does_not_keep_a_user_online(store):
+    await store.add_connection(ConnectionRecord("lost", "alice", "old-device", 0))  # its $disconnect never came
+    later = 3 * 60 * 60 * 1000
+    result = await store.add_connection(ConnectionRecord("fresh", "alice", "new-device", later))
+    assert result.first_for_user
+    assert [c.conn_id for c in await store.user_connections("alice")] == ["fresh"]
+
+
+async def test_messages_carry_a_ttl_when_retention_is_set(store):
+    saved = await store.save_message("alice", "ttl-0000001", "bob", "x", 1_700_000_000_000)
+    raw = store.client.get_item(TableName=store.messages, Key={"pk": {"S": "c#alice#bob"}, "sk": {"N": str(saved.message.seq)}})
+    assert int(raw["Item"]["expireAt"]["N"]) == 1_700_000_000 + 365 * 86400
+    store.retention_days = None
+    kept = await store.save_message("alice", "ttl-0000002", "bob", "x", 1_700_000_000_000)
+    raw = store.client.get_item(TableName=store.messages, Key={"pk": {"S": "c#alice#bob"}, "sk": {"N": str(kept.message.seq)}})
+    assert "expireAt" not in raw["Item"]
+
+
+async def test_refresh_tokens_are_single_use_and_expire(store):
+    await store.save_refresh_token("hash-1", "alice", "dev-0000001", 5000)
+    grant = await store.take_refresh_token("hash-1", 1000)
+    assert (grant.username, grant.device) == ("alice", "dev-0000001")
+    assert await store.take_refresh_token("hash-1", 1000) is None
+    await store.save_refresh_token("hash-2", "alice", None, 5000)
+    assert await store.take_refresh_token("hash-2", 6000) is None
+
+
+async def test_missing_tables_make_the_store_unavailable_not_crash():
+    with mock_aws():
+        s = DynamoDBStore(prefix="absent-", region=REGION)
+        assert await s.healthy() is False
+        with pytest.raises(StoreUnavailable):
+            await s.get_user("alice")
