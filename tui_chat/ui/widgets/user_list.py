@@ -70,7 +70,7 @@ class UserList(Vertical):
         self._shown: list[str] = []
 
     def compose(self) -> ComposeResult:
-        yield Input(placeholder="filter people…", id="user-filter", compact=True)
+        yield Input(placeholder="filter people…", id="user-filter", compact=True, select_on_focus=False)
         yield UserOptions(id="user-options")
 
     @property

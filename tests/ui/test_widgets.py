@@ -1,0 +1,178 @@
+"""Pilot tests of the chat screen over fixed data: what a person sees and what it asks for."""
+
+from __future__ import annotations
+
+from tests.ui.fixtures import NOW_MS, FixedData, fixed_clock, hostile_messages, sample_messages
+from tui_chat.protocol import MAX_BODY_CHARS
+from tui_chat.ui.app import ChatApp
+from tui_chat.ui.screens.chat import ChatScreen
+from tui_chat.ui.view_model import MessageRow, UserRow
+from tui_chat.ui.widgets.conversation import ConversationView
+
+
+class RecordingApp(ChatApp):
+    """The real app over fixed data; what the screen asks for is recorded, not sent."""
+
+    def __init__(self, data: FixedData, open_first: str | None = "alice") -> None:
+        super().__init__(preview=lambda: ChatScreen(data, clock=fixed_clock(), open_first=open_first), clock=fixed_clock())
+        self.data = data
+        self.asked: list = []
+
+    def _chat_action(self, call) -> None:
+        pass
+
+    def on_chat_screen_send(self, message) -> None:
+        self.asked.append(("send", message.to, message.body))
+
+    def on_chat_screen_retry(self, message) -> None:
+        self.asked.append(("retry", message.message_id))
+
+    def on_chat_screen_discard(self, message) -> None:
+        self.asked.append(("discard", message.message_id))
+
+    def on_chat_screen_load_older(self, message) -> None:
+        self.asked.append(("older", message.conversation))
+
+    def on_chat_screen_open(self, message) -> None:
+        self.asked.append(("open", message.conversation))
+
+
+def visible_text(view: ConversationView) -> list[str]:
+    return [view.render_line(y).text.rstrip() for y in range(view.size.height)]
+
+
+def many(sender: str, count: int, start: int = 0) -> list[MessageRow]:
+    return [MessageRow(f"{sender}-{i:05d}", sender, f"{sender} says {i}", NOW_MS - (count - i) * 1000) for i in range(start, start + count)]
+
+
+async def test_enter_sends_ctrl_j_adds_a_line():
+    app = RecordingApp(FixedData())
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press(*"hello", "ctrl+j", *"world", "enter")
+        await pilot.pause()
+        assert app.asked[-1] == ("send", "alice", "hello\nworld")
+        assert app.screen.query_one("#composer").text == ""
+
+
+async def test_too_long_body_is_refused_before_the_outbox():
+    app = RecordingApp(FixedData())
+    async with app.run_test(size=(100, 30)) as pilot:
+        composer = app.screen.query_one("#composer")
+        composer.text = "x" * (MAX_BODY_CHARS + 1)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert not [a for a in app.asked if a[0] == "send"]
+        problem = app.screen.query_one("#composer-problem")
+        assert problem.display and "longer than 4000 characters" in str(problem.render())
+        assert composer.text == "x" * (MAX_BODY_CHARS + 1)  # nothing the writer typed is lost
+
+
+async def test_retry_and_discard_the_failed_message():
+    app = RecordingApp(FixedData())
+    async with app.run_test(size=(100, 30)) as pilot:
+        view = app.screen.conversation_view
+        assert any("not sent: rate limited" in line for line in visible_text(view))
+        await pilot.press("ctrl+r")
+        await pilot.press("ctrl+g")
+        assert app.asked[-2:] == [("retry", "m09"), ("discard", "m09")]
+
+
+async def test_switching_conversations_never_draws_an_empty_view(monkeypatch):
+    data = FixedData(messages={"alice": sample_messages(), "bob": many("bob", 50)})
+    drawn: list[tuple[str | None, int]] = []
+    original = ConversationView.render_line
+
+    def spy(self, y):
+        drawn.append((self.conversation, len(self.rows)))
+        return original(self, y)
+
+    monkeypatch.setattr(ConversationView, "render_line", spy)
+    app = RecordingApp(data)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        await pilot.click("#user-options", offset=(5, 1))  # bob: unread, so first in the list
+        await pilot.pause()
+        assert app.screen.conversation == "bob"
+        assert "bob says 49" in "\n".join(visible_text(app.screen.conversation_view))
+    assert ("bob", 0) not in drawn and ("alice", 0) not in drawn
+    assert ("open", "bob") in app.asked
+
+
+async def test_new_messages_stick_to_the_bottom_only_when_there():
+    data = FixedData(messages={"alice": many("alice", 100)})
+    app = RecordingApp(data)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen: ChatScreen = app.screen
+        view = screen.conversation_view
+        data.messages["alice"] = [*data.messages["alice"], *many("alice", 1, start=100)]
+        screen.refresh_conversation("alice")
+        await pilot.pause()
+        assert view.at_bottom and visible_text(view)[-1].strip() == "alice says 100"
+
+        view.scroll_to(y=10, animate=False)
+        await pilot.pause()
+        top_before = visible_text(view)[0]
+        data.messages["alice"] = [*data.messages["alice"], *many("alice", 2, start=101)]
+        screen.refresh_conversation("alice")
+        await pilot.pause()
+        assert visible_text(view)[0] == top_before  # the view did not move
+        marker = screen.query_one("#new-below")
+        assert marker.display and "2 new" in str(marker.render())
+
+        await pilot.click("#new-below")
+        await pilot.pause()
+        assert view.at_bottom and not marker.display
+
+        view.scroll_to(y=10, animate=False)
+        await pilot.press("shift+tab", "end")  # from the composer to the conversation; end = newest
+        await pilot.pause()
+        assert view.at_bottom
+
+
+async def test_scrolling_up_asks_for_older_and_keeps_the_view_in_place():
+    data = FixedData(messages={"alice": many("alice", 60, start=1000)})
+    data.has_more = lambda conversation: True
+    app = RecordingApp(data)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen: ChatScreen = app.screen
+        view = screen.conversation_view
+        view.scroll_to(y=0, animate=False)
+        await pilot.pause()
+        assert ("older", "alice") in app.asked
+        first_message = next(line for line in visible_text(view) if "says" in line)
+        data.messages["alice"] = [*many("alice", 50, start=900), *data.messages["alice"]]
+        for i, row in enumerate(data.messages["alice"]):  # older ones are older
+            data.messages["alice"][i] = MessageRow(row.key, row.sender, row.body, NOW_MS - (200 - i) * 1000)
+        screen.refresh_conversation("alice")
+        await pilot.pause()
+        assert len(view.rows) == 110
+        assert next(line for line in visible_text(view) if "says" in line) == first_message
+        assert not view.at_bottom
+
+
+async def test_markup_from_others_is_shown_literally_and_does_nothing():
+    users = [UserRow("mallory", "online", "[b]bold[/b]"), UserRow("erin", "online", is_me=True)]
+    app = RecordingApp(FixedData(user_rows=users, messages={"mallory": hostile_messages()}), open_first="mallory")
+    async with app.run_test(size=(100, 30)) as pilot:
+        view = app.screen.conversation_view
+        text = "\n".join(visible_text(view))
+        assert "[@click=app.quit]click me[/] and [b]bold?[/b]" in text
+        assert "␛[31mred␛[0m" in text and "␇" in text and "␡" in text and "\\x9b" in text
+        assert "\\u202eevil" in text and "\x1b" not in text and "\u202e" not in text
+        line = next(y for y in range(view.size.height) if "click me" in view.render_line(y).text)
+        await pilot.click(view, offset=(5, line))
+        await pilot.pause()
+        assert app.is_running  # the "link" is text, not an action
+        assert "[b]bold[/b]" in str(app.screen.query_one("#conversation-title").render())
+
+
+async def test_typing_filters_the_people():
+    app = RecordingApp(FixedData())
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("ctrl+o", "c", "a")
+        await pilot.pause()
+        options = app.screen.query_one("#user-options")
+        assert [options.get_option_at_index(i).id for i in range(options.option_count)] == ["carol"]
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.screen.conversation == "carol"
