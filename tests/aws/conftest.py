@@ -27,9 +27,11 @@ def aws_env(monkeypatch):
         monkeypatch.delenv(name, raising=False)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def moto_server():
-    """moto's server mode on 127.0.0.1 (a free port), for code that talks HTTP: JWKS, pycognito."""
+    """moto's server mode on 127.0.0.1 (a free port), for code that talks HTTP: JWKS, pycognito.
+
+    Per module: it shares moto's in-process state, which every ``mock_aws`` test resets."""
     pytest.importorskip("flask", reason="moto's server mode needs moto[server]")
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
@@ -43,7 +45,7 @@ def moto_server():
     server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def cognito_pool(moto_server):
     """A user pool, an SRP app client without a secret, a group and two users, in moto's server."""
     import boto3
