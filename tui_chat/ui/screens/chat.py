@@ -177,6 +177,7 @@ class ChatScreen(Screen[None]):
     def open_conversation(self, conversation: str) -> None:
         """Show ``conversation`` at once from what is cached; the server's reply merges in later."""
         self.set_reactive(ChatScreen.conversation, conversation)
+        self.conversation_view.empty_text = "No messages yet — say hello."
         self.conversation_view.show(conversation, self.data.rows(conversation), has_more=self.data.has_more(conversation))
         self.query_one(UserList).highlight(conversation)
         self._update_title_line(self.data.users())

@@ -102,23 +102,31 @@ def body_height(body: str, width: int) -> int:
         return len(wrap_body(body, width))
     if len(body) <= width:
         return 1
-    rows, col = 1, 0
-    for token in _WORDS_RE.findall(body):
-        w = len(token)
-        if col + w <= width:
-            col += w
-        elif token[0] == " ":
-            rows, col = rows + 1, 0
-        elif w <= width:
-            rows, col = rows + 1, w
-        else:
-            if col:
-                rows += 1
-            full, col = divmod(w, width)
-            if col == 0:
-                full, col = full - 1, width
-            rows += full
-    return rows
+    # Greedy wrapping by searching for spaces (C speed) instead of walking tokens; gives
+    # exactly what wrap_body gives for printable ASCII (checked by tests/ui/test_wrap.py).
+    n = len(body)
+    rows, pos = 0, 0
+    while True:
+        rows += 1
+        limit = pos + width
+        if n <= limit:
+            return rows
+        if body[limit] == " ":  # everything up to the limit fits; skip the break's spaces
+            pos = limit
+            while pos < n and body[pos] == " ":
+                pos += 1
+            continue
+        start = body.rfind(" ", pos, limit) + 1
+        if start > pos:  # the word across the limit starts the next line
+            pos = start
+            continue
+        end_of_word = body.find(" ", pos)  # a word wider than a line: cut into full rows
+        end_of_word = n if end_of_word < 0 else end_of_word
+        full, rest = divmod(end_of_word - pos, width)
+        if rest == 0:
+            full -= 1
+        rows += full - 1
+        pos += full * width
 
 
 class ConversationView(ScrollView, can_focus=True):

@@ -1,0 +1,97 @@
+"""End to end: two real ``tui-chat`` clients in tmux against a real ``tui-chat serve``.
+
+Alice types a message with ``send-keys``; it must appear on Bob's screen (``capture-pane``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.serverproc import signup, start_server
+
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (apt-get install tmux)")
+
+SCREEN_TIMEOUT_S = 20.0
+
+
+class Tmux:
+    def __init__(self, socket: Path) -> None:
+        self.socket = str(socket)
+
+    def run(self, *args: str) -> str:
+        return subprocess.run(["tmux", "-S", self.socket, *args], check=True, capture_output=True, text=True, timeout=10).stdout
+
+    def start(self, name: str, command: list[str], env: dict[str, str]) -> None:
+        exports = " ".join(f"{k}={v!s}" for k, v in env.items())
+        shell = f"env {exports} {' '.join(command)}"
+        self.run("new-session", "-d", "-s", name, "-x", "110", "-y", "32", shell)
+
+    def keys(self, name: str, *keys: str) -> None:
+        self.run("send-keys", "-t", name, *keys)
+
+    def type(self, name: str, text: str) -> None:
+        self.run("send-keys", "-t", name, "-l", text)
+
+    def screen(self, name: str) -> str:
+        return self.run("capture-pane", "-p", "-t", name)
+
+    def wait_for(self, name: str, text: str, timeout: float = SCREEN_TIMEOUT_S) -> str:
+        deadline = time.monotonic() + timeout
+        screen = ""
+        while time.monotonic() < deadline:
+            screen = self.screen(name)
+            if text in screen:
+                return screen
+            time.sleep(0.1)  # polling a terminal: there is no event to await across processes
+        raise AssertionError(f"{text!r} never appeared on {name}'s screen:\n{screen}")
+
+    def kill(self) -> None:
+        subprocess.run(["tmux", "-S", self.socket, "kill-server"], capture_output=True, timeout=10)
+
+
+@pytest.fixture
+def tmux(tmp_path):
+    mux = Tmux(tmp_path / "tmux.sock")
+    yield mux
+    mux.kill()
+
+
+async def test_a_message_typed_in_one_terminal_appears_in_another(tmp_path, tmux):
+    server = start_server(tmp_path)
+    try:
+        await signup(server.http_url, "alice")
+        await signup(server.http_url, "bob")
+        command = [sys.executable, "-m", "tui_chat", "--server", server.http_url]
+        for name in ("alice", "bob"):
+            home = tmp_path / name
+            env = {
+                "TUI_CHAT_DATA_DIR": home / "data", "TUI_CHAT_CONFIG_DIR": home / "config",
+                "TUI_CHAT_CACHE_DIR": home / "cache", "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring",
+                "PYTHONPATH": Path(__file__).resolve().parents[2], "TERM": "xterm-256color", "HOME": home,
+            }  # fmt: skip
+            tmux.start(name, [*command, "--user", name], env)
+        for name in ("alice", "bob"):
+            tmux.wait_for(name, "Password")
+            tmux.type(name, "correct horse battery")
+            tmux.keys(name, "Enter")
+            tmux.wait_for(name, "online")
+        tmux.keys("bob", "C-o")
+        tmux.type("bob", "alice")
+        tmux.keys("bob", "Enter")
+        tmux.keys("alice", "C-o")
+        tmux.type("alice", "bob")
+        tmux.keys("alice", "Enter")
+        tmux.wait_for("alice", "No messages yet")
+        tmux.type("alice", "hello from [b]tmux[/b]")
+        tmux.keys("alice", "Enter")
+        screen = tmux.wait_for("bob", "hello from [b]tmux[/b]")
+        assert "alice" in screen
+    finally:
+        server.stop()

@@ -1,0 +1,22 @@
+"""``tui-chat`` (no subcommand): choose the server, maybe start the built-in one, run the app."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def run_app(args: argparse.Namespace) -> int:
+    from tui_chat.ui.app import ChatApp
+    from tui_chat.ui.embedded import EmbeddedServer, default_server_url, something_listens
+    from tui_chat.ui.session import Session
+
+    session = Session.from_config(server=args.server, username=args.user)
+    embedded = None
+    if not session.server:
+        # Nothing configured: use whatever listens on the default address, or start our own.
+        if not something_listens():
+            embedded = EmbeddedServer()
+        session.server = default_server_url()
+    app = ChatApp(session, embedded=embedded, bell=session.bell)
+    result = app.run()
+    return result if isinstance(result, int) else (app.return_code or 0)
