@@ -214,7 +214,7 @@ class ChatApp(App[int]):
         self._chat_action(lambda s: s.discard(message.message_id))
 
     def on_chat_screen_typing(self, message) -> None:
-        self._chat_action(lambda s: s.typing(message.to))
+        self._chat_action(lambda s: s.typing_notice(message.to))
 
     # --- status, auto-away, themes, help, sign out --------------------------------------------
 
