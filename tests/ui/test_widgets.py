@@ -176,3 +176,31 @@ async def test_typing_filters_the_people():
         await pilot.press("enter")
         await pilot.pause()
         assert app.screen.conversation == "carol"
+
+
+async def test_command_palette_opens_a_conversation():
+    app = RecordingApp(FixedData())
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("ctrl+p")
+        await pilot.press(*"open conversation with carol")
+        await pilot.pause()
+        await app.workers.wait_for_complete()  # the palette searches in a worker
+        await pilot.pause()
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.screen.conversation == "carol"
+
+
+async def test_status_screen_returns_the_choice():
+    from tui_chat.ui.screens.status import StatusScreen
+
+    app = RecordingApp(FixedData())
+    async with app.run_test(size=(100, 30)) as pilot:
+        chosen = []
+        app.push_screen(StatusScreen("online"), chosen.append)
+        await pilot.pause()
+        await pilot.click("#status-busy")
+        await pilot.click("#status-text")
+        await pilot.press(*"deep work", "enter")
+        await pilot.pause()
+        assert chosen == [("busy", "deep work")]

@@ -116,7 +116,8 @@ class ChatApp(App[int]):
 
     @on(SignInScreen.SignedIn)
     async def _signed_in(self, event: SignInScreen.SignedIn) -> None:
-        await self.enter_chat()
+        if self.session is not None:
+            await self.enter_chat()
 
     @work(exclusive=True, exit_on_error=False, group="service-events")
     async def consume_events(self) -> None:

@@ -15,7 +15,8 @@ class ChatCommands(Provider):
     def _commands(self) -> Iterator[tuple[str, Content, Callable[[], object], str]]:
         app = self.app
         session = getattr(app, "session", None)
-        names = [u.name for u in session.users() if not u.is_me] if session is not None else []
+        chat = getattr(app, "chat_screen", None)
+        names = [u.name for u in chat.data.users() if not u.is_me] if chat is not None else []
         for name in names:
             text = f"Open conversation with {name}"
             display = Content.assemble("Open conversation with ", safe_content(name, "bold"))

@@ -1,0 +1,77 @@
+"""The sign-in form adapts to the server's mode and reports failures in words."""
+
+from __future__ import annotations
+
+from textual.widgets import Input
+
+from tui_chat.ui.app import ChatApp
+from tui_chat.ui.screens.sign_in import ServerInfo, SignInFailed, SignInScreen
+
+
+class FakeBackend:
+    def __init__(self, infos: dict[str, ServerInfo | str]) -> None:
+        self.infos = infos
+        self.calls: list = []
+
+    async def server_info(self, server: str) -> ServerInfo:
+        info = self.infos.get(server, "Cannot reach the server (connection refused).")
+        if isinstance(info, str):
+            raise SignInFailed(info)
+        return info
+
+    async def sign_in(self, server, username, password, *, create, mode) -> None:
+        self.calls.append((server, username, password, create, mode))
+        if username == "taken":
+            raise SignInFailed("That nickname is in use on another device.")
+
+
+def app_with(backend: FakeBackend, **kwargs) -> ChatApp:
+    return ChatApp(preview=lambda: SignInScreen(backend, **kwargs))
+
+
+def shown(app, selector: str) -> bool:
+    return app.screen.query_one(selector).display
+
+
+async def test_accounts_server_offers_sign_up():
+    backend = FakeBackend({"http://s": ServerInfo("accounts", signup=True)})
+    app = app_with(backend, server="http://s", username="erin")
+    async with app.run_test() as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert shown(app, "#password") and shown(app, "#create-account")
+        await pilot.press(*"secret-pass")
+        await pilot.click("#create-account")
+        await app.workers.wait_for_complete()
+        assert backend.calls == [("http://s", "erin", "secret-pass", True, "accounts")]
+
+
+async def test_open_server_asks_only_for_a_nickname_and_explains_a_clash():
+    backend = FakeBackend({"http://open": ServerInfo("open", signup=False)})
+    app = app_with(backend, server="http://open")
+    async with app.run_test() as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert not shown(app, "#password") and not shown(app, "#create-account")
+        assert "Nickname" in str(app.screen.query_one("#username-label").render())
+        await pilot.click("#username")
+        await pilot.press(*"taken", "enter")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert shown(app, "#sign-in-error")
+        assert "nickname is in use" in str(app.screen.query_one("#sign-in-error").render())
+
+
+async def test_unreachable_server_is_said_in_words():
+    backend = FakeBackend({})
+    app = app_with(backend, server="http://nowhere:1")
+    async with app.run_test() as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert "Cannot reach the server" in str(app.screen.query_one("#server-mode").render())
+        app.screen.query_one("#server", Input).value = "http://open"
+        backend.infos["http://open"] = ServerInfo("open")
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert "open server" in str(app.screen.query_one("#server-mode").render())
