@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 RECV_TIMEOUT_S = 10.0
 _rids = itertools.count(1)
@@ -65,6 +66,15 @@ class WsClient:
         await self.request({"action": "ping"})
         frames, self.pending = self.pending, []
         return frames
+
+    async def closed_code(self) -> int | None:
+        """Read until the server closes the connection; the close code it sent."""
+        try:
+            async with asyncio.timeout(RECV_TIMEOUT_S):
+                while True:
+                    self.pending.append(json.loads(await self.ws.recv()))
+        except ConnectionClosed as closed:
+            return closed.rcvd.code if closed.rcvd else None
 
     async def close(self) -> None:
         await self.ws.close()

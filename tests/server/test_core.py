@@ -118,10 +118,10 @@ async def test_errors_carry_rid_and_id_and_never_raise(chat):
     core, gw = chat
     alice = await connect(core, "a1", "alice")
     await core.handle_frame(alice, frame(action="sendMessage", id="m-00000003", to="zed", body="x", rid="q"))
-    [error] = gw.take("a1")
+    [error] = gw.take("a1", "error")
     assert (error["code"], error["id"], error["rid"]) == ("unknown_user", "m-00000003", "q")
     await core.handle_frame(alice, b"\xff\xfe")
-    assert gw.take("a1")[0]["code"] == "bad_request"
+    assert gw.take("a1", "error")[0]["code"] == "bad_request"
 
 
 async def test_internal_failures_answer_internal_and_keep_serving(chat, monkeypatch):
@@ -132,6 +132,7 @@ async def test_internal_failures_answer_internal_and_keep_serving(chat, monkeypa
         raise RuntimeError("disk on fire")
 
     monkeypatch.setattr(core.store, "list_conversations", broken)
+    gw.take("a1")
     await core.handle_frame(alice, frame(action="getConversations", rid="c"))
     [error] = gw.take("a1")
     assert (error["code"], error["rid"]) == ("internal", "c")
@@ -144,7 +145,7 @@ async def test_invalid_cursor_is_a_bad_request(chat):
     core, gw = chat
     alice = await connect(core, "a1", "alice")
     await core.handle_frame(alice, frame(action="getConversations", cursor="!!garbage!!"))
-    assert gw.take("a1")[0]["code"] == "bad_request"
+    assert gw.take("a1", "error")[0]["code"] == "bad_request"
 
 
 async def test_mark_read_sends_read_to_both_sides(chat):

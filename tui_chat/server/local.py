@@ -96,6 +96,12 @@ class LiveConnection:
         if self._writer is not None:
             self._writer.cancel()
 
+    async def finish(self, timeout: float = 1.0) -> None:
+        """Let a requested close go out (briefly), then stop the writer."""
+        if self.closed and self._queue and self._writer is not None:
+            await asyncio.wait({self._writer}, timeout=timeout)
+        self.abort()
+
     async def wait_drained(self) -> None:
         if self._writer is not None:
             await asyncio.wait({self._writer})
@@ -290,7 +296,7 @@ class ChatServerApp:
             await self._serve_frames(conn, receive)
         finally:
             self.gateway.connections.pop(caller.conn_id, None)
-            conn.abort()
+            await conn.finish()
             await self.core.disconnect(caller.conn_id)
             log.info("disconnected", extra={"user": caller.username, "conn": caller.conn_id})
 
