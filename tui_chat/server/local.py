@@ -20,7 +20,7 @@ from tui_chat import __version__
 from tui_chat import protocol as p
 from tui_chat.server.accounts import AccountService, AuthError, Identity
 from tui_chat.server.core import Caller, ChatCore, Gateway, now_ms
-from tui_chat.server.ratelimit import TokenBucket
+from tui_chat.ratelimit import TokenBucket
 from tui_chat.server.store import Store, StoreUnavailable
 
 log = logging.getLogger("tui_chat.server")

@@ -1,0 +1,190 @@
+"""Signing in: discovery (``GET /info``), accounts and open mode over HTTP, tokens in the keyring.
+
+The refresh token is kept with ``keyring`` under the service ``tui-chat:<server URL>``. Where no
+keyring backend works (headless Linux raises ``NoKeyringError``), the vault says so once and
+keeps the token in memory only; it writes a token to a file (0600) only when the user asked
+for that in the config (``store_tokens_in_file = true``).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import keyring
+import keyring.errors
+
+from tui_chat.paths import data_dir
+from tui_chat.protocol import is_valid_device_id
+
+HTTP_TIMEOUT_S = 10.0
+
+
+class SignInError(Exception):
+    """Why signing in failed, for people; ``kind`` lets a screen react (e.g. offer sign-up)."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind  # credentials, unreachable, taken, throttled, disabled, invalid, expired
+        self.message = message
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    auth: str
+    signup: bool
+    version: str = ""
+    cognito: dict | None = None
+
+
+@dataclass(frozen=True)
+class Tokens:
+    access: str
+    refresh: str
+    user: str
+
+
+def http_base(server_url: str) -> str:
+    url = server_url.rstrip("/")
+    if url.startswith("ws://"):
+        url = "http://" + url[5:]
+    elif url.startswith("wss://"):
+        url = "https://" + url[6:]
+    return url.removesuffix("/ws")
+
+
+def ws_url(server_url: str) -> str:
+    base = http_base(server_url)
+    return ("wss://" + base[8:] if base.startswith("https://") else "ws://" + base[7:]) + "/ws"
+
+
+def device_id(folder: Path | None = None) -> str:
+    """This install's stable device id, created once and kept in the data folder."""
+    path = (folder or data_dir()) / "device-id"
+    try:
+        existing = path.read_text(encoding="ascii").strip()
+        if is_valid_device_id(existing):
+            return existing
+    except (OSError, UnicodeDecodeError):
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = "dev-" + secrets.token_hex(8)
+    path.write_text(new + "\n", encoding="ascii")
+    return new
+
+
+class AuthClient:
+    """The HTTP side of signing in to a self-hosted server."""
+
+    def __init__(self, server_url: str, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.base = http_base(server_url)
+        self.transport = transport
+
+    async def _post(self, path: str, body: dict) -> httpx.Response:
+        try:
+            async with httpx.AsyncClient(base_url=self.base, timeout=HTTP_TIMEOUT_S, transport=self.transport) as http:
+                return await http.post(path, json=body)
+        except httpx.HTTPError as exc:
+            raise SignInError("unreachable", f"cannot reach {self.base}: {exc.__class__.__name__}") from None
+
+    async def info(self) -> ServerInfo:
+        try:
+            async with httpx.AsyncClient(base_url=self.base, timeout=HTTP_TIMEOUT_S, transport=self.transport) as http:
+                response = await http.get("/info")
+            data = response.json()
+        except httpx.HTTPError as exc:
+            raise SignInError("unreachable", f"cannot reach {self.base}: {exc.__class__.__name__}") from None
+        except ValueError:
+            raise SignInError("invalid", f"{self.base} is not a tui-chat server") from None
+        if not isinstance(data, dict) or data.get("auth") not in ("accounts", "open", "cognito"):
+            raise SignInError("invalid", f"{self.base} is not a tui-chat server")
+        return ServerInfo(
+            auth=data["auth"], signup=bool(data.get("signup", data["auth"] == "accounts")),
+            version=str(data.get("version", "")), cognito=data.get("cognito") if isinstance(data.get("cognito"), dict) else None,
+        )  # fmt: skip
+
+    async def sign_in(self, username: str, password: str, *, create: bool = False) -> Tokens:
+        response = await self._post("/auth/signup" if create else "/auth/login", {"username": username, "password": password})
+        return self._tokens(response)
+
+    async def sign_in_open(self, nickname: str, device: str) -> Tokens:
+        return self._tokens(await self._post("/auth/login", {"username": nickname, "device": device}))
+
+    async def refresh(self, refresh_token: str, user: str) -> Tokens:
+        response = await self._post("/auth/refresh", {"refreshToken": refresh_token})
+        if response.status_code == 401:
+            raise SignInError("expired", "your session has ended; sign in again")
+        data = self._json(response)
+        return Tokens(access=data["token"], refresh=data["refreshToken"], user=user)
+
+    def _tokens(self, response: httpx.Response) -> Tokens:
+        data = self._json(response)
+        return Tokens(access=data["token"], refresh=data["refreshToken"], user=data["user"])
+
+    @staticmethod
+    def _json(response: httpx.Response) -> dict:
+        try:
+            data = response.json()
+        except ValueError:
+            data = {}
+        if response.status_code in (200, 201) and isinstance(data.get("token"), str):
+            return data
+        message = data.get("error") if isinstance(data, dict) and isinstance(data.get("error"), str) else f"HTTP {response.status_code}"
+        kind = {401: "credentials", 409: "taken", 429: "throttled", 403: "disabled", 400: "invalid"}.get(response.status_code, "unreachable")
+        raise SignInError(kind, message)
+
+
+class TokenVault:
+    """Refresh tokens in the OS keyring, or in memory where there is none."""
+
+    def __init__(self, server_url: str, *, file_fallback: Path | None = None) -> None:
+        self.service = f"tui-chat:{http_base(server_url)}"
+        self.file_fallback = file_fallback
+        self.memory: dict[str, str] = {}
+        self.warning: str | None = None
+        """Set once when no keyring works; the app shows it."""
+
+    def _no_keyring(self, exc: Exception) -> None:
+        if self.warning is None:
+            where = "a 0600 file, as configured" if self.file_fallback else "memory only: you will sign in again next time"
+            self.warning = f"No system keyring is available ({exc.__class__.__name__}); the session is kept in {where}."
+
+    def save(self, user: str, refresh_token: str) -> None:
+        try:
+            keyring.set_password(self.service, user, refresh_token)
+            return
+        except keyring.errors.KeyringError as exc:
+            self._no_keyring(exc)
+        self.memory[user] = refresh_token
+        if self.file_fallback is not None:
+            self.file_fallback.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.file_fallback, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as file:
+                file.write(f"{user}\n{refresh_token}\n")
+
+    def load(self, user: str) -> str | None:
+        try:
+            found = keyring.get_password(self.service, user)
+            if found:
+                return found
+        except keyring.errors.KeyringError as exc:
+            self._no_keyring(exc)
+        if user in self.memory:
+            return self.memory[user]
+        if self.file_fallback is not None and self.file_fallback.exists():
+            lines = self.file_fallback.read_text().splitlines()
+            if len(lines) >= 2 and lines[0] == user:
+                return lines[1]
+        return None
+
+    def forget(self, user: str) -> None:
+        self.memory.pop(user, None)
+        try:
+            keyring.delete_password(self.service, user)
+        except keyring.errors.KeyringError:
+            pass
+        if self.file_fallback is not None:
+            self.file_fallback.unlink(missing_ok=True)

@@ -1,0 +1,124 @@
+"""Local history per conversation, so the app shows conversations at once and while offline.
+
+``synced_seq`` is how far the history is known to be complete: catch-up asks the server for
+everything after it, so messages that arrived live during an outage cannot hide a gap.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from tui_chat.protocol import ConversationSummary, Message
+
+_COLUMNS = "seq, id, sender, recipient, body, ts"
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationRecord:
+    peer: str
+    last_seq: int
+    read_seq: int
+    unread: int
+    peer_read_seq: int
+    synced_seq: int
+
+
+def _message(row: tuple) -> Message:
+    return Message(seq=row[0], id=row[1], sender=row[2], to=row[3], body=row[4], ts=row[5])
+
+
+class Cache:
+    def __init__(self, db: sqlite3.Connection, me: str) -> None:
+        self.db = db
+        self.me = me
+
+    def add(self, messages: Iterable[Message]) -> list[Message]:
+        """Store messages; returns the ones that were new (duplicates are ignored)."""
+        new = []
+        with self.db:
+            for m in messages:
+                peer = m.other(self.me)
+                cursor = self.db.execute(
+                    f"INSERT OR IGNORE INTO messages (peer, {_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (peer, m.seq, m.id, m.sender, m.to, m.body, m.ts),
+                )
+                if cursor.rowcount:
+                    new.append(m)
+                    self.db.execute(
+                        "INSERT INTO conversations (peer, last_seq) VALUES (?, ?)"
+                        " ON CONFLICT DO UPDATE SET last_seq = max(last_seq, excluded.last_seq)",
+                        (peer, m.seq),
+                    )
+        return new
+
+    def mark_synced(self, peer: str, seq: int) -> None:
+        self.db.execute(
+            "INSERT INTO conversations (peer, synced_seq) VALUES (?, ?)"
+            " ON CONFLICT DO UPDATE SET synced_seq = max(synced_seq, excluded.synced_seq)",
+            (peer, seq),
+        )
+
+    def synced_seq(self, peer: str) -> int:
+        row = self.db.execute("SELECT synced_seq FROM conversations WHERE peer = ?", (peer,)).fetchone()
+        return row[0] if row else 0
+
+    def apply_summary(self, summary: ConversationSummary) -> None:
+        self.db.execute(
+            "INSERT INTO conversations (peer, last_seq, read_seq, unread) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT DO UPDATE SET last_seq = max(last_seq, excluded.last_seq),"
+            " read_seq = excluded.read_seq, unread = excluded.unread",
+            (summary.with_, summary.last_seq, summary.read_seq, summary.unread),
+        )
+
+    def set_read(self, peer: str, *, mine: int | None = None, theirs: int | None = None) -> None:
+        """Move my read marker (and recount unread) or the peer's (for read receipts)."""
+        self.db.execute("INSERT OR IGNORE INTO conversations (peer) VALUES (?)", (peer,))
+        if mine is not None:
+            self.db.execute("UPDATE conversations SET read_seq = max(read_seq, ?) WHERE peer = ?", (mine, peer))
+            self._recount(peer)
+        if theirs is not None:
+            self.db.execute("UPDATE conversations SET peer_read_seq = max(peer_read_seq, ?) WHERE peer = ?", (theirs, peer))
+
+    def bump_unread(self, peer: str) -> None:
+        self.db.execute("UPDATE conversations SET unread = unread + 1 WHERE peer = ?", (peer,))
+
+    def _recount(self, peer: str) -> None:
+        self.db.execute(
+            "UPDATE conversations SET unread = (SELECT count(*) FROM messages m WHERE m.peer = ?1"
+            " AND m.sender = ?1 AND m.seq > conversations.read_seq) WHERE peer = ?1",
+            (peer,),
+        )
+
+    def conversation(self, peer: str) -> ConversationRecord | None:
+        row = self.db.execute(
+            "SELECT peer, last_seq, read_seq, unread, peer_read_seq, synced_seq FROM conversations WHERE peer = ?", (peer,)
+        ).fetchone()
+        return ConversationRecord(*row) if row else None
+
+    def conversations(self) -> list[ConversationRecord]:
+        rows = self.db.execute("SELECT peer, last_seq, read_seq, unread, peer_read_seq, synced_seq FROM conversations")
+        return [ConversationRecord(*row) for row in rows]
+
+    def count(self, peer: str) -> int:
+        return self.db.execute("SELECT count(*) FROM messages WHERE peer = ?", (peer,)).fetchone()[0]
+
+    def slice(self, peer: str, start: int, stop: int) -> list[Message]:
+        """Messages ``[start:stop]`` of the conversation in seq order (for a virtual list)."""
+        rows = self.db.execute(
+            f"SELECT {_COLUMNS} FROM messages WHERE peer = ? ORDER BY seq LIMIT ? OFFSET ?",
+            (peer, max(0, stop - start), start),
+        )
+        return [_message(row) for row in rows]
+
+    def history(self, peer: str) -> list[Message]:
+        return [_message(row) for row in self.db.execute(f"SELECT {_COLUMNS} FROM messages WHERE peer = ? ORDER BY seq", (peer,))]
+
+    def oldest_seq(self, peer: str) -> int | None:
+        row = self.db.execute("SELECT min(seq) FROM messages WHERE peer = ?", (peer,)).fetchone()
+        return row[0]
+
+    def last_message(self, peer: str) -> Message | None:
+        row = self.db.execute(f"SELECT {_COLUMNS} FROM messages WHERE peer = ? ORDER BY seq DESC LIMIT 1", (peer,)).fetchone()
+        return _message(row) if row else None

@@ -1,0 +1,220 @@
+"""The one WebSocket: the only owner of the socket, reconnecting with backoff until told to stop.
+
+Liveness: WebSocket pings find a dead or half-open link (``ping_interval`` + ``ping_timeout``,
+about 30 s); the ``ping`` action every few minutes keeps an idle link inside API Gateway's
+10-minute idle timeout. A 401 at the handshake asks the owner to refresh the token once.
+Everything is reported to the owner through callbacks; this module knows nothing of the UI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from tui_chat import protocol as p
+from tui_chat.client.backoff import Backoff
+
+log = logging.getLogger("tui_chat.client.connection")
+
+CONNECTING = "connecting"
+ONLINE = "online"
+RECONNECTING = "reconnecting"
+OFFLINE = "offline"
+REPLACED = "replaced"
+SIGNED_OUT = "signed_out"
+STOPPED = "stopped"
+
+
+@dataclass(frozen=True, slots=True)
+class LinkState:
+    kind: str
+    retry_in: float | None = None
+    detail: str = ""
+
+
+class NeedsSignIn(Exception):
+    """The refresh token was refused: the person has to sign in again."""
+
+
+class Connection:
+    def __init__(
+        self,
+        url: str,
+        device: str,
+        *,
+        token: Callable[[], str],
+        refresh: Callable[[], Awaitable[None]],
+        on_event: Callable[[p.Event], Awaitable[None]],
+        on_state: Callable[[LinkState], None],
+        on_open: Callable[[], Awaitable[None]],
+        backoff: Backoff | None = None,
+        ping_interval: float = p.PING_INTERVAL_S,
+        ping_timeout: float = p.PING_TIMEOUT_S,
+        app_ping_interval: float = p.APP_PING_INTERVAL_S,
+        open_timeout: float = 10.0,
+    ) -> None:
+        self.url = url
+        self.device = device
+        self.token = token
+        self.refresh = refresh
+        self.on_event = on_event
+        self.on_state = on_state
+        self.on_open = on_open
+        self.backoff = backoff or Backoff()
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+        self.app_ping_interval = app_ping_interval
+        self.open_timeout = open_timeout
+        self.ws: ClientConnection | None = None
+        self.state = LinkState(OFFLINE)
+        self.delays: list[float] = []
+        """Every reconnect delay chosen (benchmarks report them)."""
+        self._task: asyncio.Task | None = None
+        self._wake = asyncio.Event()
+
+    # -- control -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start connecting; a second call while running does nothing."""
+        if self._task is not None and not self._task.done():
+            return
+        self._task = asyncio.create_task(self._run(), name="tui-chat-connection")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+        await self._close_socket()
+        self._set(LinkState(STOPPED))
+
+    def reconnect_now(self) -> None:
+        """Skip the rest of the current backoff wait (the user pressed 'retry')."""
+        self._wake.set()
+
+    async def send(self, frame: dict) -> bool:
+        """Send one action; False when there is no open socket (the caller keeps it queued)."""
+        ws = self.ws
+        if ws is None or self.state.kind != ONLINE:
+            return False
+        try:
+            await ws.send(p.encode(frame))
+            return True
+        except ConnectionClosed:
+            return False
+
+    @property
+    def online(self) -> bool:
+        return self.state.kind == ONLINE
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def _set(self, state: LinkState) -> None:
+        self.state = state
+        self.on_state(state)
+
+    async def _close_socket(self) -> None:
+        ws, self.ws = self.ws, None
+        if ws is not None:
+            try:
+                await asyncio.wait_for(ws.close(), timeout=2)
+            except (asyncio.TimeoutError, OSError):
+                ws.transport.abort()
+
+    async def _run(self) -> None:
+        refreshed = False
+        while True:
+            self._set(LinkState(CONNECTING))
+            await self._close_socket()  # never two sockets
+            try:
+                ws = await connect(
+                    f"{self.url}?{urlencode({'token': self.token(), 'device': self.device})}",
+                    ping_interval=self.ping_interval,
+                    ping_timeout=self.ping_timeout,
+                    open_timeout=self.open_timeout,
+                    close_timeout=2,
+                    max_size=p.MAX_FRAME_BYTES,
+                    compression=None,
+                )
+            except InvalidStatus as exc:
+                status = exc.response.status_code
+                if status == 401 and not refreshed:
+                    refreshed = True
+                    try:
+                        await self.refresh()
+                    except NeedsSignIn as why:
+                        self._set(LinkState(SIGNED_OUT, detail=str(why)))
+                        return
+                    except Exception as why:  # the server is unreachable for the refresh too
+                        log.info("refresh failed: %s", why)
+                        await self._wait_before_retry(f"sign-in refresh failed: {why}")
+                        refreshed = False
+                    continue
+                if status in (401, 403):
+                    self._set(LinkState(SIGNED_OUT, detail=f"the server refused the session (HTTP {status})"))
+                    return
+                await self._wait_before_retry(f"the server answered HTTP {status}")
+                continue
+            except (OSError, asyncio.TimeoutError, InvalidHandshake) as exc:
+                await self._wait_before_retry(f"cannot connect: {exc.__class__.__name__}")
+                continue
+            refreshed = False
+            self.ws = ws
+            code = await self._serve(ws)
+            if code == p.CLOSE_REPLACED:
+                self._set(LinkState(REPLACED, detail="another session of this device took over"))
+                return
+            if code == p.CLOSE_POLICY:
+                self._set(LinkState(OFFLINE, detail="the server closed the connection for a policy violation"))
+                return
+            await self._wait_before_retry(f"connection lost (code {code})")
+
+    async def _serve(self, ws: ClientConnection) -> int | None:
+        opened = time.monotonic()
+        self._set(LinkState(ONLINE))
+        keepalive = asyncio.create_task(self._app_pings(ws))
+        opening = asyncio.create_task(self.on_open())
+        try:
+            async for raw in ws:
+                try:
+                    event = p.parse_event(raw)
+                except p.ProtocolError as exc:
+                    log.warning("ignored a malformed frame from the server: %s", exc.message)
+                    continue
+                await self.on_event(event)
+        except ConnectionClosed:
+            pass
+        finally:
+            keepalive.cancel()
+            opening.cancel()
+            self.backoff.connection_lasted(time.monotonic() - opened)
+            self._set(LinkState(RECONNECTING, detail="connection lost"))
+        return ws.close_code
+
+    async def _app_pings(self, ws: ClientConnection) -> None:
+        while True:
+            await asyncio.sleep(self.app_ping_interval)
+            try:
+                await ws.send(p.encode({"action": "ping"}))
+            except ConnectionClosed:
+                return
+
+    async def _wait_before_retry(self, reason: str) -> None:
+        delay = self.backoff.next_delay()
+        self.delays.append(delay)
+        self._set(LinkState(RECONNECTING, retry_in=delay, detail=reason))
+        self._wake.clear()
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout=delay)
+        except asyncio.TimeoutError:
+            pass

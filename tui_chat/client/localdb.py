@@ -1,0 +1,58 @@
+"""The client's own SQLite file, one per (server, user): the outbox and the history cache.
+
+WAL with ``synchronous=NORMAL``: a commit survives the process being killed at any point (the
+outbox's promise); a power cut may lose the last commits, which costs at worst a message typed
+in the last second before it (and a resend after an ack, which the server's idempotency absorbs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import sqlite3
+from pathlib import Path
+
+from tui_chat.paths import data_dir
+
+_SCHEMA = [
+    """
+    CREATE TABLE outbox (
+        position INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE, recipient TEXT NOT NULL, body TEXT NOT NULL,
+        created_ts INTEGER NOT NULL, state TEXT NOT NULL DEFAULT 'pending', error TEXT
+    );
+    CREATE TABLE messages (
+        peer TEXT NOT NULL, seq INTEGER NOT NULL, id TEXT NOT NULL, sender TEXT NOT NULL,
+        recipient TEXT NOT NULL, body TEXT NOT NULL, ts INTEGER NOT NULL,
+        PRIMARY KEY (peer, seq)
+    ) WITHOUT ROWID;
+    CREATE TABLE conversations (
+        peer TEXT PRIMARY KEY, last_seq INTEGER NOT NULL DEFAULT 0, read_seq INTEGER NOT NULL DEFAULT 0,
+        unread INTEGER NOT NULL DEFAULT 0, peer_read_seq INTEGER NOT NULL DEFAULT 0,
+        synced_seq INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID
+    """,
+]
+
+
+def account_db_path(server_url: str, username: str) -> Path:
+    """``<data>/accounts/<host-port>-<user>-<hash>/client.db``: readable, and unique per server URL."""
+    digest = hashlib.sha256(f"{server_url}\n{username}".encode()).hexdigest()[:10]
+    slug = re.sub(r"[^A-Za-z0-9.-]+", "-", server_url.split("://", 1)[-1]).strip("-")[:40]
+    return data_dir() / "accounts" / f"{slug}-{username}-{digest}" / "client.db"
+
+
+def open_db(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    for target in range(version + 1, len(_SCHEMA) + 1):
+        db.execute("BEGIN IMMEDIATE")
+        for statement in _SCHEMA[target - 1].split(";"):
+            if statement.strip():
+                db.execute(statement)
+        db.execute(f"PRAGMA user_version = {target}")
+        db.execute("COMMIT")
+    return db
