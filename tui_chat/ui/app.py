@@ -76,7 +76,7 @@ class ChatApp(App[int]):
         if self._preview is not None:  # fixed data, no service: snapshots and widget tests
             self.push_screen(self._preview())
             return
-        if self.session is not None and self.session.theme:
+        if self.session is not None and self.session.theme in self.available_themes:
             self.theme = self.session.theme
         self.start_up()
 
@@ -84,7 +84,7 @@ class ChatApp(App[int]):
     async def start_up(self) -> None:
         session = self.session
         assert session is not None
-        note = ""
+        note = session.config_error
         if self.embedded is not None:
             try:
                 url = await self.embedded.start()
@@ -149,28 +149,35 @@ class ChatApp(App[int]):
 
     @on(ServiceEvent)
     def _service_event(self, message: ServiceEvent) -> None:
-        screen = self.chat_screen
         session = self.session
-        if screen is None or session is None:
+        if session is None:
             return
         change = session.describe(message.event)
+        if change.notice:
+            self.notify(change.notice, severity="warning", markup=False, timeout=8)
+        if change.signed_out:
+            self.back_to_sign_in("Your session has ended; sign in again.")
+            return
+        screen = self.chat_screen
+        if screen is None:
+            return
         if change.users:
             screen.refresh_users()
             self.update_title()
         if change.connection:
             screen.refresh_connection()
-        for conversation in change.conversations:
-            screen.refresh_conversation(conversation)
+        for conversation, appended in change.conversations.items():
+            screen.refresh_conversation(conversation, appended=appended)
         if change.typing:
             screen.refresh_typing()
-        if change.incoming is not None and change.incoming != screen.conversation:
-            self.notify_incoming(change.incoming, change.preview)
-        if change.replaced or change.signed_out:
-            screen.refresh_connection()
+        if change.incoming is not None and (change.incoming != screen.conversation or not self.app_focus):
+            self.notify_incoming(change.sender, change.preview)
 
     def notify_incoming(self, sender: str, preview: str) -> None:
         from tui_chat.ui.safe_text import safe_str
 
+        if self.session is not None and not self.session.config.notifications:
+            return
         self.notify(safe_str(preview)[:120], title=f"Message from {safe_str(sender)}", markup=False, timeout=4)
         if self.bell_on_message:
             self.bell()
@@ -269,4 +276,12 @@ class ChatApp(App[int]):
         if self.session is None:
             return
         await self.session.sign_out()
-        self.push_screen(SignInScreen(self.session, server=self.session.server, username=self.session.username, error=""))
+        self.back_to_sign_in("")
+
+    def back_to_sign_in(self, error: str) -> None:
+        """Leave the chat (signed out, or the server refused our session) for the sign-in form."""
+        assert self.session is not None
+        self.workers.cancel_group(self, "service-events")
+        while len(self.screen_stack) > 2:
+            self.pop_screen()
+        self.switch_screen(SignInScreen(self.session, server=self.session.server, username=self.session.username, error=error))

@@ -12,11 +12,12 @@ def run_app(args: argparse.Namespace) -> int:
 
     session = Session.from_config(server=args.server, username=args.user)
     embedded = None
-    if not session.server:
+    if not session.server_configured:
         # Nothing configured: use whatever listens on the default address, or start our own.
         if not something_listens():
             embedded = EmbeddedServer()
         session.server = default_server_url()
-    app = ChatApp(session, embedded=embedded, bell=session.bell)
+    away = session.config.auto_away_minutes or None  # 0 turns auto-away off
+    app = ChatApp(session, embedded=embedded, bell=session.bell, auto_away_minutes=away)
     result = app.run()
     return result if isinstance(result, int) else (app.return_code or 0)

@@ -1,19 +1,30 @@
 """The one adapter between the UI and the client service (``tui_chat.client``).
 
 It implements what the screens read (``ChatData``: users, rows, connection…), what the
-sign-in screen needs (``SignInBackend``) and the calls the app makes, by delegating to the
-client service and translating its state into the UI's rows. Keeping every client name in
-this module means the widgets and screens never import the client.
+sign-in screen needs (``SignInBackend``) and the calls the app makes, by delegating to
+``ChatClient`` and translating its state into the UI's rows. Every client name lives in this
+module, so widgets and screens never import the client.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tui_chat.client import state as cs
+from tui_chat.client.auth import SignInError, http_base
+from tui_chat.client.config import Config, ConfigError, load_config, save_settings
+from tui_chat.client.service import ChatClient, SendRefused
 from tui_chat.ui.screens.sign_in import ServerInfo, SignInFailed
 from tui_chat.ui.view_model import ConnectionRow, MessageRow, UserRow
+
+FULL_REBUILD_ROWS = 2000
+"""Conversations up to this long are re-read whole on an unspecific change (marks may move
+anywhere); longer ones re-read a tail window, so a read mark never costs 100,000 rows."""
+TAIL_WINDOW = 300
+CONNECTION_STATES = {"connecting", "online", "reconnecting", "offline", "replaced", "signed_out"}
 
 
 @dataclass
@@ -23,102 +34,295 @@ class Change:
     users: bool = False
     connection: bool = False
     typing: bool = False
-    conversations: set[str] = field(default_factory=set)
+    conversations: dict[str, int] = field(default_factory=dict)
+    """Conversations whose rows changed, with how many rows were appended (0: unknown)."""
     incoming: str | None = None
-    """The sender of a new message from someone else (for a notification)."""
+    """The conversation of a new message from someone else (for a notification)."""
+    sender: str = ""
     preview: str = ""
+    notice: str = ""
     replaced: bool = False
     signed_out: bool = False
+
+
+def friendly(error: SignInError, server: str, mode: str) -> str:
+    """One sentence a person can act on, for each way signing in fails."""
+    match error.kind:
+        case "credentials":
+            return "Wrong username or password."
+        case "unreachable":
+            return f"Cannot reach the server at {http_base(server)} — is it running? ({error.message})"
+        case "taken":
+            if mode == "open":
+                return "That nickname is in use on another device; pick another or wait until it disconnects."
+            return "That username is taken; pick another or sign in."
+        case "throttled":
+            return "Too many failed attempts for this name; wait a few minutes and try again."
+        case "disabled":
+            return "This server does not accept new accounts; ask its admin for one."
+        case "expired":
+            return "Your session has ended; sign in again."
+    return error.message or "Signing in failed."
 
 
 class Session:
     """The client service as the UI sees it."""
 
-    def __init__(self, server: str = "", username: str = "", *, client_factory=None) -> None:
-        self.server = server
-        self.username = username
+    def __init__(
+        self,
+        config: Config | None = None,
+        *,
+        server: str = "",
+        username: str = "",
+        client_factory: Callable[[str], ChatClient] = ChatClient,
+        monotonic: Callable[[], float] = time.monotonic,
+        config_error: str = "",
+    ) -> None:
+        self.config = config or Config()
+        self.server = server or self.config.server
+        self.username = username or self.config.username
+        self.server_configured = bool(self.server)
+        self.config_error = config_error
         self.embedded_note = ""
         self.last_conversation: str | None = None
-        self.theme: str | None = None
-        self.bell = False
+        self.theme: str | None = self.config.theme
+        self.bell = self.config.bell
         self._client_factory = client_factory
-        self.client: Any = None
+        self._monotonic = monotonic
+        self.client: ChatClient | None = None
+        self._rows: dict[str, list[MessageRow]] = {}
+        self._exhausted: set[str] = set()
+        self._link: cs.ConnectionChanged | None = None
+        self._link_at = monotonic()
 
     @classmethod
     def from_config(cls, *, server: str | None = None, username: str | None = None) -> "Session":
-        raise NotImplementedError("waiting for tui_chat.client")
+        """The config file and ``TUI_CHAT_*`` variables, overridden by the command line.
 
-    # --- SignInBackend --------------------------------------------------------------------
-
-    async def server_info(self, server: str) -> ServerInfo:
-        raise SignInFailed("the client service is not available yet")
-
-    async def sign_in(self, server: str, username: str, password: str, *, create: bool, mode: str) -> None:
-        raise SignInFailed("the client service is not available yet")
-
-    async def resume(self) -> bool:
-        return False
-
-    # --- lifecycle ---------------------------------------------------------------------------
-
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
-
-    async def events(self) -> AsyncIterator[Any]:
-        return
-        yield
-
-    def describe(self, event: Any) -> Change:
-        return Change(users=True, connection=True, typing=True)
-
-    # --- ChatData ----------------------------------------------------------------------------
+        A broken config file does not stop the app: the sign-in screen says what is wrong.
+        """
+        try:
+            config = load_config(overrides={"server": server, "username": username})
+        except ConfigError as exc:
+            return cls(Config(), server=server or "", username=username or "", config_error=str(exc))
+        return cls(config)
 
     @property
     def me(self) -> str:
-        return self.username
+        return self.client.me if self.client is not None and self.client.me else self.username
+
+    # --- SignInBackend --------------------------------------------------------------------
+
+    def _client_for(self, server: str) -> ChatClient:
+        if self.client is None or self.client.server_url != server:
+            self.client = self._client_factory(server)
+        return self.client
+
+    async def server_info(self, server: str) -> ServerInfo:
+        try:
+            info = await self._client_for(server).discover()
+        except SignInError as exc:
+            raise SignInFailed(friendly(exc, server, "accounts")) from None
+        return ServerInfo(auth=info.auth, signup=info.signup)
+
+    async def sign_in(self, server: str, username: str, password: str, *, create: bool, mode: str) -> None:
+        client = self._client_for(server)
+        try:
+            await client.sign_in(username, password, create=create)
+        except SignInError as exc:
+            raise SignInFailed(friendly(exc, server, mode)) from None
+        self.server, self.username = server, client.me
+        self._remember()
+
+    async def resume(self) -> bool:
+        """Sign in silently with the refresh token in the keyring, when there is a valid one."""
+        if not (self.server and self.username):
+            return False
+        try:
+            resumed = await self._client_for(self.server).resume(self.username)
+        except SignInError:
+            return False
+        return resumed
+
+    def _remember(self) -> None:
+        """The last server and user, for next time; the built-in server is not pinned."""
+        changes: dict[str, Any] = {"username": self.username}
+        if self.server_configured or not self.embedded_note:
+            changes["server"] = self.server
+        try:
+            save_settings(changes)
+        except (OSError, ConfigError):
+            pass  # remembering is a convenience; never fail a sign-in over it
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        assert self.client is not None
+        self.client.start()
+
+    async def stop(self) -> None:
+        if self.client is not None:
+            await self.client.stop()
+
+    async def events(self) -> AsyncIterator[Any]:
+        assert self.client is not None
+        async for event in self.client.events():
+            yield event
+
+    def describe(self, event: Any) -> Change:
+        """Apply ``event`` to the UI's own caches and say what must be redrawn."""
+        change = Change()
+        match event:
+            case cs.ConnectionChanged():
+                self._link, self._link_at = event, self._monotonic()
+                change.connection = True
+                change.replaced = event.kind == "replaced"
+                change.signed_out = event.kind == "signed_out"
+            case cs.UserChanged() | cs.UsersLoaded() | cs.ConversationChanged():
+                change.users = True  # statuses and unread counts; rows come with TimelineChanged
+            case cs.TimelineChanged():
+                self._reload(event.peer, event.appended, event.prepended)
+                change.conversations[event.peer] = event.appended
+            case cs.MessageReceived():
+                change.incoming, change.sender, change.preview = event.peer, event.sender, event.body
+            case cs.TypingChanged():
+                change.typing = True
+            case cs.Notice():
+                change.notice = event.text
+        return change
+
+    # --- ChatData ----------------------------------------------------------------------------
 
     def users(self) -> Sequence[UserRow]:
-        return []
+        client = self.client
+        if client is None:
+            return []
+        unread = {c.peer: c.unread for c in client.conversations()}
+        known = dict(client.users)
+        rows = [
+            UserRow(name, user.status if user.status in ("online", "away", "busy") else "offline",
+                    user.text, unread.get(name, 0), name == client.me)
+            for name, user in known.items()
+        ]  # fmt: skip
+        rows.extend(UserRow(peer, "offline", "", count) for peer, count in unread.items() if peer not in known)
+        return rows
 
     def rows(self, conversation: str) -> Sequence[MessageRow]:
-        return []
+        rows = self._rows.get(conversation)
+        if rows is None:
+            rows = self._rows[conversation] = self._convert(self._slice(conversation, 0, None))
+        return rows
+
+    def _slice(self, peer: str, start: int, stop: int | None) -> list[cs.TimelineItem]:
+        client = self.client
+        if client is None:
+            return []
+        length = client.timeline_length(peer)
+        return client.timeline_slice(peer, start, length if stop is None else stop)
+
+    def _convert(self, items: list[cs.TimelineItem]) -> list[MessageRow]:
+        me = self.me
+        return [
+            MessageRow(item.id, item.sender, item.body, item.ts, mine=item.sender == me,
+                       mark=item.state if item.sender == me else "none", reason=item.error or "")
+            for item in items
+        ]  # fmt: skip
+
+    def _reload(self, peer: str, appended: int, prepended: int) -> None:
+        """Bring the cached rows of ``peer`` up to date, reading as little as possible."""
+        cached = self._rows.get(peer)
+        if cached is None or self.client is None:
+            return  # not shown yet: read when first asked for
+        length = self.client.timeline_length(peer)
+        if prepended and length == len(cached) + prepended:
+            self._rows[peer] = self._convert(self._slice(peer, 0, prepended)) + cached
+        elif length <= FULL_REBUILD_ROWS:
+            self._rows[peer] = self._convert(self._slice(peer, 0, length))
+        else:
+            keep = max(0, min(len(cached), length) - TAIL_WINDOW - appended)
+            self._rows[peer] = cached[:keep] + self._convert(self._slice(peer, keep, length))
 
     def has_more(self, conversation: str) -> bool:
-        return False
+        client = self.client
+        if client is None or client.cache is None or conversation in self._exhausted:
+            return False
+        oldest = client.cache.oldest_seq(conversation)
+        return oldest is not None and oldest > 1
 
     def typing(self, conversation: str) -> bool:
-        return False
+        return self.client is not None and conversation in self.client.typing_peers
 
     def connection(self) -> ConnectionRow:
-        return ConnectionRow("offline", server=self.server, user=self.username, note=self.embedded_note)
+        link = self._link
+        kind = link.kind if link is not None else "connecting"
+        state = kind if kind in CONNECTION_STATES else "offline"
+        retry_at = self._link_at + link.retry_in if link is not None and link.retry_in is not None else None
+        queued = self.client.queued if self.client is not None else 0
+        return ConnectionRow(state, retry_at=retry_at, queued=queued, server=_host(self.server), user=self.me,
+                             note=self.embedded_note, detail=link.detail if link is not None else "")  # fmt: skip
 
     def unread_total(self) -> int:
-        return sum(u.unread for u in self.users())
+        if self.client is None:
+            return 0
+        return sum(c.unread for c in self.client.conversations())
 
     def my_status(self) -> str:
-        return "online"
+        client = self.client
+        user = client.users.get(client.me) if client is not None else None
+        return user.status if user is not None else "online"
 
     def save_theme(self, theme: str) -> None:
-        self.theme = theme
+        if theme != self.theme:
+            self.theme = theme
+            try:
+                save_settings({"theme": theme})
+            except (OSError, ConfigError):
+                pass
 
     # --- actions -----------------------------------------------------------------------------
 
-    async def send(self, to: str, body: str) -> None: ...
+    async def send(self, to: str, body: str) -> None:
+        assert self.client is not None
+        try:
+            self.client.send(to, body)
+        except SendRefused as exc:
+            raise ValueError(f"Not sent: {exc}") from None
 
-    async def retry(self, message_id: str) -> None: ...
+    async def retry(self, message_id: str) -> None:
+        if self.client is not None:
+            self.client.retry(message_id)
 
-    async def discard(self, message_id: str) -> None: ...
+    async def discard(self, message_id: str) -> None:
+        if self.client is not None:
+            self.client.discard(message_id)
 
     async def open_conversation(self, conversation: str) -> None:
         self.last_conversation = conversation
 
-    async def load_older(self, conversation: str) -> None: ...
+    async def load_older(self, conversation: str) -> None:
+        if self.client is not None and not await self.client.load_older(conversation):
+            self._exhausted.add(conversation)
 
-    async def mark_read(self, conversation: str) -> None: ...
+    async def mark_read(self, conversation: str) -> None:
+        if self.client is not None:
+            await self.client.mark_read(conversation)
 
-    async def typing_notice(self, to: str) -> None: ...
+    async def typing_notice(self, to: str) -> None:
+        if self.client is not None:
+            await self.client.typing(to)
 
-    async def set_status(self, status: str, text: str = "") -> None: ...
+    async def set_status(self, status: str, text: str = "") -> None:
+        if self.client is not None:
+            await self.client.set_status(status, text)
 
-    async def sign_out(self) -> None: ...
+    async def sign_out(self) -> None:
+        if self.client is not None:
+            await self.client.sign_out()
+        self.client = None
+        self._rows.clear()
+        self._link = None
+
+
+def _host(server: str) -> str:
+    base = http_base(server) if server else ""
+    return base.split("://", 1)[-1]

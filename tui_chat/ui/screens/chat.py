@@ -154,14 +154,14 @@ class ChatScreen(Screen[None]):
     def refresh_connection(self) -> None:
         self.query_one(ConnectionBar).connection = self.data.connection()
 
-    def refresh_conversation(self, conversation: str | None = None) -> None:
+    def refresh_conversation(self, conversation: str | None = None, *, appended: int = 0) -> None:
         """The open conversation changed: merge, never clear (no flicker, no lost scroll)."""
         if conversation is not None and conversation != self.conversation:
             return
         if self.conversation is None:
             return
         view = self.conversation_view
-        view.set_rows(self.data.rows(self.conversation), has_more=self.data.has_more(self.conversation))
+        view.set_rows(self.data.rows(self.conversation), has_more=self.data.has_more(self.conversation), appended=appended)
         self.refresh_typing()
         self.refresh_bindings()  # retry/discard show in the footer only while something failed
         if view.at_bottom:

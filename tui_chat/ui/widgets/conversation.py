@@ -221,11 +221,12 @@ class ConversationView(ScrollView, can_focus=True):
         self._scroll_rows(self.max_scroll_y)
         self.refresh()
 
-    def set_rows(self, rows: Sequence[MessageRow], *, has_more: bool | None = None) -> None:
+    def set_rows(self, rows: Sequence[MessageRow], *, has_more: bool | None = None, appended: int = 0) -> None:
         """Merge a new state of the same conversation: keep what is on screen where it is.
 
         Appends stick to the bottom only if the view was there; otherwise they count as
-        ``unseen``. Older rows added above keep the visible rows in place.
+        ``unseen``. Older rows added above keep the visible rows in place. ``appended``, when
+        the owner knows it, skips comparing the whole history on the common path.
         """
         if has_more is not None:
             self.has_more = has_more
@@ -233,7 +234,12 @@ class ConversationView(ScrollView, can_focus=True):
         old = self._rows
         was_at_bottom = self.at_bottom or not old
         old_top_key, old_top_offset = self._anchor()
-        if old and len(rows) > len(old) and rows[: len(old)] == old:
+        if appended and len(rows) == len(old) + appended and (not old or rows[len(old) - 1] == old[-1]):
+            added = rows[len(old) :]  # the owner says what was added: no need to compare it all
+            self._append(added)
+            if not was_at_bottom:
+                self.unseen += sum(1 for row in added if not row.mine)
+        elif old and len(rows) > len(old) and rows[: len(old)] == old:
             added = rows[len(old) :]
             self._append(added)
             if not was_at_bottom:
