@@ -267,7 +267,7 @@ class ChatClient:
         return msg_id
 
     def retry(self, msg_id: str) -> bool:
-        entry = self.outbox.get(msg_id) if self.outbox else None
+        entry = self.outbox.get(msg_id) if self.outbox is not None else None
         if entry is None or not self.outbox.retry(msg_id):
             return False
         self._emit(TimelineChanged(entry.to))
@@ -275,7 +275,7 @@ class ChatClient:
         return True
 
     def discard(self, msg_id: str) -> bool:
-        entry = self.outbox.get(msg_id) if self.outbox else None
+        entry = self.outbox.get(msg_id) if self.outbox is not None else None
         if entry is None or not self.outbox.discard(msg_id):
             return False
         self._emit(TimelineChanged(entry.to))
