@@ -1,0 +1,206 @@
+"""Unit tests of the client's parts that need no network."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+
+import keyring
+import keyring.backends.fail
+import pytest
+
+from tui_chat.client.auth import TokenVault, device_id, http_base, ws_url
+from tui_chat.client.backoff import Backoff
+from tui_chat.client.cache import Cache
+from tui_chat.client.config import Config, ConfigError, load_config, save_settings
+from tui_chat.client.localdb import open_db
+from tui_chat.client.outbox import Outbox
+from tui_chat.protocol import Message
+
+
+# -- backoff -----------------------------------------------------------------------------
+
+
+def test_backoff_grows_exponentially_under_a_cap_with_full_jitter():
+    top = Backoff(base=1, cap=30, rand=lambda: 0.999999)
+    assert [round(top.next_delay()) for _ in range(7)] == [1, 2, 4, 8, 16, 30, 30]
+    bottom = Backoff(base=1, cap=30, rand=lambda: 0.0)
+    assert bottom.next_delay() == 0.0, "full jitter: even the first retry is randomised"
+
+
+def test_backoff_jitter_spreads_clients_and_resets_after_a_stable_minute():
+    delays = {round(Backoff().next_delay(), 3) for _ in range(50)}
+    assert len(delays) > 40 and all(0 <= d <= 1 for d in delays)
+    backoff = Backoff(rand=lambda: 0.999999)
+    for _ in range(5):
+        backoff.next_delay()
+    backoff.connection_lasted(10)
+    assert backoff.next_delay() > 20, "a short-lived connection does not reset"
+    backoff.connection_lasted(61)
+    assert backoff.next_delay() < 1.0
+
+
+# -- outbox ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def db(tmp_path):
+    return open_db(tmp_path / "client.db")
+
+
+def test_outbox_keeps_order_and_failures_do_not_block(db):
+    outbox = Outbox(db)
+    for i in range(5):
+        outbox.add(f"id-{i:07d}", "bob", f"m{i}", i)
+    outbox.fail("id-0000001", "no such user")
+    assert [e.id for e in outbox.pending()] == ["id-0000000", "id-0000002", "id-0000003", "id-0000004"]
+    assert outbox.get("id-0000001").error == "no such user"
+    assert outbox.acked("id-0000000") and not outbox.acked("id-0000000")
+    assert outbox.retry("id-0000001")
+    assert [e.id for e in outbox.pending()][-1] == "id-0000001", "a retried message goes behind the queue"
+    assert not outbox.discard("id-0000002"), "only failed messages can be discarded"
+    outbox.fail("id-0000002", "too large")
+    assert outbox.discard("id-0000002") and outbox.get("id-0000002") is None
+
+
+def test_outbox_survives_a_kill_during_writes(tmp_path):
+    path = tmp_path / "client.db"
+    writer = (
+        "import sys; from pathlib import Path; sys.path.insert(0, sys.argv[2])\n"
+        "from tui_chat.client.localdb import open_db; from tui_chat.client.outbox import Outbox\n"
+        "o = Outbox(open_db(Path(sys.argv[1])))\n"
+        "i = 0\n"
+        "while True:\n"
+        "    o.add(f'id-{i:08d}', 'bob', 'x' * 3000, i); i += 1\n"
+        "    if i == 50: print('ready', flush=True)\n"
+    )
+    import tui_chat
+
+    root = str(__import__("pathlib").Path(tui_chat.__file__).parents[1])
+    proc = subprocess.Popen([sys.executable, "-c", writer, str(path), root], stdout=subprocess.PIPE)
+    assert proc.stdout.readline().strip() == b"ready"
+    proc.kill()  # SIGKILL in the middle of a stream of writes
+    proc.wait()
+    outbox = Outbox(open_db(path))
+    ids = [e.id for e in outbox.pending()]
+    assert len(ids) >= 50 and ids == [f"id-{i:08d}" for i in range(len(ids))], "every committed entry, in order, no torn one"
+    outbox.add("id-after-crash", "bob", "still works", 0)
+
+
+def test_a_torn_wal_tail_is_ignored_on_open(tmp_path):
+    path = tmp_path / "client.db"
+    outbox = Outbox(open_db(path))
+    outbox.add("id-0000001", "bob", "kept", 0)
+    with open(str(path) + "-wal", "ab") as wal:
+        wal.write(b"\x00\x17garbage from a write cut short" * 10)
+    reopened = Outbox(open_db(path))
+    assert [e.body for e in reopened.pending()] == ["kept"]
+
+
+# -- cache -------------------------------------------------------------------------------
+
+
+def msg(seq: int, sender: str = "bob", to: str = "alice") -> Message:
+    return Message(id=f"m-{seq:08d}", sender=sender, to=to, body=f"b{seq}", seq=seq, ts=seq * 1000)
+
+
+def test_cache_merge_ignores_duplicates_and_orders_by_seq(db):
+    cache = Cache(db, "alice")
+    assert len(cache.add([msg(3), msg(1)])) == 2
+    assert len(cache.add([msg(1), msg(2), msg(3)])) == 1
+    assert [m.seq for m in cache.history("bob")] == [1, 2, 3]
+    assert [m.seq for m in cache.slice("bob", 1, 3)] == [2, 3]
+
+
+def test_live_messages_do_not_hide_a_gap_from_catch_up(db):
+    cache = Cache(db, "alice")
+    cache.add([msg(1), msg(2)])
+    cache.mark_synced("bob", 2)
+    cache.add([msg(9)])  # arrived live while messages 3-8 are still unknown
+    assert cache.synced_seq("bob") == 2, "catch-up still starts after 2"
+
+
+def test_unread_recount_after_read(db):
+    cache = Cache(db, "alice")
+    cache.add([msg(1), msg(2), msg(3, sender="alice", to="bob"), msg(4)])
+    cache.set_read("bob", mine=2)
+    assert cache.conversation("bob").unread == 1
+
+
+# -- auth --------------------------------------------------------------------------------
+
+
+def test_vault_uses_the_keyring(memory_keyring):
+    vault = TokenVault("http://chat.example:8765")
+    vault.save("alice", "refresh-1")
+    assert memory_keyring.passwords[("tui-chat:http://chat.example:8765", "alice")] == "refresh-1"
+    assert vault.load("alice") == "refresh-1" and vault.warning is None
+    vault.forget("alice")
+    assert vault.load("alice") is None
+
+
+def test_vault_without_a_keyring_says_so_once_and_keeps_tokens_in_memory(tmp_path):
+    keyring.set_keyring(keyring.backends.fail.Keyring())
+    vault = TokenVault("http://chat.example:8765")
+    vault.save("alice", "refresh-1")
+    assert vault.load("alice") == "refresh-1"
+    assert "memory only" in vault.warning
+    assert not list(tmp_path.rglob("*")), "no token written to disk"
+
+
+def test_vault_file_fallback_only_when_asked_and_private(tmp_path):
+    keyring.set_keyring(keyring.backends.fail.Keyring())
+    path = tmp_path / "tokens"
+    vault = TokenVault("http://x", file_fallback=path)
+    vault.save("alice", "refresh-1")
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    assert TokenVault("http://x", file_fallback=path).load("alice") == "refresh-1"
+
+
+def test_device_id_is_created_once(tmp_path):
+    first = device_id(tmp_path)
+    assert first == device_id(tmp_path) and 8 <= len(first) <= 64
+
+
+def test_urls():
+    assert http_base("ws://h:1/ws") == "http://h:1"
+    assert ws_url("https://chat.example") == "wss://chat.example/ws"
+    assert ws_url("http://127.0.0.1:8765/") == "ws://127.0.0.1:8765/ws"
+
+
+# -- config ------------------------------------------------------------------------------
+
+
+def test_config_file_env_and_flags_in_that_order(tmp_path):
+    path = tmp_path / "config.toml"
+    path.write_text('server = "http://a:1"\nusername = "alice"\nbell = true\n')
+    config = load_config(path, env={"TUI_CHAT_SERVER": "http://b:2", "TUI_CHAT_BELL": "no"}, overrides={"server": "http://c:3", "username": None})
+    assert (config.server, config.username, config.bell) == ("http://c:3", "alice", False)
+    assert load_config(tmp_path / "missing.toml", env={}) == Config()
+
+
+@pytest.mark.parametrize(
+    "content,fragment",
+    [
+        ('server = "http://a\n', "not valid TOML"),
+        ("bell = 3\n", "bell must be true or false"),
+        ("auto_away_minutes = -1\n", "auto_away_minutes"),
+        ('colour = "red"\n', "unknown setting 'colour'"),
+        ('server = "ftp://x"\n', "server must be a URL"),
+    ],
+)
+def test_bad_config_files_get_precise_errors(tmp_path, content, fragment):
+    path = tmp_path / "config.toml"
+    path.write_text(content)
+    with pytest.raises(ConfigError) as error:
+        load_config(path, env={})
+    assert fragment in str(error.value) and str(path) in str(error.value)
+
+
+def test_settings_chosen_in_the_app_are_remembered(tmp_path):
+    path = tmp_path / "config.toml"
+    path.write_text("bell = true\n")
+    save_settings({"server": "http://a:1", "theme": "nord"}, path)
+    config = load_config(path, env={})
+    assert (config.server, config.theme, config.bell) == ("http://a:1", "nord", True)
