@@ -184,6 +184,8 @@ class ChatScreen(Screen[None]):
         self.refresh_typing()
         self.refresh_bindings()
         self.post_message(self.Open(conversation))
+        if self.conversation_view.at_bottom:  # everything is on screen: it has been seen
+            self.post_message(self.MarkRead(conversation))
 
     def _update_title_line(self, users: Sequence[UserRow]) -> None:
         title = self.query_one("#conversation-title", Static)

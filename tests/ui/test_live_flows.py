@@ -1,0 +1,178 @@
+"""The whole app over the REAL client service and a REAL server: what a person does and sees.
+
+Each test signs a fresh user in through the sign-in screen; the other side of the
+conversation is a raw WebSocket test client. Waiting is on the app's own service events
+(``LiveApp.wait_for``), never on wall-clock sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+
+import pytest
+
+from tests.wsclient import WsClient, signup
+from tui_chat.client.backoff import Backoff
+from tui_chat.client.service import ChatClient
+from tui_chat.ui.app import ChatApp
+from tui_chat.ui.screens.chat import ChatScreen
+from tui_chat.ui.screens.sign_in import SignInScreen
+from tui_chat.ui.session import Session
+
+PASSWORD = "correct horse battery"
+WAIT_S = 10.0
+_names = itertools.count(1)
+
+
+class LiveApp(ChatApp):
+    """The real app; tests can wait until a condition holds after the next service event."""
+
+    def __init__(self, session: Session) -> None:
+        super().__init__(session, auto_away_minutes=None)
+        self.changed = asyncio.Event()
+
+    def on_chat_app_service_event(self, message) -> None:
+        self.call_next(self.changed.set)  # after the app's own handler has redrawn
+
+    async def wait_for(self, predicate, pilot, what: str = "condition") -> None:
+        async with asyncio.timeout(WAIT_S):
+            while True:
+                await pilot.pause()
+                if predicate():
+                    return
+                self.changed.clear()
+                try:
+                    await asyncio.wait_for(self.changed.wait(), 1.0)
+                except TimeoutError:
+                    pass  # re-check: some changes (a screen switch) are not service events
+        raise AssertionError(what)
+
+
+def fast_client(url: str) -> ChatClient:
+    """A client that reconnects within a fraction of a second (tests restart the server)."""
+    return ChatClient(url, connection_options={"backoff": Backoff(base=0.05, cap=0.3)})
+
+
+@pytest.fixture
+def make_app(live_server, memory_keyring, private_dirs):
+    def make(name: str) -> LiveApp:
+        return LiveApp(Session(server=live_server.http_url, username=name, client_factory=fast_client))
+
+    return make
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}{next(_names)}"
+
+
+async def sign_in(app: LiveApp, pilot) -> ChatScreen:
+    await app.wait_for(lambda: isinstance(app.screen, SignInScreen), pilot, "the sign-in screen")
+    await pilot.click("#password")
+    await pilot.press(*PASSWORD, "enter")
+    await app.wait_for(lambda: isinstance(app.screen, ChatScreen) and app.screen.data.connection().state == "online", pilot, "online")
+    return app.screen
+
+
+def bar(screen: ChatScreen) -> str:
+    return str(screen.query_one("#connection").render())
+
+
+def view_text(screen: ChatScreen) -> str:
+    view = screen.conversation_view
+    return "\n".join(view.render_line(y).text for y in range(view.size.height))
+
+
+async def peer(live_server, name: str) -> WsClient:
+    token = await signup(live_server.http_url, name, PASSWORD)
+    return await WsClient.open(live_server.ws_url, token, name)
+
+
+async def test_sign_in_and_send_while_online(live_server, make_app):
+    me, other = unique("ann"), unique("ben")
+    await signup(live_server.http_url, me, PASSWORD)
+    ben = await peer(live_server, other)
+    app = make_app(me)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await sign_in(app, pilot)
+        assert f"{me}@127.0.0.1" in bar(screen) and "online" in bar(screen)
+        await app.wait_for(lambda: other in [u.name for u in screen.data.users()], pilot, "the other user listed")
+        screen.open_conversation(other)
+        await pilot.press(*"hello ben", "enter")
+        await app.wait_for(lambda: [r.mark for r in screen.conversation_view.rows] == ["sent"], pilot, "sent mark")
+        assert "hello ben" in view_text(screen) and "✓" in view_text(screen)
+        frame = await ben.expect("message")
+        assert frame["message"]["body"] == "hello ben" and frame["message"]["from"] == me
+        await ben.send({"action": "markRead", "with": me, "seq": frame["message"]["seq"]})
+        await app.wait_for(lambda: [r.mark for r in screen.conversation_view.rows] == ["read"], pilot, "read mark")
+        assert "✓✓" in view_text(screen)
+    await ben.close()
+
+
+async def test_send_offline_then_reconnect(live_server, make_app):
+    me, other = unique("cat"), unique("dan")
+    await signup(live_server.http_url, me, PASSWORD)
+    await signup(live_server.http_url, other, PASSWORD)
+    app = make_app(me)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await sign_in(app, pilot)
+        screen.open_conversation(other)
+        live_server.stop()
+        await app.wait_for(lambda: screen.data.connection().state != "online", pilot, "offline")
+        await pilot.press(*"queued while offline", "enter")
+        await app.wait_for(lambda: [r.mark for r in screen.conversation_view.rows] == ["pending"], pilot, "pending mark")
+        assert "1 queued" in bar(screen) and "◷" in view_text(screen)
+        live_server.start()
+        await app.wait_for(lambda: [r.mark for r in screen.conversation_view.rows] == ["sent"], pilot, "sent after reconnect")
+        assert "online" in bar(screen) and "queued" not in bar(screen)
+
+
+async def test_message_in_another_conversation_counts_and_notifies(live_server, make_app):
+    me, writer, quiet = unique("eve"), unique("fay"), unique("gus")
+    await signup(live_server.http_url, me, PASSWORD)
+    await signup(live_server.http_url, quiet, PASSWORD)
+    fay = await peer(live_server, writer)
+    app = make_app(me)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await sign_in(app, pilot)
+        screen.open_conversation(quiet)
+        await fay.request({"action": "sendMessage", "id": "msg-from-fay-1", "to": me, "body": "psst [b]over here[/b]"})
+        await app.wait_for(lambda: any(u.name == writer and u.unread == 1 for u in screen.data.users()), pilot, "unread count")
+        users = screen.query_one("#users").users
+        assert users[0].name == writer  # unread first
+        assert any("psst [b]over here[/b]" in str(n.message) and writer in n.title for n in app._notifications)
+        assert "1 unread" in app.title
+        screen.open_conversation(writer)
+        await app.wait_for(lambda: all(u.unread == 0 for u in screen.data.users()), pilot, "read when opened")
+        assert "psst [b]over here[/b]" in view_text(screen) and app.title == "tui-chat"
+    await fay.close()
+
+
+async def test_failed_message_can_be_retried_and_discarded(live_server, make_app):
+    me = unique("hal")
+    await signup(live_server.http_url, me, PASSWORD)
+    app = make_app(me)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await sign_in(app, pilot)
+        screen.open_conversation("nobody-here")  # the server knows no such user
+        await pilot.press(*"into the void", "enter")
+        await app.wait_for(lambda: [r.mark for r in screen.conversation_view.rows] == ["failed"], pilot, "failed mark")
+        assert "not sent: " in view_text(screen) and "ctrl+r retry" in view_text(screen)
+        await pilot.press("ctrl+r")
+        await app.wait_for(lambda: [r.mark for r in screen.conversation_view.rows] == ["failed"], pilot, "failed again")
+        await pilot.press("ctrl+g")
+        await app.wait_for(lambda: not screen.conversation_view.rows, pilot, "discarded")
+        assert "into the void" not in view_text(screen)
+
+
+async def test_replaced_by_another_session_of_this_device(live_server, make_app):
+    me = unique("ivy")
+    await signup(live_server.http_url, me, PASSWORD)
+    app = make_app(me)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await sign_in(app, pilot)
+        client = app.session.client
+        same_device = await WsClient.open(live_server.ws_url, client.tokens.access, me, device=client.device)
+        await app.wait_for(lambda: screen.data.connection().state == "replaced", pilot, "replaced")
+        assert "replaced by another session" in bar(screen)
+        await same_device.close()
