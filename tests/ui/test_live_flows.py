@@ -176,3 +176,66 @@ async def test_replaced_by_another_session_of_this_device(live_server, make_app)
         await app.wait_for(lambda: screen.data.connection().state == "replaced", pilot, "replaced")
         assert "replaced by another session" in bar(screen)
         await same_device.close()
+
+
+async def test_signs_in_without_asking_when_the_keyring_has_a_session(live_server, make_app, memory_keyring):
+    me = unique("jan")
+    await signup(live_server.http_url, me, PASSWORD)
+    first = make_app(me)
+    async with first.run_test(size=(100, 30)) as pilot:
+        await sign_in(first, pilot)
+    assert memory_keyring.items  # the refresh token, never the password
+    assert PASSWORD not in memory_keyring.items.values()
+    again = make_app(me)
+    async with again.run_test(size=(100, 30)) as pilot:
+        await again.wait_for(lambda: isinstance(again.screen, ChatScreen), pilot, "straight to the chat")
+        assert not any(isinstance(s, SignInScreen) for s in again.screen_stack)
+
+
+async def test_typing_status_theme_and_auto_away(live_server, make_app, private_dirs):
+    me, other = unique("kim"), unique("lou")
+    await signup(live_server.http_url, me, PASSWORD)
+    lou = await peer(live_server, other)
+    app = make_app(me)
+    clock = [0.0]
+    app._monotonic = lambda: clock[0]
+    app.auto_away_minutes = 10
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await sign_in(app, pilot)
+        screen.open_conversation(other)
+        await lou.send({"action": "typing", "to": me})
+        await app.wait_for(lambda: "is typing" in str(screen.query_one("#typing").render()), pilot, "typing shown")
+        assert other in str(screen.query_one("#typing").render())
+
+        clock[0] += 11 * 60  # idle for eleven minutes
+        app._check_idle()
+        await app.wait_for(lambda: app.session.my_status() == "away", pilot, "auto-away")
+        await pilot.press("x")  # back at the keyboard
+        await app.wait_for(lambda: app.session.my_status() == "online", pilot, "back online")
+
+        app.theme = "nord"
+        await pilot.pause()
+    assert 'theme = "nord"' in (private_dirs / "config" / "config.toml").read_text()
+    await lou.close()
+
+
+async def test_built_in_server_when_none_is_configured(tmp_path, memory_keyring, private_dirs):
+    from tui_chat.ui.embedded import EmbeddedServer
+
+    embedded = EmbeddedServer(port=0, db=tmp_path / "embedded" / "server.db")
+    app = LiveApp(Session(client_factory=fast_client))
+    app.embedded = embedded
+    async with app.run_test(size=(100, 34)) as pilot:
+        await app.wait_for(lambda: isinstance(app.screen, SignInScreen), pilot, "sign-in")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert "started one here" in str(app.screen.query_one("#sign-in-note").render())
+        await pilot.click("#username")
+        await pilot.press(*"newbie")
+        await pilot.click("#password")
+        await pilot.press(*PASSWORD)
+        await pilot.click("#create-account")
+        await app.wait_for(lambda: isinstance(app.screen, ChatScreen) and app.screen.data.connection().state == "online", pilot, "online")
+        assert "built-in server" in bar(app.screen)
+        await app.shut_down()
+    assert not embedded.running

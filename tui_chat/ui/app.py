@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import App
 from textual.binding import Binding
 from textual.message import Message
@@ -69,6 +69,7 @@ class ChatApp(App[int]):
         self._monotonic = monotonic
         self._last_input = monotonic()
         self._auto_away = False
+        self._text_before_away = ""
 
     # --- start and stop ---------------------------------------------------------------------
 
@@ -226,11 +227,15 @@ class ChatApp(App[int]):
 
     # --- status, auto-away, themes, help, sign out --------------------------------------------
 
-    def on_key(self) -> None:
-        self._last_input = self._monotonic()
-        if self._auto_away and self.session is not None:
-            self._auto_away = False
-            self._chat_action(lambda s: s.set_status("online", ""))
+    async def on_event(self, event: events.Event) -> None:
+        # Every key and click passes through the app first: the one place to notice activity.
+        if isinstance(event, (events.Key, events.MouseDown)):
+            self._last_input = self._monotonic()
+            if self._auto_away:
+                self._auto_away = False
+                text = self._text_before_away
+                self._chat_action(lambda s: s.set_status("online", text))
+        await super().on_event(event)
 
     def _check_idle(self) -> None:
         if self.auto_away_minutes is None or self.session is None or self._auto_away:
@@ -239,7 +244,8 @@ class ChatApp(App[int]):
             return  # never override a status the person chose
         if self._monotonic() - self._last_input >= self.auto_away_minutes * 60:
             self._auto_away = True
-            self._chat_action(lambda s: s.set_status("away", "idle"))
+            self._text_before_away = text = self.session.my_status_text()
+            self._chat_action(lambda s: s.set_status("away", text))
 
     def set_status(self, status: str, text: str = "") -> None:
         if self.session is not None:
@@ -256,6 +262,10 @@ class ChatApp(App[int]):
                 self.set_status(*result)
 
         self.push_screen(StatusScreen(current), chosen)
+
+    def action_reconnect(self) -> None:
+        if self.session is not None:
+            self.session.reconnect_now()
 
     def action_help(self) -> None:
         from tui_chat.ui.screens.help import HelpScreen

@@ -28,6 +28,7 @@ class ChatCommands(Provider):
         yield "Switch theme", Content("Switch theme"), app.action_change_theme, "pick a colour theme; it is remembered"
         yield "Keys", Content("Keys"), app.action_help, "every key binding"
         if session is not None:
+            yield "Reconnect now", Content("Reconnect now"), app.action_reconnect, "skip the wait before the next attempt"
             yield "Sign out", Content("Sign out"), app.action_sign_out, "forget the saved sign-in on this device"
 
     async def discover(self) -> Hits:

@@ -271,6 +271,15 @@ class Session:
         user = client.users.get(client.me) if client is not None else None
         return user.status if user is not None else "online"
 
+    def my_status_text(self) -> str:
+        client = self.client
+        user = client.users.get(client.me) if client is not None else None
+        return user.text if user is not None else ""
+
+    def reconnect_now(self) -> None:
+        if self.client is not None:
+            self.client.reconnect_now()
+
     def save_theme(self, theme: str) -> None:
         if theme != self.theme:
             self.theme = theme
