@@ -152,8 +152,8 @@ class ConversationView(ScrollView, can_focus=True):
         overflow-x: hidden;
         overflow-y: auto;
         scrollbar-size-vertical: 1;
-        & > .conversation--sender { text-style: bold; color: $secondary; }
-        & > .conversation--me { text-style: bold; color: $accent; }
+        & > .conversation--sender { text-style: bold; color: $text-secondary; }
+        & > .conversation--me { text-style: bold; color: $text-accent; }
         & > .conversation--time { color: $text-muted; }
         & > .conversation--day { color: $text-muted; }
         & > .conversation--mark { color: $text-muted; }
