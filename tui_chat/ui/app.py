@@ -70,6 +70,7 @@ class ChatApp(App[int]):
         self._last_input = monotonic()
         self._auto_away = False
         self._text_before_away = ""
+        self._idle_timer = None
 
     # --- start and stop ---------------------------------------------------------------------
 
@@ -112,7 +113,8 @@ class ChatApp(App[int]):
         else:
             self.push_screen(screen)
         self.consume_events()
-        self.set_interval(30, self._check_idle)
+        if self._idle_timer is None:
+            self._idle_timer = self.set_interval(30, self._check_idle)
         self.update_title()
 
     @on(SignInScreen.SignedIn)
