@@ -239,3 +239,18 @@ async def test_built_in_server_when_none_is_configured(tmp_path, memory_keyring,
         assert "built-in server" in bar(app.screen)
         await app.shut_down()
     assert not embedded.running
+
+
+async def test_wrong_password_and_unreachable_server_are_said_in_words(live_server, make_app):
+    me = unique("max")
+    await signup(live_server.http_url, me, PASSWORD)
+    app = make_app(me)
+    async with app.run_test(size=(100, 34)) as pilot:
+        await app.wait_for(lambda: isinstance(app.screen, SignInScreen), pilot, "sign-in")
+        await pilot.click("#password")
+        await pilot.press(*"not the password", "enter")
+        error = app.screen.query_one("#sign-in-error")
+        await app.wait_for(lambda: "Wrong username or password." in str(error.render()), pilot, "wrong password")
+        app.screen.query_one("#server").value = "http://127.0.0.1:9"  # nothing listens on the discard port
+        await app.wait_for(lambda: "Cannot reach the server" in str(app.screen.query_one("#server-mode").render()), pilot, "unreachable")
+        assert "Traceback" not in str(error.render())
