@@ -170,3 +170,14 @@ async def test_conversation_replies_with_huge_bodies_fit_in_one_frame(chat):
     await core.handle_frame(alice, frame(action="getConversations"))
     [reply] = gw.take("a1")
     assert 0 < len(reply["items"]) < 40 and "next" in reply
+
+
+async def test_set_status_announces_only_changes(chat):
+    core, gw = chat
+    watcher = await connect(core, "c1", "carol")
+    await core.handle_frame(watcher, frame(action="getClients"))
+    alice = await connect(core, "a1", "alice")
+    gw.take("c1")
+    await core.handle_frame(alice, frame(action="setStatus", status="busy", text="focus"))
+    await core.handle_frame(alice, frame(action="setStatus", status="busy", text="focus"))
+    assert [(f["status"], f["text"]) for f in gw.take("c1", "presence")] == [("busy", "focus")]

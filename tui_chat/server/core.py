@@ -180,6 +180,9 @@ class ChatCore:
         await self._reply(caller, frame)
 
     async def set_status(self, caller: Caller, action: p.SetStatus) -> None:
+        user = await self.store.get_user(caller.username)
+        if user is not None and (user.status, user.text) == (action.status, action.text):
+            return  # nothing visible changed: no presence
         await self.store.set_status(caller.username, action.status, action.text)
         await self._announce(caller.username)
 
