@@ -43,14 +43,17 @@ class Tmux:
         return self.run("capture-pane", "-p", "-t", name)
 
     def wait_for(self, name: str, text: str, timeout: float = SCREEN_TIMEOUT_S) -> str:
+        return self.wait_until(name, lambda screen: text in screen, timeout, text)
+
+    def wait_until(self, name: str, condition, timeout: float = SCREEN_TIMEOUT_S, what: str = "condition") -> str:
         deadline = time.monotonic() + timeout
         screen = ""
         while time.monotonic() < deadline:
             screen = self.screen(name)
-            if text in screen:
+            if condition(screen):
                 return screen
-            time.sleep(0.1)  # polling a terminal: there is no event to await across processes
-        raise AssertionError(f"{text!r} never appeared on {name}'s screen:\n{screen}")
+            time.sleep(0.05)  # polling a terminal: there is no event to await across processes
+        raise AssertionError(f"{what!r} never held on {name}'s screen:\n{screen}")
 
     def kill(self) -> None:
         subprocess.run(["tmux", "-S", self.socket, "kill-server"], capture_output=True, timeout=10)
@@ -77,21 +80,27 @@ async def test_a_message_typed_in_one_terminal_appears_in_another(tmp_path, tmux
                 "PYTHONPATH": Path(__file__).resolve().parents[2], "TERM": "xterm-256color", "HOME": home,
             }  # fmt: skip
             tmux.start(name, [*command, "--user", name], env)
+        # Each step waits for the screen to show the previous one: keys typed into a
+        # terminal before the app has moved focus would land in the wrong field.
         for name in ("alice", "bob"):
             tmux.wait_for(name, "Password")
             tmux.type(name, "correct horse battery")
+            tmux.wait_for(name, "•" * len("correct horse battery"))
             tmux.keys(name, "Enter")
-            tmux.wait_for(name, "online")
-        tmux.keys("bob", "C-o")
-        tmux.type("bob", "alice")
-        tmux.keys("bob", "Enter")
-        tmux.keys("alice", "C-o")
-        tmux.type("alice", "bob")
-        tmux.keys("alice", "Enter")
+            tmux.wait_for(name, "● online")
+        for name, other in (("bob", "alice"), ("alice", "bob")):
+            tmux.keys(name, "C-o")
+            tmux.wait_for(name, "▊● ")  # the people list has the focus (its border is drawn)
+            tmux.type(name, other)
+            tmux.wait_until(name, lambda screen: "filter people…" not in screen)
+            tmux.keys(name, "Enter")
+            tmux.wait_until(name, lambda screen: "No conversation open" not in screen)
         tmux.wait_for("alice", "No messages yet")
         tmux.type("alice", "hello from [b]tmux[/b]")
+        tmux.wait_for("alice", "hello from [b]tmux[/b]")  # in the composer
         tmux.keys("alice", "Enter")
         screen = tmux.wait_for("bob", "hello from [b]tmux[/b]")
         assert "alice" in screen
+        tmux.wait_for("alice", "✓")  # the server stored it
     finally:
         server.stop()
