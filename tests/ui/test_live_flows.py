@@ -178,7 +178,7 @@ async def test_replaced_by_another_session_of_this_device(live_server, make_app)
         await same_device.close()
 
 
-async def test_signs_in_without_asking_when_the_keyring_has_a_session(live_server, make_app, memory_keyring):
+async def test_signs_in_without_asking_when_the_keyring_has_a_session(live_server, make_app, memory_keyring, private_dirs):
     me = unique("jan")
     await signup(live_server.http_url, me, PASSWORD)
     first = make_app(me)
@@ -186,6 +186,9 @@ async def test_signs_in_without_asking_when_the_keyring_has_a_session(live_serve
         await sign_in(first, pilot)
     assert memory_keyring.items  # the refresh token, never the password
     assert PASSWORD not in memory_keyring.items.values()
+    remembered = (private_dirs / "config" / "config.toml").read_text()
+    assert f'username = "{me}"' in remembered and live_server.http_url in remembered
+    assert Session.from_config().username == me  # the next start fills the form in
     again = make_app(me)
     async with again.run_test(size=(100, 30)) as pilot:
         await again.wait_for(lambda: isinstance(again.screen, ChatScreen), pilot, "straight to the chat")

@@ -15,7 +15,7 @@ from typing import Any
 
 from tui_chat.client import state as cs
 from tui_chat.client.auth import SignInError, http_base
-from tui_chat.client.config import Config, ConfigError, load_config, save_settings
+from tui_chat.client.config import DEFAULT_SERVER, Config, ConfigError, load_config, save_settings
 from tui_chat.client.service import ChatClient, SendRefused
 from tui_chat.ui.screens.sign_in import ServerInfo, SignInFailed
 from tui_chat.ui.view_model import ConnectionRow, MessageRow, UserRow
@@ -145,9 +145,10 @@ class Session:
         return resumed
 
     def _remember(self) -> None:
-        """The last server and user, for next time; the built-in server is not pinned."""
+        """The last server and user, for next time. The default address is not pinned, so
+        that next time the built-in server is started again when nothing listens there."""
         changes: dict[str, Any] = {"username": self.username}
-        if self.server_configured or not self.embedded_note:
+        if self.server and http_base(self.server) != http_base(DEFAULT_SERVER):
             changes["server"] = self.server
         try:
             save_settings(changes)
