@@ -257,3 +257,32 @@ async def test_wrong_password_and_unreachable_server_are_said_in_words(live_serv
         app.screen.query_one("#server").value = "http://127.0.0.1:9"  # nothing listens on the discard port
         await app.wait_for(lambda: "Cannot reach the server" in str(app.screen.query_one("#server-mode").render()), pilot, "unreachable")
         assert "Traceback" not in str(error.render())
+
+
+async def test_switching_between_real_conversations_never_shows_an_empty_view(live_server, make_app, monkeypatch):
+    from tui_chat.ui.widgets.conversation import ConversationView
+
+    me, first, second = unique("ned"), unique("oli"), unique("pam")
+    await signup(live_server.http_url, me, PASSWORD)
+    for name in (first, second):
+        writer = await peer(live_server, name)
+        for i in range(30):
+            await writer.request({"action": "sendMessage", "id": f"{name}-msg-{i:04d}", "to": me, "body": f"{name} line {i}"})
+        await writer.close()
+    drawn: list[tuple[str | None, int]] = []
+    original = ConversationView.render_line
+
+    def spy(self, y):
+        drawn.append((self.conversation, len(self.rows)))
+        return original(self, y)
+
+    monkeypatch.setattr(ConversationView, "render_line", spy)
+    app = make_app(me)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await sign_in(app, pilot)
+        await app.wait_for(lambda: len(screen.data.rows(first)) == 30 and len(screen.data.rows(second)) == 30, pilot, "history")
+        for name in (first, second, first):
+            screen.open_conversation(name)
+            await pilot.pause()
+            assert f"{name} line 29" in view_text(screen)
+    assert (first, 0) not in drawn and (second, 0) not in drawn
