@@ -281,6 +281,13 @@ class ChatClient:
         self._emit(TimelineChanged(entry.to))
         return True
 
+    def has_older(self, peer: str) -> bool:
+        """Whether the server may hold messages older than the cached ones."""
+        if self.cache is None:
+            return False
+        oldest = self.cache.oldest_seq(peer)
+        return oldest is not None and oldest > 1
+
     async def load_older(self, peer: str, limit: int = 100) -> int:
         """Fetch the page before the oldest cached message; returns how many were new."""
         if self.cache is None or not self.online:
@@ -390,7 +397,7 @@ class ChatClient:
                 after = reply.items[-1].seq
                 self.cache.mark_synced(peer, after)
             if new:
-                self._emit(TimelineChanged(peer, appended=len(new)))
+                self._emit(self._timeline_grew(peer, len(new)))
             if not reply.has_more:
                 return
 
@@ -458,8 +465,12 @@ class ChatClient:
             self.cache.bump_unread(peer)
             self._clear_typing(message.sender)
             self._emit(MessageReceived(peer, message.sender, message.body))
-        self._emit(TimelineChanged(peer, appended=1))
+        self._emit(self._timeline_grew(peer, 1))
         self._emit(ConversationChanged(self.conversation(peer)))
+
+    def _timeline_grew(self, peer: str, count: int) -> TimelineChanged:
+        """Acked messages go before this device's queued ones: only then is it a plain append."""
+        return TimelineChanged(peer, appended=0 if self.outbox.for_peer(peer) else count)
 
     def _on_error(self, error: p.Error) -> None:
         if error.id is None or self.outbox is None:
