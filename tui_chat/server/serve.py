@@ -120,6 +120,7 @@ def make_server(options: ServeOptions, app: ChatServerApp, on_ready: Callable[[s
         log_config=None,
         log_level=options.log_level,
         server_header=False,
+        access_log=options.log_level == "debug",  # a line per HTTP request is noise for a chat server
         timeout_graceful_shutdown=5,
         ssl_certfile=str(options.certfile) if options.certfile else None,
         ssl_keyfile=str(options.keyfile) if options.keyfile else None,
