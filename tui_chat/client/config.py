@@ -10,6 +10,10 @@ Example ``config.toml`` (in the platform's config folder, e.g. ``~/.config/tui-c
     bell = false
     auto_away_minutes = 10
     store_tokens_in_file = false   # only where no OS keyring works
+    # The cloud deployment (assets/cloud): sign in with its Cognito user pool.
+    cognito_region = "eu-west-1"
+    cognito_user_pool_id = "eu-west-1_AbCdEfGhI"
+    cognito_client_id = "1example23456789"
 """
 
 from __future__ import annotations
@@ -40,6 +44,17 @@ class Config:
     bell: bool = False
     auto_away_minutes: int = 10
     store_tokens_in_file: bool = False
+    cognito_region: str = ""
+    """A Cognito user pool to sign in with (the cloud deployment, which has no ``/info``)."""
+    cognito_user_pool_id: str = ""
+    cognito_client_id: str = ""
+
+    @property
+    def cognito(self) -> dict | None:
+        """The pool as ``/info`` would describe it, when the config names one."""
+        if not (self.cognito_region and self.cognito_user_pool_id and self.cognito_client_id):
+            return None
+        return {"region": self.cognito_region, "userPoolId": self.cognito_user_pool_id, "clientId": self.cognito_client_id}
 
     @property
     def server_url(self) -> str:

@@ -20,6 +20,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+from tui_chat import cognito_auth
 from tui_chat import protocol as p
 from tui_chat.client.auth import AuthClient, ServerInfo, SignInError, Tokens, TokenVault, device_id, ws_url
 from tui_chat.client.cache import Cache
@@ -74,8 +75,13 @@ class ChatClient:
         new_id: Callable[[], str] = new_message_id,
         device: str | None = None,
         connection_options: dict | None = None,
+        cognito: dict | None = None,
+        cognito_endpoint: str | None = None,
     ) -> None:
         self.server_url = server_url
+        self.cognito = cognito
+        """A Cognito pool from the config: the cloud has no ``/info`` to ask."""
+        self.cognito_endpoint = cognito_endpoint
         self.auth = AuthClient(server_url)
         self.vault = vault or TokenVault(server_url)
         self.data_folder = data_folder
@@ -104,7 +110,10 @@ class ChatClient:
     # -- signing in ----------------------------------------------------------------------
 
     async def discover(self) -> ServerInfo:
-        self.info = await self.auth.info()
+        if self.cognito is not None:
+            self.info = ServerInfo(auth="cognito", signup=False, cognito=self.cognito)
+        else:
+            self.info = await self.auth.info()
         return self.info
 
     async def sign_in(self, username: str, password: str = "", *, create: bool = False) -> None:
@@ -118,9 +127,27 @@ class ChatClient:
             tokens = await self.auth.sign_in_open(name, self.device)
         elif info.auth == "accounts":
             tokens = await self.auth.sign_in(name, password, create=create)
+        elif info.auth == "cognito" and info.cognito:
+            tokens = await self._cognito(lambda config: cognito_auth.sign_in_async(config, username, password), name)
         else:
-            raise SignInError("invalid", f"this server signs in with {info.auth}, which this client does not offer yet")
+            raise SignInError("invalid", f"this server signs in with {info.auth}, which this client does not offer")
         self._signed_in(tokens)
+
+    async def _cognito(self, call, user: str, old_refresh: str = "") -> Tokens:
+        """Run a Cognito sign-in or refresh; its ID token is what the server verifies."""
+        config = cognito_auth.CognitoConfig.from_info(self.info.cognito, endpoint_url=self.cognito_endpoint)
+        try:
+            result = await call(config)
+        except cognito_auth.CognitoAuthError as exc:
+            kind = {"credentials": "credentials", "expired": "expired", "throttled": "throttled"}.get(exc.reason, "unreachable")
+            raise SignInError(kind, exc.message) from None
+        return Tokens(access=result.id_token, refresh=result.refresh_token or old_refresh, user=user)
+
+    async def _refresh_tokens(self, refresh_token: str, user: str) -> Tokens:
+        info = self.info or await self.discover()
+        if info.auth == "cognito" and info.cognito:
+            return await self._cognito(lambda config: cognito_auth.refresh_async(config, refresh_token), user, refresh_token)
+        return await self.auth.refresh(refresh_token, user)
 
     async def resume(self, username: str) -> bool:
         """Sign in with the refresh token kept from last time; False when there is none or it expired."""
@@ -129,7 +156,7 @@ class ChatClient:
         if not saved:
             return False
         try:
-            tokens = await self.auth.refresh(saved, username)
+            tokens = await self._refresh_tokens(saved, username)
         except SignInError as exc:
             if exc.kind == "expired":
                 self.vault.forget(username)
@@ -156,7 +183,7 @@ class ChatClient:
     async def _refresh(self) -> None:
         assert self.tokens is not None
         try:
-            self._signed_in(await self.auth.refresh(self.tokens.refresh, self.tokens.user))
+            self._signed_in(await self._refresh_tokens(self.tokens.refresh, self.tokens.user))
         except SignInError as exc:
             if exc.kind == "expired":
                 self.vault.forget(self.tokens.user)

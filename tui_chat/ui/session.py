@@ -87,7 +87,8 @@ class Session:
         self.last_conversation: str | None = None
         self.theme: str | None = self.config.theme
         self.bell = self.config.bell
-        self._client_factory = client_factory
+        cognito = self.config.cognito
+        self._client_factory = (lambda url: ChatClient(url, cognito=cognito)) if cognito and client_factory is ChatClient else client_factory
         self._monotonic = monotonic
         self.client: ChatClient | None = None
         self._rows: dict[str, list[MessageRow]] = {}

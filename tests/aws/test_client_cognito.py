@@ -1,0 +1,54 @@
+"""The client service signs in with Cognito (SRP, from the config: the cloud has no /info),
+keeps the refresh token in the keyring, and talks to a server that verifies Cognito ID tokens."""
+
+from __future__ import annotations
+
+import asyncio
+
+import keyring
+
+from tests.aws.conftest import REGION
+from tests.client.conftest import MemoryKeyring, wait_until
+from tests.serverproc import start_server
+from tui_chat.client.service import ChatClient
+
+
+async def test_cognito_sign_in_send_and_resume_from_the_keyring(tmp_path, cognito_pool, monkeypatch):
+    monkeypatch.setenv("TUI_CHAT_DATA_DIR", str(tmp_path / "data"))
+    backend = MemoryKeyring()
+    keyring.set_keyring(backend)
+    server = start_server(
+        tmp_path, auth="cognito",
+        extra_args=("--cognito-region", REGION, "--cognito-user-pool-id", cognito_pool["pool_id"],
+                    "--cognito-client-id", cognito_pool["client_id"]),
+        env={"TUI_CHAT_COGNITO_JWKS_URL": cognito_pool["jwks_url"]},
+    )  # fmt: skip
+    pool = {"region": REGION, "userPoolId": cognito_pool["pool_id"], "clientId": cognito_pool["client_id"]}
+    try:
+        client = ChatClient(server.http_url, cognito=pool, cognito_endpoint=cognito_pool["endpoint"], data_folder=tmp_path / "c")
+        assert (await client.discover()).auth == "cognito"
+        await client.sign_in("Alice", "Correct-Horse-9")
+        assert client.me == "alice"
+        assert any(value for (service, user), value in backend.passwords.items() if user == "alice"), "refresh token kept"
+        client.start()
+        await wait_until(client, lambda: client.online)
+        client.send("alice", "note to self, through Cognito")
+        await wait_until(client, lambda: client.queued == 0)
+        await client.stop()
+
+        again = ChatClient(server.http_url, cognito=pool, cognito_endpoint=cognito_pool["endpoint"], data_folder=tmp_path / "c")
+        assert await again.resume("alice"), "signed in again with the refresh token alone"
+        again.start()
+        await wait_until(again, lambda: again.online)
+        assert [row.body for row in again.timeline("alice")] == ["note to self, through Cognito"]
+        await again.stop()
+
+        wrong = ChatClient(server.http_url, cognito=pool, cognito_endpoint=cognito_pool["endpoint"], data_folder=tmp_path / "w")
+        try:
+            await asyncio.wait_for(wrong.sign_in("nobody-here", "Wrong-Horse-1"), 30)
+        except Exception as exc:  # SignInError with a reason for people
+            assert getattr(exc, "kind", None) in ("credentials", "unreachable")
+        else:
+            raise AssertionError("an unknown user must not sign in")
+    finally:
+        server.stop()
