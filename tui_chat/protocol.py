@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import unicodedata
 from dataclasses import dataclass
 from typing import Any, Literal, Union
 
@@ -117,11 +116,14 @@ def is_valid_message_id(value: object) -> bool:
 is_valid_device_id = is_valid_message_id
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+# Category Cc is exactly U+0000-001F and U+007F-009F; a body may keep \t, \n and \r.
+_BODY_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
 def _has_lone_surrogate(text: str) -> bool:
-    return any(0xD800 <= ord(ch) <= 0xDFFF for ch in text)
-
-
-_ALLOWED_BODY_CONTROLS = frozenset("\n\r\t")
+    return _LONE_SURROGATE.search(text) is not None
 
 
 def body_problem(body: object) -> str | None:
@@ -132,13 +134,13 @@ def body_problem(body: object) -> str | None:
         return "body must not be empty"
     if len(body) > MAX_BODY_CHARS:
         return f"body is longer than {MAX_BODY_CHARS} characters"
-    if _has_lone_surrogate(body):
-        return "body contains a lone surrogate"
+    bad = _BODY_FORBIDDEN.search(body)
+    if bad is not None:
+        if 0xD800 <= ord(bad.group()) <= 0xDFFF:
+            return "body contains a lone surrogate"
+        return f"body contains the control character U+{ord(bad.group()):04X}"
     if len(body.encode("utf-8")) > MAX_BODY_BYTES:
         return f"body is larger than {MAX_BODY_BYTES // 1024} KiB in UTF-8"
-    for ch in body:
-        if ch not in _ALLOWED_BODY_CONTROLS and unicodedata.category(ch) == "Cc":
-            return f"body contains the control character U+{ord(ch):04X}"
     return None
 
 
@@ -149,7 +151,7 @@ def status_text_problem(text: object) -> str | None:
         return f"text is longer than {MAX_STATUS_TEXT_CHARS} characters"
     if _has_lone_surrogate(text):
         return "text contains a lone surrogate"
-    if any(unicodedata.category(ch) == "Cc" for ch in text):
+    if _CONTROL.search(text):
         return "text contains a control character"
     return None
 
@@ -157,17 +159,22 @@ def status_text_problem(text: object) -> str | None:
 # --- Encoding ----------------------------------------------------------------------------------
 
 
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+# Built once: json.dumps/json.loads with options would build a new coder on every frame.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def encode(frame: dict[str, Any]) -> str:
     """One frame as compact JSON with raw UTF-8 (PROTOCOL.md section 1)."""
-    return json.dumps(frame, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return _ENCODER.encode(frame)
 
 
 def frame_size(text: str | bytes) -> int:
     return len(text) if isinstance(text, bytes) else len(text.encode("utf-8", "surrogatepass"))
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
 
 
 def decode_object(raw: str | bytes) -> dict[str, Any]:
@@ -175,7 +182,7 @@ def decode_object(raw: str | bytes) -> dict[str, Any]:
     try:
         if isinstance(raw, bytes):
             raw = raw.decode("utf-8")
-        value = json.loads(raw, parse_constant=_reject_constant)
+        value = _DECODER.decode(raw)
     except UnicodeDecodeError:
         raise ProtocolError(BAD_REQUEST, "frame is not valid UTF-8") from None
     except RecursionError:

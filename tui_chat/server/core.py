@@ -205,7 +205,7 @@ class ChatCore:
     # -- helpers --------------------------------------------------------------------------
 
     async def _require_user(self, username: str) -> None:
-        if await self.store.get_user(username) is None:
+        if not await self.store.user_exists(username):
             raise p.ProtocolError(p.UNKNOWN_USER, f"no user named {username!r}")
 
     async def _conn_ids(self, username: str) -> set[str]:

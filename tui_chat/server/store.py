@@ -105,6 +105,10 @@ class Store(ABC):
     @abstractmethod
     async def get_user(self, username: str) -> UserRecord | None: ...
 
+    async def user_exists(self, username: str) -> bool:
+        """On every send: stores that can answer from memory override this."""
+        return await self.get_user(username) is not None
+
     @abstractmethod
     async def list_users(self, after: str | None, limit: int) -> list[UserRecord]:
         """Users by name, strictly after ``after``, at most ``limit``."""

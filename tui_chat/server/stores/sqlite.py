@@ -174,6 +174,8 @@ class SQLiteStore(Store):
         self._reader: ThreadPoolExecutor | None = None
         self._read_db: sqlite3.Connection | None = None
         self._conns = _Connections()
+        self._usernames: set[str] = set()
+        """Every user, so the check on each send needs no trip to the reader thread."""
         self._closed = False
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -184,6 +186,7 @@ class SQLiteStore(Store):
         self._writer.start()
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-reader")
         self._read_db = await self._read(lambda _: _connect(self.path), raw=True)
+        self._usernames = set(await self._read(lambda db: [r[0] for r in db.execute("SELECT username FROM users")]))
 
     def _open_writer_db(self) -> sqlite3.Connection:
         db = _connect(self.path)
@@ -286,11 +289,16 @@ class SQLiteStore(Store):
             )
             return cursor.rowcount == 1
 
-        return await self._write(insert)
+        created = await self._write(insert)
+        self._usernames.add(username)
+        return created
 
     async def ensure_user(self, username: str, now: int) -> None:
-        if await self.get_user(username) is None:
+        if username not in self._usernames:
             await self.create_user(username, None, now)
+
+    async def user_exists(self, username: str) -> bool:
+        return username in self._usernames
 
     async def get_user(self, username: str) -> UserRecord | None:
         row = await self._read(
