@@ -333,21 +333,24 @@ class DynamoDBStore(Store):
         live = [d for d in others if d not in stale]
         return ConnectResult(replaced=replaced, first_for_user=replaced is None and not live)
 
-    async def _forget_device(self, username: str, device: str, conn_id: str) -> bool:
-        """Remove one device entry if it still names ``conn_id``; True when it did."""
+    async def _forget_device(self, username: str, device: str, conn_id: str) -> int | None:
+        """Remove one device entry if it still names ``conn_id``: how many devices remain, or
+        ``None`` when it was replaced. The count comes from the same atomic update, so of two
+        devices closing at once exactly one sees zero (and announces the user offline)."""
         from botocore.exceptions import ClientError
 
         try:
-            await self._call(
+            reply = await self._call(
                 "update_item", TableName=self.users, Key=self._item({"pk": username}),
                 UpdateExpression="REMOVE devices.#d", ConditionExpression="devices.#d.c = :c",
                 ExpressionAttributeNames={"#d": device}, ExpressionAttributeValues=self._item({":c": conn_id}),
+                ReturnValues="ALL_NEW",
             )  # fmt: skip
         except ClientError as exc:
             if _code(exc) == "ConditionalCheckFailedException":
-                return False
+                return None
             raise
-        return True
+        return len((self._plain(reply.get("Attributes")) or {}).get("devices") or {})
 
     async def remove_connection(self, conn_id: str, now: int) -> DisconnectResult:
         reply = await self._call(
@@ -357,8 +360,11 @@ class DynamoDBStore(Store):
         if item is None:
             return DisconnectResult(connection=None, last_for_user=False)
         record = ConnectionRecord(conn_id, item["username"], item["device"], item["connectedAt"])
-        if not await self._forget_device(record.username, record.device, conn_id):
+        remaining = await self._forget_device(record.username, record.device, conn_id)
+        if remaining is None:
             # Replaced by a newer connection of the same device: not a presence change.
+            return DisconnectResult(connection=record, last_for_user=False)
+        if remaining:
             return DisconnectResult(connection=record, last_for_user=False)
         from botocore.exceptions import ClientError
 
