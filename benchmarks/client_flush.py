@@ -22,18 +22,10 @@ sys.path.insert(0, str(ROOT))
 import keyring  # noqa: E402
 import keyring.backends.fail  # noqa: E402
 
+from tests.client.conftest import wait_until as until  # noqa: E402
 from tests.faultproxy import FaultProxy  # noqa: E402
 from tests.serverproc import start_server  # noqa: E402
 from tui_chat.client.service import ChatClient  # noqa: E402
-
-
-async def until(client: ChatClient, condition, timeout: float = 120) -> None:
-    if condition():
-        return
-    async with asyncio.timeout(timeout):
-        async for _ in client.events():
-            if condition():
-                return
 
 
 async def flush_run(server, folder: Path, run: int, count: int) -> float:
