@@ -43,7 +43,7 @@ async def flush_run(server, folder: Path, run: int, count: int) -> float:
     proxy.refuse = False
     sender.reconnect_now()
     started = time.perf_counter()
-    await until(sender, lambda: sender.queued == 0)
+    await until(sender, lambda: sender.queued == 0, timeout=120)
     elapsed = time.perf_counter() - started
     await sender.stop()
     await proxy.stop()
@@ -57,11 +57,11 @@ async def reconnect_delays(server, folder: Path, cuts: int) -> list[float]:
     client.start()
     observed: list[float] = []
     for _ in range(cuts):
-        await until(client, lambda: client.online)
+        await until(client, lambda: client.online, timeout=60)
         went_down = time.perf_counter()
         proxy.cut()
         await until(client, lambda: not client.online)
-        await until(client, lambda: client.online)
+        await until(client, lambda: client.online, timeout=60)
         observed.append(time.perf_counter() - went_down)
     chosen = list(client.connection.delays)
     await client.stop()
