@@ -1,8 +1,14 @@
-"""One contract for every Store: the same tests run over SQLite and DynamoDB (moto)."""
+"""One contract for every Store: the same tests run over each implementation in FACTORIES.
+
+Nothing here may depend on one backend: what only SQLite promises is in test_sqlite_store.py.
+Every time is passed in explicitly (the core owns the clock), so the tests are deterministic.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import threading
 
 import pytest
 
@@ -14,8 +20,10 @@ from tui_chat.server.stores.sqlite import SQLiteStore
 async def sqlite_store(tmp_path, monkeypatch):
     store = SQLiteStore(tmp_path / "contract.db")
     await store.open()
-    yield store
-    await store.close()
+    try:
+        yield store
+    finally:
+        await store.close()
 
 
 @contextlib.asynccontextmanager
@@ -27,12 +35,30 @@ async def dynamodb_store(tmp_path, monkeypatch):
         monkeypatch.setenv(name, "testing")  # no test can reach a real account
     with moto.mock_aws():
         store = DynamoDBStore(prefix="contract-", region="us-east-1", create_tables=True)
+        # DynamoDB applies each request atomically; moto does not when requests come from several
+        # threads (it checks, writes, and on a failed transaction restores a copy of the table,
+        # with no lock), so concurrent tests would see moto's races. One lock per request gives
+        # moto DynamoDB's guarantee; requests still interleave as they do in the cloud.
+        lock = threading.Lock()
+        call_sync = store._call_sync
+
+        def atomic(op, kwargs):
+            with lock:
+                return call_sync(op, kwargs)
+
+        monkeypatch.setattr(store, "_call_sync", atomic)
         await store.open()
-        yield store
-        await store.close()
+        try:
+            yield store
+        finally:
+            await store.close()
 
 
-@pytest.fixture(params=[sqlite_store, dynamodb_store], ids=["sqlite", "dynamodb"])
+FACTORIES = [sqlite_store, dynamodb_store]
+"""Each yields an opened, empty store and closes it afterwards."""
+
+
+@pytest.fixture(params=FACTORIES, ids=lambda factory: factory.__name__.removesuffix("_store"))
 async def store(request, tmp_path, monkeypatch):
     async with request.param(tmp_path, monkeypatch) as opened:
         for name in ("alice", "bob", "carol"):
@@ -40,117 +66,404 @@ async def store(request, tmp_path, monkeypatch):
         yield opened
 
 
-async def test_users(store):
-    assert not await store.create_user("alice", "hash", 2), "a taken name"
+async def history(store, user, other):
+    """The whole conversation, ascending, paged the way a client catches up."""
+    items, after = [], 0
+    while True:
+        page, more = await store.get_messages(user, other, before=None, after=after, limit=50)
+        items += page
+        if not more:
+            return items
+        after = page[-1].seq
+
+
+def conn(conn_id: str, user: str, device: str, at: int = 1) -> ConnectionRecord:
+    return ConnectionRecord(conn_id, user, device, at)
+
+
+# -- users ---------------------------------------------------------------------------------------
+
+
+async def test_a_taken_name_cannot_be_created_again(store):
+    assert not await store.create_user("alice", "someone-elses-hash", 2)
+    assert (await store.get_user("alice")).password_hash is None, "the first owner keeps the account"
+    assert await store.create_user("dave", "hash", 3)
+    dave = await store.get_user("dave")
+    assert (dave.username, dave.password_hash, dave.status, dave.text, dave.last_seen, dave.created_at) == (
+        "dave", "hash", "online", "", None, 3,
+    )  # fmt: skip
+    assert await store.get_user("nobody") is None
+
+
+async def test_ensure_user_creates_once(store):
     await store.ensure_user("dave", 3)
     await store.ensure_user("dave", 4)
+    await store.ensure_user("alice", 5)
     assert (await store.get_user("dave")).created_at == 3
+    assert (await store.get_user("alice")).created_at == 1, "an existing user is left alone"
     assert await store.user_exists("dave") and not await store.user_exists("zed")
-    assert [u.username for u in await store.list_users(None, 2)] == ["alice", "bob"]
-    assert [u.username for u in await store.list_users("bob", 10)] == ["carol", "dave"]
+
+
+async def test_list_users_by_name_after_a_cursor(store):
+    for name in ("zoe", "dave", "bobby"):
+        await store.create_user(name, None, 2)
+    assert [u.username for u in await store.list_users(None, 3)] == ["alice", "bob", "bobby"]
+    assert [u.username for u in await store.list_users("bobby", 10)] == ["carol", "dave", "zoe"]
+    assert [u.username for u in await store.list_users("c", 2)] == ["carol", "dave"], "a cursor need not be a user"
+    assert await store.list_users("zoe", 10) == []
+
+
+async def test_status_and_text_are_kept(store):
     await store.set_status("alice", "away", "lunch")
-    user = await store.get_user("alice")
-    assert (user.status, user.text, user.last_seen) == ("away", "lunch", None)
+    await store.set_status("bob", "busy", "")
+    alice, bob = await store.get_user("alice"), await store.get_user("bob")
+    assert (alice.status, alice.text, bob.status, bob.text) == ("away", "lunch", "busy", "")
+    await store.set_status("alice", "online", "")
+    assert ((await store.get_user("alice")).status, (await store.get_user("alice")).text) == ("online", "")
 
 
-async def test_save_is_idempotent_per_sender_and_id(store):
+# -- messages: idempotency and seq ---------------------------------------------------------------
+
+
+async def test_a_retry_returns_the_original_and_stores_nothing(store):
     first = await store.save_message("alice", "msg-00000001", "bob", "hello", 100)
     again = await store.save_message("alice", "msg-00000001", "carol", "changed", 200)
     assert first.created and not again.created
     assert again.message == first.message, "the retry gets the original: same seq, ts, body, recipient"
-    other_sender = await store.save_message("bob", "msg-00000001", "alice", "same id, other sender", 300)
-    assert other_sender.created and other_sender.message.seq > first.message.seq
-    page, more = await store.get_messages("alice", "bob", before=None, after=None, limit=50)
-    assert [m.body for m in page] == ["hello", "same id, other sender"] and not more
+    assert await history(store, "alice", "bob") == [first.message]
+    assert await history(store, "alice", "carol") == [], "the retry's other recipient got nothing"
+    assert [c.with_ for c in (await store.list_conversations("carol", None, 10))[0]] == []
 
 
-async def test_seq_per_conversation_and_paging(store):
+async def test_ids_are_per_sender(store):
+    mine = await store.save_message("alice", "msg-00000001", "bob", "from alice", 100)
+    theirs = await store.save_message("bob", "msg-00000001", "alice", "from bob", 101)
+    assert mine.created and theirs.created, "another sender may pick the same id"
+    assert [m.body for m in await history(store, "bob", "alice")] == ["from alice", "from bob"]
+
+
+async def test_concurrent_retries_store_one_message(store):
+    results = await asyncio.gather(
+        *(store.save_message("alice", "dup-00000001", "bob", f"attempt {i}", 10 + i) for i in range(8))
+    )
+    assert [r.created for r in results].count(True) == 1
+    assert len({r.message for r in results}) == 1, "every attempt is answered with the one stored message"
+    assert await history(store, "alice", "bob") == [results[0].message]
+
+
+async def test_seq_increases_per_conversation_and_starts_at_1_in_each(store):
+    sends = [("alice", "bob"), ("bob", "alice"), ("alice", "carol"), ("alice", "bob"), ("carol", "alice"),
+             ("bob", "carol"), ("bob", "alice")]  # fmt: skip
+    saved = [await store.save_message(s, f"s-{i:08d}", t, f"m{i}", 10 + i) for i, (s, t) in enumerate(sends)]
+    assert [r.message.seq for r in saved] == [1, 2, 1, 3, 2, 1, 4], "both directions share one counter"
+    ab = await history(store, "bob", "alice")
+    assert [m.body for m in ab] == ["m0", "m1", "m3", "m6"] and [m.seq for m in ab] == [1, 2, 3, 4]
+    assert [m.ts for m in ab] == [10, 11, 13, 16]
+
+
+async def test_concurrent_sends_in_one_conversation_get_distinct_ordered_seqs(store):
+    results = await asyncio.gather(
+        *(store.save_message("alice" if i % 2 else "bob", f"c-{i:08d}", "bob" if i % 2 else "alice", f"m{i}", i)
+          for i in range(40))
+    )  # fmt: skip
+    assert sorted(r.message.seq for r in results) == list(range(1, 41)), "no seq lost or given twice"
+    stored = await history(store, "alice", "bob")
+    assert stored == sorted((r.message for r in results), key=lambda m: m.seq), "history shows every send once"
+
+
+async def test_bodies_are_stored_verbatim(store):
+    odd = ["'; DROP TABLE messages; --", 'quote " and \\ backslash', "emoji 🎉 and ünïcödé", "line\nbreak\ttab",
+           "%s %(x)s {0} ?", "x" * 4000]  # fmt: skip
+    for i, body in enumerate(odd):
+        await store.save_message("alice", f"odd-{i:07d}", "bob", body, i + 1)
+    assert [m.body for m in await history(store, "bob", "alice")] == odd
+    await store.set_status("alice", "away", "'); DELETE FROM users; --")
+    assert (await store.get_user("alice")).text == "'); DELETE FROM users; --"
+    assert [u.username for u in await store.list_users(None, 10)] == ["alice", "bob", "carol"]
+
+
+# -- messages: paging ----------------------------------------------------------------------------
+
+
+async def test_paging_backwards_from_the_newest(store):
     for i in range(1, 8):
         await store.save_message("alice", f"ab-{i:08d}", "bob", f"m{i}", i)
-    await store.save_message("alice", "ac-00000001", "carol", "other", 9)
     newest, more = await store.get_messages("bob", "alice", before=None, after=None, limit=3)
-    assert [m.seq for m in newest] == [5, 6, 7] and more
+    assert [m.seq for m in newest] == [5, 6, 7] and more, "neither: the newest, ascending; older ones exist"
     older, more = await store.get_messages("bob", "alice", before=5, after=None, limit=3)
     assert [m.seq for m in older] == [2, 3, 4] and more
     oldest, more = await store.get_messages("bob", "alice", before=2, after=None, limit=3)
     assert [m.seq for m in oldest] == [1] and not more
-    after, more = await store.get_messages("bob", "alice", before=None, after=5, limit=10)
-    assert [m.seq for m in after] == [6, 7] and not more
-    carol, _ = await store.get_messages("carol", "alice", before=None, after=0, limit=10)
-    assert [(m.seq, m.body) for m in carol] == [(1, "other")], "seq starts at 1 in every conversation"
+    exact, more = await store.get_messages("bob", "alice", before=4, after=None, limit=3)
+    assert [m.seq for m in exact] == [1, 2, 3] and not more, "a page that ends exactly at the first message"
+    assert await store.get_messages("bob", "alice", before=1, after=None, limit=3) == ([], False)
+    everything, more = await store.get_messages("bob", "alice", before=None, after=None, limit=7)
+    assert [m.seq for m in everything] == list(range(1, 8)) and not more
 
 
-async def test_unread_read_markers_and_conversation_order(store):
+async def test_paging_forwards_for_catch_up(store):
+    for i in range(1, 8):
+        await store.save_message("bob", f"ba-{i:08d}", "alice", f"m{i}", i)
+    first, more = await store.get_messages("alice", "bob", before=None, after=0, limit=3)
+    assert [m.seq for m in first] == [1, 2, 3] and more, "after 0 starts from the first message"
+    middle, more = await store.get_messages("alice", "bob", before=None, after=3, limit=3)
+    assert [m.seq for m in middle] == [4, 5, 6] and more
+    last, more = await store.get_messages("alice", "bob", before=None, after=6, limit=3)
+    assert [m.seq for m in last] == [7] and not more
+    exact, more = await store.get_messages("alice", "bob", before=None, after=4, limit=3)
+    assert [m.seq for m in exact] == [5, 6, 7] and not more, "a page that ends exactly at the newest message"
+    assert await store.get_messages("alice", "bob", before=None, after=7, limit=3) == ([], False)
+
+
+async def test_an_empty_conversation_has_no_pages(store):
+    assert await store.get_messages("alice", "carol", before=None, after=None, limit=50) == ([], False)
+    assert await store.get_messages("alice", "carol", before=None, after=0, limit=50) == ([], False)
+    assert await store.get_messages("alice", "carol", before=10, after=None, limit=50) == ([], False)
+
+
+async def test_both_users_see_the_same_history(store):
+    await store.save_message("alice", "x-00000001", "bob", "hi bob", 1)
+    await store.save_message("bob", "x-00000002", "alice", "hi alice", 2)
+    assert await history(store, "alice", "bob") == await history(store, "bob", "alice")
+    assert await history(store, "alice", "carol") == [], "nobody else's messages leak in"
+
+
+# -- notes to self -------------------------------------------------------------------------------
+
+
+async def test_notes_to_self(store):
+    one = await store.save_message("alice", "self-0000001", "alice", "remember", 5)
+    two = await store.save_message("alice", "self-0000002", "alice", "the milk", 6)
+    assert (one.message.seq, two.message.seq) == (1, 2)
+    assert await history(store, "alice", "alice") == [one.message, two.message], "stored once, not once per side"
+    [notes], _ = await store.list_conversations("alice", None, 10)
+    assert (notes.with_, notes.last_seq, notes.read_seq, notes.unread, notes.last) == ("alice", 2, 2, 0, two.message)
+    assert await store.mark_read("alice", "alice", 2) is None
+    assert (await store.list_conversations("bob", None, 10))[0] == []
+
+
+# -- unread and read markers ---------------------------------------------------------------------
+
+
+async def test_unread_counts_from_both_sides(store):
     await store.save_message("bob", "b-00000001", "alice", "one", 10)
     await store.save_message("bob", "b-00000002", "alice", "two", 11)
-    await store.save_message("carol", "c-00000001", "alice", "hi", 12)
-    items, cursor = await store.list_conversations("alice", None, 10)
-    assert [(c.with_, c.unread, c.read_seq, c.last_seq) for c in items] == [("carol", 1, 0, 1), ("bob", 2, 0, 2)]
-    assert items[1].last.body == "two" and cursor is None
-    assert await store.mark_read("alice", "bob", 1) == 1
-    assert await store.mark_read("alice", "bob", 1) is None, "no move, no event"
-    assert await store.mark_read("alice", "bob", 99) == 2, "clamped to the last seq"
-    await store.save_message("alice", "a-00000001", "carol", "reply", 13)
+    [alice_view], _ = await store.list_conversations("alice", None, 10)
+    [bob_view], _ = await store.list_conversations("bob", None, 10)
+    assert (alice_view.with_, alice_view.last_seq, alice_view.read_seq, alice_view.unread) == ("bob", 2, 0, 2)
+    assert (bob_view.with_, bob_view.last_seq, bob_view.read_seq, bob_view.unread) == ("alice", 2, 2, 0)
+    assert alice_view.last.body == bob_view.last.body == "two"
+    reply = await store.save_message("alice", "a-00000001", "bob", "three", 12)
+    [alice_view], _ = await store.list_conversations("alice", None, 10)
+    [bob_view], _ = await store.list_conversations("bob", None, 10)
+    assert (alice_view.read_seq, alice_view.unread) == (3, 0), "replying reads the conversation"
+    assert (bob_view.read_seq, bob_view.unread, bob_view.last) == (2, 1, reply.message)
+
+
+async def test_mark_read_moves_forward_only_and_is_clamped(store):
+    for i in range(1, 5):
+        await store.save_message("bob", f"b-{i:08d}", "alice", f"m{i}", i)
+    assert await store.mark_read("alice", "bob", 2) == 2
+    [view], _ = await store.list_conversations("alice", None, 10)
+    assert (view.read_seq, view.unread) == (2, 2)
+    assert await store.mark_read("alice", "bob", 2) is None, "no move, no read event"
+    assert await store.mark_read("alice", "bob", 1) is None, "never backwards"
+    assert await store.mark_read("alice", "bob", 0) is None
+    assert await store.mark_read("alice", "bob", 99) == 4, "clamped to the last seq"
+    assert await store.mark_read("alice", "bob", 100) is None
+    [view], _ = await store.list_conversations("alice", None, 10)
+    assert (view.read_seq, view.unread) == (4, 0)
+    [other_side], _ = await store.list_conversations("bob", None, 10)
+    assert other_side.read_seq == 4, "bob's marker is his own (he wrote them all)"
+
+
+async def test_mark_read_only_counts_the_other_users_messages(store):
+    await store.save_message("bob", "b-00000001", "alice", "q1", 1)
+    await store.save_message("alice", "a-00000001", "bob", "a1", 2)
+    await store.save_message("bob", "b-00000002", "alice", "q2", 3)
+    await store.save_message("bob", "b-00000003", "alice", "q3", 4)
+    [view], _ = await store.list_conversations("alice", None, 10)
+    assert (view.read_seq, view.unread) == (2, 2)
+    assert await store.mark_read("alice", "bob", 3) == 3
+    [view], _ = await store.list_conversations("alice", None, 10)
+    assert (view.read_seq, view.unread) == (3, 1)
+
+
+async def test_mark_read_without_messages_does_nothing(store):
+    assert await store.mark_read("alice", "carol", 5) is None
+    assert (await store.list_conversations("alice", None, 10))[0] == []
+
+
+async def test_unread_is_per_conversation(store):
+    await store.save_message("bob", "b-00000001", "alice", "from bob", 1)
+    for i in range(3):
+        await store.save_message("carol", f"c-{i:08d}", "alice", "from carol", 2 + i)
+    await store.mark_read("alice", "bob", 1)
     items, _ = await store.list_conversations("alice", None, 10)
-    assert [(c.with_, c.unread) for c in items] == [("carol", 0), ("bob", 0)], "sending reads the conversation"
-    bob_view, _ = await store.list_conversations("bob", None, 10)
-    assert [(c.with_, c.read_seq, c.unread) for c in bob_view] == [("alice", 2, 0)]
+    assert [(c.with_, c.unread) for c in items] == [("carol", 3), ("bob", 0)]
+
+
+# -- list_conversations --------------------------------------------------------------------------
+
+
+async def test_conversations_newest_first(store):
+    await store.save_message("bob", "b-00000001", "alice", "old", 10)
+    await store.save_message("carol", "c-00000001", "alice", "newer", 20)
+    items, cursor = await store.list_conversations("alice", None, 10)
+    assert [c.with_ for c in items] == ["carol", "bob"] and cursor is None
+    await store.save_message("alice", "a-00000001", "bob", "newest", 30)
+    items, _ = await store.list_conversations("alice", None, 10)
+    assert [(c.with_, c.last.body) for c in items] == [("bob", "newest"), ("carol", "newer")]
 
 
 async def test_conversation_cursor_pages_everything_once(store):
-    names = [f"friend{i:02d}" for i in range(7)]
+    names = [f"friend{i:02d}" for i in range(23)]
     for i, name in enumerate(names):
         await store.create_user(name, None, 1)
-        await store.save_message("alice", f"f-{i:08d}", name, "hi", 100 + i)
-    seen, cursor = [], None
+        await store.save_message(name, f"f-{i:08d}", "alice", f"hi {i}", 100 + i)
+    seen, cursor, pages = [], None, 0
     while True:
-        items, cursor = await store.list_conversations("alice", cursor, 3)
-        seen += [c.with_ for c in items]
+        items, cursor = await store.list_conversations("alice", cursor, 5)
+        assert len(items) <= 5
+        seen += [(c.with_, c.unread, c.last.body) for c in items]
+        pages += 1
         if cursor is None:
             break
-    assert seen == names[::-1]
+        assert isinstance(cursor, str)
+    assert seen == [(name, 1, f"hi {i}") for i, name in reversed(list(enumerate(names)))]
+    assert pages == 5
+
+
+async def test_a_new_message_while_paging_does_not_repeat_or_skip_others(store):
+    names = [f"friend{i:02d}" for i in range(9)]
+    for i, name in enumerate(names):
+        await store.create_user(name, None, 1)
+        await store.save_message(name, f"f-{i:08d}", "alice", "hi", 100 + i)
+    first, cursor = await store.list_conversations("alice", None, 3)
+    await store.save_message("friend08", "late-0000001", "alice", "again", 500)  # already seen: moves to the top
+    rest = []
+    while cursor is not None:
+        items, cursor = await store.list_conversations("alice", cursor, 3)
+        rest += [c.with_ for c in items]
+    assert [c.with_ for c in first] + rest == names[::-1]
+
+
+async def test_a_bad_cursor_is_a_value_error(store):
     with pytest.raises(ValueError):
         await store.list_conversations("alice", "not a cursor", 3)
 
 
-async def test_notes_to_self(store):
-    saved = await store.save_message("alice", "self-0000001", "alice", "remember", 5)
-    page, _ = await store.get_messages("alice", "alice", before=None, after=None, limit=10)
-    assert page == [saved.message]
-    [conv], _ = await store.list_conversations("alice", None, 10)
-    assert (conv.with_, conv.unread) == ("alice", 0)
+# -- connections ---------------------------------------------------------------------------------
 
 
-async def test_connections_replace_first_last_and_presence_audience(store):
-    first = await store.add_connection(ConnectionRecord("c1", "alice", "laptop-01", 1))
+async def test_first_connection_and_a_second_device(store):
+    first = await store.add_connection(conn("c1", "alice", "laptop-01"))
     assert first.first_for_user and first.replaced is None
-    second = await store.add_connection(ConnectionRecord("c2", "alice", "phone-001", 2))
-    assert not second.first_for_user
-    replaced = await store.add_connection(ConnectionRecord("c3", "alice", "laptop-01", 3))
-    assert replaced.replaced.conn_id == "c1" and not replaced.first_for_user
-    assert (await store.remove_connection("c1", 4)).connection is None, "an already-replaced connection"
-    await store.add_connection(ConnectionRecord("w1", "bob", "bob-dev01", 5))
-    await store.watch_presence("w1")
-    assert sorted(await store.presence_audience("alice")) == ["c2", "c3", "w1"]
-    assert not (await store.remove_connection("c2", 6)).last_for_user
-    gone = await store.remove_connection("c3", 7)
-    assert gone.last_for_user and gone.connection.conn_id == "c3"
+    second = await store.add_connection(conn("c2", "alice", "phone-001"))
+    assert not second.first_for_user and second.replaced is None
+    assert sorted(c.conn_id for c in await store.user_connections("alice")) == ["c1", "c2"]
+    assert await store.get_connection("c2") == conn("c2", "alice", "phone-001")
+    assert await store.get_connection("nope") is None
+    assert (await store.add_connection(conn("b1", "bob", "laptop-01"))).first_for_user, "per user"
+
+
+async def test_reconnecting_the_only_device_replaces_it(store):
+    await store.add_connection(conn("c1", "alice", "laptop-01", 1))
+    again = await store.add_connection(conn("c2", "alice", "laptop-01", 2))
+    assert again.replaced == conn("c1", "alice", "laptop-01", 1)
+    assert not again.first_for_user, "a replacement is not coming online"
+    assert [c.conn_id for c in await store.user_connections("alice")] == ["c2"], "the new one receives messages"
+    assert await store.get_connection("c1") is None
+    stale = await store.remove_connection("c1", 3)
+    assert (stale.connection, stale.last_for_user) == (None, False), "the old socket closing is not going offline"
+    assert (await store.get_user("alice")).last_seen is None
+    gone = await store.remove_connection("c2", 4)
+    assert gone.last_for_user and (await store.get_user("alice")).last_seen == 4
+
+
+async def test_last_connection_sets_last_seen(store):
+    await store.add_connection(conn("c1", "alice", "laptop-01"))
+    await store.add_connection(conn("c2", "alice", "phone-001"))
+    one = await store.remove_connection("c1", 6)
+    assert one.connection.conn_id == "c1" and not one.last_for_user
+    assert (await store.get_user("alice")).last_seen is None, "still online on the phone"
+    last = await store.remove_connection("c2", 7)
+    assert last.connection == conn("c2", "alice", "phone-001") and last.last_for_user
     assert (await store.get_user("alice")).last_seen == 7
     assert await store.user_connections("alice") == []
+    assert await store.remove_connection("c2", 8) == type(last)(None, False), "removing twice is harmless"
+    assert (await store.get_user("alice")).last_seen == 7
+    back = await store.add_connection(conn("c3", "alice", "laptop-01"))
+    assert back.first_for_user, "coming back online"
 
 
-async def test_refresh_tokens_are_single_use_and_expire(store):
+async def test_remove_unknown_connection(store):
+    result = await store.remove_connection("never-seen", 5)
+    assert (result.connection, result.last_for_user) == (None, False)
+
+
+async def test_presence_audience_is_watchers_and_own_connections(store):
+    await store.add_connection(conn("a1", "alice", "laptop-01"))
+    await store.add_connection(conn("a2", "alice", "phone-001"))
+    await store.add_connection(conn("b1", "bob", "laptop-01"))
+    await store.add_connection(conn("c1", "carol", "laptop-01"))
+    assert sorted(await store.presence_audience("alice")) == ["a1", "a2"], "nobody asked for the user list yet"
+    await store.watch_presence("b1")
+    await store.watch_presence("a1")
+    await store.watch_presence("b1")
+    audience = await store.presence_audience("alice")
+    assert sorted(audience) == ["a1", "a2", "b1"] and len(audience) == len(set(audience)), "no duplicates"
+    assert sorted(await store.presence_audience("carol")) == ["a1", "b1", "c1"]
+    await store.remove_connection("b1", 9)
+    assert sorted(await store.presence_audience("carol")) == ["a1", "c1"], "a closed watcher gets nothing"
+
+
+async def test_clear_connections_forgets_everyone(store):
+    await store.add_connection(conn("a1", "alice", "laptop-01"))
+    await store.add_connection(conn("b1", "bob", "laptop-01"))
+    await store.watch_presence("b1")
+    await store.clear_connections()
+    assert await store.user_connections("alice") == [] and await store.get_connection("b1") is None
+    assert await store.presence_audience("carol") == []
+    assert (await store.add_connection(conn("a2", "alice", "laptop-01"))).first_for_user
+
+
+# -- accounts ------------------------------------------------------------------------------------
+
+
+async def test_refresh_tokens_are_single_use(store):
     await store.save_refresh_token("hash-1", "alice", None, 1000)
-    await store.save_refresh_token("hash-2", "bob", "dev-0001", 50)
+    await store.save_refresh_token("hash-2", "bob", "dev-0001", 1000)
     grant = await store.take_refresh_token("hash-1", 10)
     assert (grant.username, grant.device) == ("alice", None)
-    assert await store.take_refresh_token("hash-1", 10) is None, "used once"
-    assert await store.take_refresh_token("hash-2", 60) is None, "expired"
+    assert await store.take_refresh_token("hash-1", 11) is None, "a stolen copy cannot be used after the owner"
+    grant = await store.take_refresh_token("hash-2", 12)
+    assert (grant.username, grant.device) == ("bob", "dev-0001")
+    assert await store.take_refresh_token("never-issued", 12) is None
+
+
+async def test_refresh_tokens_expire(store):
+    await store.save_refresh_token("hash-1", "alice", None, 50)
+    await store.save_refresh_token("hash-2", "alice", None, 50)
+    await store.save_refresh_token("hash-3", "alice", None, 500)
+    assert (await store.take_refresh_token("hash-2", 49)).username == "alice", "valid just before"
+    assert await store.take_refresh_token("hash-1", 50) is None, "expired at expires_at"
+    assert (await store.take_refresh_token("hash-3", 60)).username == "alice", "a later token is not purged"
 
 
 async def test_login_failures_count_within_a_window(store):
     for ts in (10, 20, 30):
         await store.record_login_failure("alice", ts)
+    await store.record_login_failure("bob", 25)
+    assert await store.count_login_failures("alice", 0) == 3
     assert await store.count_login_failures("alice", 15) == 2
+    assert await store.count_login_failures("alice", 20) == 2, "the window's start is inside it"
+    assert await store.count_login_failures("alice", 31) == 0
+    assert await store.count_login_failures("carol", 0) == 0
     await store.clear_login_failures("alice")
     assert await store.count_login_failures("alice", 0) == 0
+    assert await store.count_login_failures("bob", 0) == 1, "clearing one user leaves the others"
+
+
+async def test_healthy(store):
+    assert await store.healthy()

@@ -2,36 +2,57 @@
 
 Threads
     One writer thread owns the only writing connection. Callers queue write jobs; the writer
-    takes everything queued, runs it in ONE transaction (each job in its own SAVEPOINT, so one
-    failing job does not spoil the others) and commits once: a hundred concurrent senders share
-    one fsync instead of paying one each. Reads run on a second connection in a reader thread;
-    WAL lets them proceed while a commit is being flushed. The event loop never touches disk.
+    takes everything already queued (or, with ``group_commit_window_ms``, whatever arrives
+    within that window), runs it in ONE ``BEGIN IMMEDIATE … COMMIT`` and resolves each
+    caller's future on its event loop. Each job runs in its own SAVEPOINT, so a job that fails
+    on its own (bad input) is rolled back alone and only its caller gets the exception; when
+    the database itself fails (disk full, I/O error) the whole batch is rolled back and every
+    caller of it gets :class:`StoreUnavailable`. Under load this batching is automatic: while
+    one commit is being fsynced the next batch queues up, so a hundred concurrent senders share
+    one fsync instead of paying one each.
+
+    Reads run on a second connection in a single reader thread. WAL lets them proceed while a
+    commit is being flushed, and they only ever see committed data. The event loop never
+    touches the disk.
 
 Durability
     ``synchronous=FULL``: a commit returns only after the WAL is fsynced, and ``save_message``
     returns (so the core acks) only after its commit returned.
 
-    - ``kill -9`` of the server loses nothing that was acked. Writes still queued or in an
-      uncommitted transaction are rolled back by SQLite on the next open; their senders got no
-      ack and resend with the same id, which is then stored once.
-    - A power cut loses nothing acked on a disk that honours fsync/flush. On a disk or virtual
-      machine that acknowledges writes it has only cached, the last transactions before the cut
-      can be lost (the database itself stays consistent).
+    - ``kill -9`` of the server loses nothing that was acked: the commit happened before the
+      ack. Writes still queued, or in a transaction not yet committed, are rolled back by
+      SQLite on the next open; their senders got no ack and resend with the same id, which is
+      then stored once. (If a commit reports an error, its callers get ``StoreUnavailable``
+      and retry; should that commit have reached the disk after all, the retry finds the
+      original and returns it.)
+    - A power cut loses nothing acked on a disk that honours fsync/flush. On a disk, RAID
+      controller or virtual machine that acknowledges writes it has only cached, the last
+      transactions before the cut can be lost (the database itself stays consistent).
 
 Connections
-    Live connections are kept in memory, not in a table: a self-hosted server owns every socket
-    it has, and all of them die with the process, so a table would only add a disk write per
-    connect and stale rows after a crash.
+    Live connections are kept in memory (dicts by id and by user, and the set of presence
+    watchers), not in a table: a self-hosted server owns every socket it has and all of them
+    die with the process, so a table would only add a disk write per connect and leave stale
+    rows behind after a crash. Only ``last_seen`` is persisted, through the writer.
+
+Schema
+    ``PRAGMA user_version`` is the schema version; ``MIGRATIONS[i]`` takes a database from
+    version i to i + 1 in one transaction. A database newer than this code is refused with
+    :class:`SchemaTooNew` rather than misread.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import functools
 import logging
 import os
 import queue
+import re
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -51,6 +72,15 @@ from tui_chat.server.store import (
 )
 
 log = logging.getLogger("tui_chat.store")
+
+LOGIN_FAILURE_RETENTION_MS = 24 * 60 * 60 * 1000
+"""Login failures older than this are purged when a new one is recorded (the throttling
+window of ``accounts.py`` is 15 minutes)."""
+
+_INT64_MAX = 2**63 - 1
+
+
+# -- schema ----------------------------------------------------------------------------------
 
 
 def _run_script(db: sqlite3.Connection, script: str) -> None:
@@ -97,34 +127,45 @@ def _migrate_to_1(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_to_1]
+def _migrate_to_2(db: sqlite3.Connection) -> None:
+    _run_script(
+        db,
+        """
+        -- Unread kept as a counter, so listing conversations does not count messages.
+        ALTER TABLE sides ADD COLUMN unread INTEGER NOT NULL DEFAULT 0;
+        UPDATE sides SET unread = (
+            SELECT count(*) FROM messages AS m
+            WHERE m.user_a = min(sides.user, sides.other) AND m.user_b = max(sides.user, sides.other)
+              AND m.seq > sides.read_seq AND m.sender = sides.other AND sides.other <> sides.user
+        );
+        -- The purges are range deletes, not scans.
+        CREATE INDEX refresh_tokens_by_expiry ON refresh_tokens (expires_at);
+        CREATE INDEX login_failures_by_ts ON login_failures (ts);
+        """
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_to_1, _migrate_to_2]
 """``MIGRATIONS[i]`` takes a database from schema version i to i + 1. Append, never edit."""
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
 class SchemaTooNew(RuntimeError):
-    pass
-
-
-def _connect(path: str) -> sqlite3.Connection:
-    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=FULL")
-    db.execute("PRAGMA foreign_keys=ON")
-    return db
+    """The database was written by a newer tui-chat."""
 
 
 def _migrate(db: sqlite3.Connection) -> None:
     version = db.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
         raise SchemaTooNew(
-            f"the database has schema version {version}, newer than this tui-chat understands ({SCHEMA_VERSION}); upgrade tui-chat"
+            f"the database has schema version {version}, newer than this tui-chat understands"
+            f" ({SCHEMA_VERSION}); upgrade tui-chat"
         )
     for target in range(version + 1, SCHEMA_VERSION + 1):
         db.execute("BEGIN IMMEDIATE")
         try:
             MIGRATIONS[target - 1](db)
-            db.execute(f"PRAGMA user_version = {target}")
+            db.execute(f"PRAGMA user_version = {int(target)}")  # PRAGMA takes no parameters
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -132,7 +173,45 @@ def _migrate(db: sqlite3.Connection) -> None:
         log.info("database migrated", extra={"schema_version": target})
 
 
-@dataclass
+def _connect(path: str, *, writer: bool) -> sqlite3.Connection:
+    # Autocommit mode (isolation_level=None): transactions are exactly the ones we open.
+    db = sqlite3.connect(path, isolation_level=None, timeout=30)
+    if writer:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")  # fsync the WAL on every commit
+    else:
+        db.execute("PRAGMA query_only=ON")
+    return db
+
+
+# -- errors ----------------------------------------------------------------------------------
+
+# SQLite result codes that mean "the database cannot be used right now", as opposed to one
+# statement being wrong: they fail a whole batch.
+_UNAVAILABLE_CODES = {
+    sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_NOMEM, sqlite3.SQLITE_READONLY,
+    sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_FULL, sqlite3.SQLITE_CANTOPEN,
+    sqlite3.SQLITE_PROTOCOL, sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_PERM,
+}  # fmt: skip
+
+
+def _is_unavailable(exc: BaseException) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(exc, sqlite3.Error) and code is not None and (code & 0xFF) in _UNAVAILABLE_CODES
+
+
+def _rollback(db: sqlite3.Connection) -> None:
+    if db.in_transaction:
+        try:
+            db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # SQLite may already have rolled back on its own after an I/O error
+
+
+# -- the writer's jobs -----------------------------------------------------------------------
+
+
+@dataclass(slots=True)
 class _Job:
     fn: Callable[[sqlite3.Connection], Any]
     loop: asyncio.AbstractEventLoop
@@ -144,8 +223,30 @@ class _Job:
 _STOP = object()
 
 
+def _settle(jobs: list[_Job]) -> None:
+    """On the caller's event loop: hand each job's outcome to its awaiting caller."""
+    for job in jobs:
+        if job.future.cancelled():
+            continue  # the caller gave up; the write itself stands (or failed) all the same
+        if job.error is not None:
+            job.future.set_exception(job.error)
+        else:
+            job.future.set_result(job.result)
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
 def _pair(a: str, b: str) -> tuple[str, str]:
     return (a, b) if a <= b else (b, a)
+
+
+def _int64(n: int) -> int:
+    """Clamp a caller's integer into SQLite's range (binding a larger one raises OverflowError)."""
+    return max(-_INT64_MAX - 1, min(int(n), _INT64_MAX))
+
+
+_MESSAGE_COLUMNS = "seq, id, sender, recipient, body, ts"
 
 
 def _message(row: tuple) -> Message:
@@ -153,106 +254,171 @@ def _message(row: tuple) -> Message:
     return Message(id=msg_id, sender=sender, to=recipient, body=body, seq=seq, ts=ts)
 
 
-_MESSAGE_COLUMNS = "seq, id, sender, recipient, body, ts"
+_USER_COLUMNS = "username, password_hash, status, text, last_seen, created_at"
+
+_CURSOR = re.compile(r"(-?[0-9]{1,19}):(.+)", re.DOTALL)
+
+
+def _encode_cursor(last_ts: int, other: str) -> str:
+    return f"{last_ts}:{other}"
+
+
+def _decode_cursor(cursor: str) -> tuple[int, str]:
+    """Conversation cursors are ``<last_ts>:<other user>`` of the last item of the page before:
+    keyset paging, so a page never repeats or skips a conversation because another one got a
+    message meanwhile. (A conversation that gets a message while it is being paged moves to the
+    front and may not appear on a later page; its ``message`` event reaches the client anyway.)"""
+    match = _CURSOR.fullmatch(cursor) if isinstance(cursor, str) else None
+    if match is None:
+        raise ValueError("invalid cursor")
+    return _int64(int(match[1])), match[2]
 
 
 @dataclass
 class _Connections:
     by_id: dict[str, ConnectionRecord] = field(default_factory=dict)
     by_user: dict[str, dict[str, ConnectionRecord]] = field(default_factory=dict)
-    watchers: set[str] = field(default_factory=set)
+    watchers: dict[str, None] = field(default_factory=dict)  # an ordered set of conn ids
+
+
+# -- the store -------------------------------------------------------------------------------
 
 
 class SQLiteStore(Store):
-    def __init__(self, path: str | os.PathLike, *, max_batch: int = 1000) -> None:
+    def __init__(
+        self, path: str | os.PathLike, *, group_commit_window_ms: float = 0.0, max_batch: int = 1000
+    ) -> None:
+        """``group_commit_window_ms``: how long the writer waits for more jobs after the first
+        one of a batch. 0 (the default) takes only what is already queued: no added latency
+        when idle, and natural batching under load. ``max_batch`` bounds one transaction."""
         self.path = str(Path(path))
-        self.max_batch = max_batch
+        self.group_commit_window = max(0.0, group_commit_window_ms) / 1000
+        self.max_batch = max(1, max_batch)
         self.commit_count = 0
-        """Transactions committed by the writer (benchmarks and tests read it)."""
+        """Transactions committed by the writer (tests and benchmarks read it)."""
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._reader: ThreadPoolExecutor | None = None
         self._read_db: sqlite3.Connection | None = None
         self._conns = _Connections()
         self._usernames: set[str] = set()
-        """Every user, so the check on each send needs no trip to the reader thread."""
+        """Every user known to exist, so the check on each send needs no read. A miss is
+        checked on disk, so a user created by another process is still found."""
         self._closed = False
+        self._closing: asyncio.Future | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def open(self) -> None:
-        write_db = await asyncio.to_thread(self._open_writer_db)
-        self._writer = threading.Thread(target=self._write_loop, args=(write_db,), name="sqlite-writer", daemon=True)
+        ready: concurrent.futures.Future = concurrent.futures.Future()
+        self._writer = threading.Thread(target=self._write_loop, args=(ready,), name="sqlite-writer", daemon=True)
         self._writer.start()
-        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-reader")
-        self._read_db = await self._read(lambda _: _connect(self.path), raw=True)
-        self._usernames = set(await self._read(lambda db: [r[0] for r in db.execute("SELECT username FROM users")]))
-
-    def _open_writer_db(self) -> sqlite3.Connection:
-        db = _connect(self.path)
         try:
-            _migrate(db)
+            await asyncio.wrap_future(ready)  # the writer opened and migrated the database
+            self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-reader")
+            loop = asyncio.get_running_loop()
+            connect_reader = functools.partial(_connect, self.path, writer=False)
+            self._read_db = await loop.run_in_executor(self._reader, connect_reader)
+            names = await self._read(lambda db: [row[0] for row in db.execute("SELECT username FROM users")])
         except BaseException:
-            db.close()
+            await self.close()
             raise
-        return db
+        self._usernames = set(names)
 
     async def close(self) -> None:
-        if self._closed or self._writer is None:
-            return
-        self._closed = True
-        self._jobs.put(_STOP)
-        await asyncio.to_thread(self._writer.join)
+        """Flush every queued write, then stop both threads. Safe to call more than once."""
+        if self._closing is None:
+            self._closed = True  # from now on new calls are refused, queued ones still run
+            self._closing = asyncio.ensure_future(self._shutdown())
+        await asyncio.shield(self._closing)
+
+    async def _shutdown(self) -> None:
+        if self._writer is not None:
+            self._jobs.put(_STOP)
+            await asyncio.to_thread(self._writer.join)
         if self._reader is not None:
-            read_db = self._read_db
-            self._reader.submit(read_db.close).result() if read_db else None
-            self._reader.shutdown(wait=True)
+            if self._read_db is not None:
+                await asyncio.get_running_loop().run_in_executor(self._reader, self._read_db.close)
+            await asyncio.to_thread(self._reader.shutdown, wait=True)
 
     async def healthy(self) -> bool:
+        if self._writer is None or not self._writer.is_alive():
+            return False
         try:
             return await self._read(lambda db: db.execute("SELECT 1").fetchone()[0] == 1)
         except (StoreUnavailable, sqlite3.Error):
             return False
 
-    # -- the two threads ---------------------------------------------------------------------
+    # -- the two threads ----------------------------------------------------------------------
 
     async def _write(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
-        if self._closed:
+        """Run ``fn`` on the writer's connection, inside the next group commit."""
+        if self._closed or self._writer is None or not self._writer.is_alive():
             raise StoreUnavailable("the store is closed")
         loop = asyncio.get_running_loop()
         job = _Job(fn, loop, loop.create_future())
         self._jobs.put(job)
         return await job.future
 
-    async def _read(self, fn: Callable[[sqlite3.Connection], Any], *, raw: bool = False) -> Any:
-        if self._reader is None or (self._closed and not raw):
+    async def _read(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        if self._closed or self._read_db is None:
             raise StoreUnavailable("the store is closed")
-        loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._reader, fn, self._read_db)
-        except sqlite3.OperationalError as exc:
-            raise StoreUnavailable(str(exc)) from exc
+            return await asyncio.get_running_loop().run_in_executor(self._reader, fn, self._read_db)
+        except sqlite3.Error as exc:
+            if _is_unavailable(exc):
+                raise StoreUnavailable(f"the database could not be read: {exc}") from exc
+            raise
 
-    def _write_loop(self, db: sqlite3.Connection) -> None:
-        stopping = False
-        while not stopping:
-            first = self._jobs.get()
-            batch: list[_Job] = []
-            if first is _STOP:
-                break
-            batch.append(first)
-            # Group commit: everything queued while the last commit was being flushed goes together.
-            while len(batch) < self.max_batch:
+    def _write_loop(self, ready: concurrent.futures.Future) -> None:
+        try:
+            db = _connect(self.path, writer=True)
+            try:
+                _migrate(db)
+            except BaseException:
+                db.close()
+                raise
+        except BaseException as exc:
+            ready.set_exception(exc)
+            return
+        ready.set_result(None)
+        try:
+            stopping = False
+            while not stopping:
+                batch, stopping = self._take_batch()
+                if batch:
+                    self._run_batch(db, batch)
+        finally:
+            db.close()
+            # Anything that raced in behind the stop marker is refused, never left waiting.
+            leftovers = []
+            while True:
                 try:
                     job = self._jobs.get_nowait()
                 except queue.Empty:
                     break
-                if job is _STOP:
-                    stopping = True
-                    break
-                batch.append(job)
-            self._run_batch(db, batch)
-        db.close()
+                if job is not _STOP:
+                    job.error = StoreUnavailable("the store is closed")
+                    leftovers.append(job)
+            self._settle_batch(leftovers)
+
+    def _take_batch(self) -> tuple[list[_Job], bool]:
+        """The next batch: the first job (waiting for it), then whatever else is queued."""
+        first = self._jobs.get()
+        if first is _STOP:
+            return [], True
+        batch = [first]
+        deadline = time.monotonic() + self.group_commit_window
+        while len(batch) < self.max_batch:
+            remaining = deadline - time.monotonic()
+            try:
+                job = self._jobs.get(timeout=remaining) if remaining > 0 else self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if job is _STOP:
+                return batch, True
+            batch.append(job)
+        return batch, False
 
     def _run_batch(self, db: sqlite3.Connection, batch: list[_Job]) -> None:
         try:
@@ -261,25 +427,35 @@ class SQLiteStore(Store):
                 db.execute("SAVEPOINT job")
                 try:
                     job.result = job.fn(db)
-                    db.execute("RELEASE job")
-                except sqlite3.OperationalError:
-                    raise  # disk full, I/O error: the whole batch fails below
                 except Exception as exc:
-                    db.execute("ROLLBACK TO job")
-                    db.execute("RELEASE job")
+                    if _is_unavailable(exc):
+                        raise  # the database is failing, not this job: fail the batch
+                    db.execute("ROLLBACK TO job")  # undo this job alone
                     job.error = exc
+                db.execute("RELEASE job")
             db.execute("COMMIT")
             self.commit_count += 1
-        except sqlite3.Error as exc:
+        except Exception as exc:
             log.error("commit failed", extra={"error": str(exc), "jobs": len(batch)})
-            if db.in_transaction:
-                db.execute("ROLLBACK")
+            _rollback(db)
+            failure = StoreUnavailable(f"the database could not be written: {exc}")
             for job in batch:
-                job.error = StoreUnavailable(f"the database could not be written: {exc}")
-        for job in batch:
-            job.loop.call_soon_threadsafe(_settle, job)
+                job.result, job.error = None, failure
+        self._settle_batch(batch)
 
-    # -- users -----------------------------------------------------------------------------------
+    @staticmethod
+    def _settle_batch(batch: list[_Job]) -> None:
+        # One wake-up per event loop, not one per job.
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
+        for job in batch:
+            by_loop.setdefault(job.loop, []).append(job)
+        for loop, jobs in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle, jobs)
+            except RuntimeError:
+                pass  # that loop is closed: nobody is waiting any more
+
+    # -- users --------------------------------------------------------------------------------
 
     async def create_user(self, username: str, password_hash: str | None, now: int) -> bool:
         def insert(db: sqlite3.Connection) -> bool:
@@ -290,7 +466,7 @@ class SQLiteStore(Store):
             return cursor.rowcount == 1
 
         created = await self._write(insert)
-        self._usernames.add(username)
+        self._usernames.add(username)  # created now or taken before: it exists either way
         return created
 
     async def ensure_user(self, username: str, now: int) -> None:
@@ -298,23 +474,24 @@ class SQLiteStore(Store):
             await self.create_user(username, None, now)
 
     async def user_exists(self, username: str) -> bool:
-        return username in self._usernames
+        if username in self._usernames:
+            return True
+        if await self.get_user(username) is None:
+            return False
+        self._usernames.add(username)
+        return True
 
     async def get_user(self, username: str) -> UserRecord | None:
         row = await self._read(
-            lambda db: db.execute(
-                "SELECT username, password_hash, status, text, last_seen, created_at FROM users WHERE username = ?",
-                (username,),
-            ).fetchone()
+            lambda db: db.execute(f"SELECT {_USER_COLUMNS} FROM users WHERE username = ?", (username,)).fetchone()
         )
         return UserRecord(*row) if row else None
 
     async def list_users(self, after: str | None, limit: int) -> list[UserRecord]:
         rows = await self._read(
             lambda db: db.execute(
-                "SELECT username, password_hash, status, text, last_seen, created_at FROM users"
-                " WHERE username > ? ORDER BY username LIMIT ?",
-                (after or "", limit),
+                f"SELECT {_USER_COLUMNS} FROM users WHERE username > ? ORDER BY username LIMIT ?",
+                (after or "", _int64(max(limit, 0))),
             ).fetchall()
         )
         return [UserRecord(*row) for row in rows]
@@ -324,17 +501,19 @@ class SQLiteStore(Store):
             lambda db: db.execute("UPDATE users SET status = ?, text = ? WHERE username = ?", (status, text, username))
         )
 
-    # -- connections (in memory, see the module docstring) ----------------------------------------
+    # -- connections (in memory, see the module docstring) ------------------------------------
 
     async def add_connection(self, conn: ConnectionRecord) -> ConnectResult:
-        mine = self._conns.by_user.setdefault(conn.username, {})
-        replaced = next((c for c in mine.values() if c.device == conn.device), None)
+        had_any = bool(self._conns.by_user.get(conn.username))
+        self._forget(conn.conn_id)  # the same id registered twice: keep only the newer record
+        replaced = next(
+            (c for c in self._conns.by_user.get(conn.username, {}).values() if c.device == conn.device), None
+        )
         if replaced is not None:
             self._forget(replaced.conn_id)
-        first = not mine
-        mine[conn.conn_id] = conn
+        self._conns.by_user.setdefault(conn.username, {})[conn.conn_id] = conn
         self._conns.by_id[conn.conn_id] = conn
-        return ConnectResult(replaced=replaced, first_for_user=first and replaced is None)
+        return ConnectResult(replaced=replaced, first_for_user=not had_any)
 
     async def remove_connection(self, conn_id: str, now: int) -> DisconnectResult:
         conn = self._forget(conn_id)
@@ -351,11 +530,12 @@ class SQLiteStore(Store):
         conn = self._conns.by_id.pop(conn_id, None)
         if conn is None:
             return None
-        self._conns.watchers.discard(conn_id)
-        mine = self._conns.by_user.get(conn.username, {})
-        mine.pop(conn_id, None)
-        if not mine:
-            self._conns.by_user.pop(conn.username, None)
+        self._conns.watchers.pop(conn_id, None)
+        mine = self._conns.by_user.get(conn.username)
+        if mine is not None:
+            mine.pop(conn_id, None)
+            if not mine:
+                del self._conns.by_user[conn.username]
         return conn
 
     async def get_connection(self, conn_id: str) -> ConnectionRecord | None:
@@ -365,22 +545,28 @@ class SQLiteStore(Store):
         return list(self._conns.by_user.get(username, {}).values())
 
     async def watch_presence(self, conn_id: str) -> None:
-        if conn_id in self._conns.by_id:
-            self._conns.watchers.add(conn_id)
+        if conn_id in self._conns.by_id:  # a closed connection would never be forgotten
+            self._conns.watchers[conn_id] = None
 
     async def presence_audience(self, username: str) -> list[str]:
-        return list(self._conns.watchers.union(self._conns.by_user.get(username, {})))
+        audience = dict(self._conns.watchers)
+        audience.update(dict.fromkeys(self._conns.by_user.get(username, {})))
+        return list(audience)
 
     async def clear_connections(self) -> None:
         self._conns = _Connections()
 
-    # -- messages --------------------------------------------------------------------------------
+    # -- messages -----------------------------------------------------------------------------
 
     async def save_message(self, sender: str, msg_id: str, to: str, body: str, now: int) -> SaveResult:
         a, b = _pair(sender, to)
 
         def save(db: sqlite3.Connection) -> SaveResult:
-            row = db.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE sender = ? AND id = ?", (sender, msg_id)).fetchone()
+            # Earlier jobs of the same batch are visible here, so a retry queued behind its
+            # original finds it too.
+            row = db.execute(
+                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE sender = ? AND id = ?", (sender, msg_id)
+            ).fetchone()
             if row is not None:
                 return SaveResult(_message(row), created=False)
             (seq,) = db.execute(
@@ -389,19 +575,20 @@ class SQLiteStore(Store):
                 (a, b),
             ).fetchone()
             db.execute(
-                "INSERT INTO messages (user_a, user_b, seq, id, sender, recipient, body, ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO messages (user_a, user_b, seq, id, sender, recipient, body, ts)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (a, b, seq, msg_id, sender, to, body, now),
             )
             # The sender has read everything up to their own message.
             db.execute(
-                "INSERT INTO sides (user, other, last_ts, read_seq) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT DO UPDATE SET last_ts = excluded.last_ts, read_seq = excluded.read_seq",
+                "INSERT INTO sides (user, other, last_ts, read_seq, unread) VALUES (?, ?, ?, ?, 0)"
+                " ON CONFLICT DO UPDATE SET last_ts = excluded.last_ts, read_seq = excluded.read_seq, unread = 0",
                 (sender, to, now, seq),
             )
             if to != sender:
                 db.execute(
-                    "INSERT INTO sides (user, other, last_ts) VALUES (?, ?, ?)"
-                    " ON CONFLICT DO UPDATE SET last_ts = excluded.last_ts",
+                    "INSERT INTO sides (user, other, last_ts, unread) VALUES (?, ?, ?, 1)"
+                    " ON CONFLICT DO UPDATE SET last_ts = excluded.last_ts, unread = unread + 1",
                     (to, sender, now),
                 )
             return SaveResult(Message(id=msg_id, sender=sender, to=to, body=body, seq=seq, ts=now), created=True)
@@ -412,19 +599,22 @@ class SQLiteStore(Store):
         self, user: str, other: str, *, before: int | None, after: int | None, limit: int
     ) -> tuple[list[Message], bool]:
         a, b = _pair(user, other)
+        limit = max(0, min(limit, _INT64_MAX - 1))
+        fetch = limit + 1  # one more than asked tells whether more exist
 
         def page(db: sqlite3.Connection) -> tuple[list[Message], bool]:
+            # Both are range scans of the primary key (user_a, user_b, seq).
             if after is not None:
                 rows = db.execute(
                     f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE user_a = ? AND user_b = ? AND seq > ?"
                     " ORDER BY seq LIMIT ?",
-                    (a, b, after, limit + 1),
+                    (a, b, _int64(after), fetch),
                 ).fetchall()
                 return [_message(r) for r in rows[:limit]], len(rows) > limit
             rows = db.execute(
                 f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE user_a = ? AND user_b = ? AND seq < ?"
                 " ORDER BY seq DESC LIMIT ?",
-                (a, b, before if before is not None else 2**63 - 1, limit + 1),
+                (a, b, _INT64_MAX if before is None else _int64(before), fetch),
             ).fetchall()
             return [_message(r) for r in reversed(rows[:limit])], len(rows) > limit
 
@@ -433,58 +623,72 @@ class SQLiteStore(Store):
     async def list_conversations(
         self, user: str, cursor: str | None, limit: int
     ) -> tuple[list[ConversationSummary], str | None]:
-        after = _parse_cursor(cursor)
+        start = _decode_cursor(cursor) if cursor is not None else None
+        limit = max(1, min(limit, 10_000))
+        # One statement, so one consistent snapshot: the sides index gives the order, each row
+        # then costs two primary-key lookups (the seq counter and the last message).
+        query = (
+            "SELECT s.other, s.last_ts, s.read_seq, s.unread, c.last_seq,"
+            " m.seq, m.id, m.sender, m.recipient, m.body, m.ts"
+            " FROM sides AS s"
+            " JOIN conversations AS c ON c.user_a = min(s.user, s.other) AND c.user_b = max(s.user, s.other)"
+            " LEFT JOIN messages AS m ON m.user_a = c.user_a AND m.user_b = c.user_b AND m.seq = c.last_seq"
+            " WHERE s.user = ?{after} ORDER BY s.last_ts DESC, s.other LIMIT ?"
+        )  # {after} is one of two fixed fragments below, never input
 
         def listing(db: sqlite3.Connection) -> tuple[list[ConversationSummary], str | None]:
-            if after is None:
-                sides = db.execute(
-                    "SELECT other, last_ts, read_seq FROM sides WHERE user = ? AND last_ts > 0"
-                    " ORDER BY last_ts DESC, other LIMIT ?",
-                    (user, limit + 1),
-                ).fetchall()
+            if start is None:
+                rows = db.execute(query.format(after=""), (user, limit + 1)).fetchall()
             else:
-                last_ts, other = after
-                sides = db.execute(
-                    "SELECT other, last_ts, read_seq FROM sides WHERE user = ? AND last_ts > 0"
-                    " AND (last_ts < ? OR (last_ts = ? AND other > ?)) ORDER BY last_ts DESC, other LIMIT ?",
+                last_ts, other = start
+                rows = db.execute(
+                    # The first condition lets the index seek straight to the cursor.
+                    query.format(after=" AND s.last_ts <= ? AND (s.last_ts < ? OR s.other > ?)"),
                     (user, last_ts, last_ts, other, limit + 1),
                 ).fetchall()
-            items = [self._summary(db, user, other, read_seq) for other, _, read_seq in sides[:limit]]
-            next_cursor = f"{sides[limit - 1][1]}:{sides[limit - 1][0]}" if len(sides) > limit else None
-            return items, next_cursor
+            items = []
+            for row in rows[:limit]:
+                other, _, read_seq, unread, last_seq = row[:5]
+                last = _message(row[5:]) if row[5] is not None else None
+                items.append(
+                    ConversationSummary(with_=other, last_seq=last_seq, read_seq=read_seq, unread=unread, last=last)
+                )
+            if len(rows) <= limit:
+                return items, None
+            other, last_ts = rows[limit - 1][:2]
+            return items, _encode_cursor(last_ts, other)
 
         return await self._read(listing)
 
-    @staticmethod
-    def _summary(db: sqlite3.Connection, user: str, other: str, read_seq: int) -> ConversationSummary:
-        a, b = _pair(user, other)
-        row = db.execute(
-            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE user_a = ? AND user_b = ? ORDER BY seq DESC LIMIT 1", (a, b)
-        ).fetchone()
-        last = _message(row) if row else None
-        (unread,) = db.execute(
-            "SELECT count(*) FROM messages WHERE user_a = ? AND user_b = ? AND seq > ? AND sender = ?",
-            (a, b, read_seq, other),
-        ).fetchone()
-        if other == user:
-            unread = 0  # notes to self are read by writing them
-        return ConversationSummary(with_=other, last_seq=last.seq if last else 0, read_seq=read_seq, unread=unread, last=last)
-
     async def mark_read(self, user: str, other: str, seq: int) -> int | None:
         a, b = _pair(user, other)
+        wanted = _int64(seq)
 
         def mark(db: sqlite3.Connection) -> int | None:
-            row = db.execute("SELECT last_seq FROM conversations WHERE user_a = ? AND user_b = ?", (a, b)).fetchone()
-            target = min(seq, row[0] if row else 0)
-            current = db.execute("SELECT read_seq FROM sides WHERE user = ? AND other = ?", (user, other)).fetchone()
-            if target <= (current[0] if current else 0):
-                return None
-            db.execute("UPDATE sides SET read_seq = ? WHERE user = ? AND other = ?", (target, user, other))
+            row = db.execute(
+                "SELECT c.last_seq, s.read_seq FROM sides AS s"
+                " JOIN conversations AS c ON c.user_a = ? AND c.user_b = ? WHERE s.user = ? AND s.other = ?",
+                (a, b, user, other),
+            ).fetchone()
+            if row is None:
+                return None  # no message yet: nothing to read
+            target = min(wanted, row[0])
+            if target <= row[1]:
+                return None  # only ever forward
+            # Messages from the other user still above the marker: a short range of the key.
+            (unread,) = db.execute(
+                "SELECT count(*) FROM messages"
+                " WHERE user_a = ? AND user_b = ? AND seq > ? AND sender = ? AND sender <> ?",
+                (a, b, target, other, user),
+            ).fetchone()
+            db.execute(
+                "UPDATE sides SET read_seq = ?, unread = ? WHERE user = ? AND other = ?", (target, unread, user, other)
+            )
             return target
 
         return await self._write(mark)
 
-    # -- accounts ----------------------------------------------------------------------------------
+    # -- accounts -----------------------------------------------------------------------------
 
     async def save_refresh_token(self, token_hash: str, username: str, device: str | None, expires_at: int) -> None:
         await self._write(
@@ -495,43 +699,32 @@ class SQLiteStore(Store):
         )
 
     async def take_refresh_token(self, token_hash: str, now: int) -> RefreshGrant | None:
+        now = _int64(now)
+
         def take(db: sqlite3.Connection) -> RefreshGrant | None:
-            db.execute("DELETE FROM refresh_tokens WHERE expires_at <= ?", (now,))
             row = db.execute(
-                "DELETE FROM refresh_tokens WHERE token_hash = ? RETURNING username, device", (token_hash,)
+                "DELETE FROM refresh_tokens WHERE token_hash = ? RETURNING username, device, expires_at", (token_hash,)
             ).fetchone()
-            return RefreshGrant(username=row[0], device=row[1]) if row else None
+            db.execute("DELETE FROM refresh_tokens WHERE expires_at <= ?", (now,))  # opportunistic purge
+            if row is None or row[2] <= now:
+                return None
+            return RefreshGrant(username=row[0], device=row[1])
 
         return await self._write(take)
 
     async def record_login_failure(self, username: str, now: int) -> None:
-        await self._write(lambda db: db.execute("INSERT INTO login_failures (username, ts) VALUES (?, ?)", (username, now)))
+        def record(db: sqlite3.Connection) -> None:
+            db.execute("INSERT INTO login_failures (username, ts) VALUES (?, ?)", (username, now))
+            db.execute("DELETE FROM login_failures WHERE ts < ?", (_int64(now - LOGIN_FAILURE_RETENTION_MS),))
+
+        await self._write(record)
 
     async def count_login_failures(self, username: str, since: int) -> int:
         return await self._read(
             lambda db: db.execute(
-                "SELECT count(*) FROM login_failures WHERE username = ? AND ts > ?", (username, since)
+                "SELECT count(*) FROM login_failures WHERE username = ? AND ts >= ?", (username, _int64(since))
             ).fetchone()[0]
         )
 
     async def clear_login_failures(self, username: str) -> None:
         await self._write(lambda db: db.execute("DELETE FROM login_failures WHERE username = ?", (username,)))
-
-
-def _settle(job: _Job) -> None:
-    if job.future.cancelled():
-        return
-    if job.error is not None:
-        job.future.set_exception(job.error)
-    else:
-        job.future.set_result(job.result)
-
-
-def _parse_cursor(cursor: str | None) -> tuple[int, str] | None:
-    """Conversation cursors are ``<last_ts>:<other user>``: keyset paging, stable under inserts."""
-    if cursor is None:
-        return None
-    ts, sep, other = cursor.partition(":")
-    if not sep or not ts.isdigit() or len(ts) > 19 or not other:
-        raise ValueError("invalid cursor")
-    return int(ts), other
