@@ -8,6 +8,7 @@ for that in the config (``store_tokens_in_file = true``).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 from dataclasses import dataclass
@@ -137,6 +138,25 @@ class AuthClient:
         raise SignInError(kind, message)
 
 
+def token_file_path(server_url: str) -> Path:
+    """Where tokens go when the config asks for a file (``store_tokens_in_file``): one per server."""
+    digest = hashlib.sha256(http_base(server_url).encode()).hexdigest()[:12]
+    return data_dir() / "tokens" / f"refresh-{digest}"
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Replace ``path`` atomically with a file only its owner can read (0600 from the start)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(text)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(tmp, path)
+
+
 class TokenVault:
     """Refresh tokens in the OS keyring, or in memory where there is none."""
 
@@ -160,10 +180,7 @@ class TokenVault:
             self._no_keyring(exc)
         self.memory[user] = refresh_token
         if self.file_fallback is not None:
-            self.file_fallback.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.file_fallback, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as file:
-                file.write(f"{user}\n{refresh_token}\n")
+            _write_private(self.file_fallback, f"{user}\n{refresh_token}\n")
 
     def load(self, user: str) -> str | None:
         try:

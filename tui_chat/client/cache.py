@@ -10,6 +10,7 @@ import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from tui_chat.client.localdb import transaction
 from tui_chat.protocol import ConversationSummary, Message
 
 _COLUMNS = "seq, id, sender, recipient, body, ts"
@@ -37,7 +38,7 @@ class Cache:
     def add(self, messages: Iterable[Message]) -> list[Message]:
         """Store messages; returns the ones that were new (duplicates are ignored)."""
         new = []
-        with self.db:
+        with transaction(self.db):
             for m in messages:
                 peer = m.other(self.me)
                 cursor = self.db.execute(
@@ -65,12 +66,27 @@ class Cache:
         return row[0] if row else 0
 
     def apply_summary(self, summary: ConversationSummary) -> None:
+        """Take the server's view; a read marker moved here while offline is kept (and counted)
+        until the server has it too: read markers only move forward."""
         self.db.execute(
             "INSERT INTO conversations (peer, last_seq, read_seq, unread) VALUES (?, ?, ?, ?)"
             " ON CONFLICT DO UPDATE SET last_seq = max(last_seq, excluded.last_seq),"
-            " read_seq = excluded.read_seq, unread = excluded.unread",
+            " unread = CASE WHEN excluded.read_seq >= read_seq THEN excluded.unread ELSE unread END,"
+            " read_seq = max(read_seq, excluded.read_seq)",
             (summary.with_, summary.last_seq, summary.read_seq, summary.unread),
         )
+
+    def set_complete(self, peer: str) -> None:
+        """The cache now reaches back to the conversation's first message."""
+        self.db.execute("UPDATE conversations SET complete = 1 WHERE peer = ?", (peer,))
+
+    def is_complete(self, peer: str) -> bool:
+        row = self.db.execute("SELECT complete FROM conversations WHERE peer = ?", (peer,)).fetchone()
+        return bool(row and row[0])
+
+    def highest_seq_below(self, peer: str, seq: int) -> int | None:
+        row = self.db.execute("SELECT max(seq) FROM messages WHERE peer = ? AND seq < ?", (peer, seq)).fetchone()
+        return row[0]
 
     def set_read(self, peer: str, *, mine: int | None = None, theirs: int | None = None) -> None:
         """Move my read marker (and recount unread) or the peer's (for read receipts)."""
@@ -83,6 +99,9 @@ class Cache:
 
     def bump_unread(self, peer: str) -> None:
         self.db.execute("UPDATE conversations SET unread = unread + 1 WHERE peer = ?", (peer,))
+
+    def recount_unread(self, peer: str) -> None:
+        self._recount(peer)
 
     def _recount(self, peer: str) -> None:
         self.db.execute(
@@ -114,6 +133,9 @@ class Cache:
 
     def history(self, peer: str) -> list[Message]:
         return [_message(row) for row in self.db.execute(f"SELECT {_COLUMNS} FROM messages WHERE peer = ? ORDER BY seq", (peer,))]
+
+    def highest_seq(self, peer: str) -> int | None:
+        return self.db.execute("SELECT max(seq) FROM messages WHERE peer = ?", (peer,)).fetchone()[0]
 
     def oldest_seq(self, peer: str) -> int | None:
         row = self.db.execute("SELECT min(seq) FROM messages WHERE peer = ?", (peer,)).fetchone()

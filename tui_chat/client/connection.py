@@ -1,8 +1,17 @@
 """The one WebSocket: the only owner of the socket, reconnecting with backoff until told to stop.
 
-Liveness: WebSocket pings find a dead or half-open link (``ping_interval`` + ``ping_timeout``,
-about 30 s); the ``ping`` action every few minutes keeps an idle link inside API Gateway's
-10-minute idle timeout. A 401 at the handshake asks the owner to refresh the token once.
+- ``start()`` twice is a no-op; a reconnect closes the old socket before opening the new one.
+- Reconnects after every close except 4000 (``replaced``) and 1008 (policy), with full-jitter
+  backoff (:mod:`tui_chat.client.backoff`).
+- Liveness: WebSocket pings find a dead or half-open link (``ping_interval`` + ``ping_timeout``,
+  about 30 s); the ``ping`` action every few minutes keeps an idle link inside API Gateway's
+  10-minute idle timeout.
+- A 401 at the handshake asks the owner to refresh the token, then retries once; a refused
+  refresh (:class:`NeedsSignIn`) ends in the ``signed_out`` state.
+- Every action is paced under the server's rate limit (:mod:`tui_chat.client.pacing`).
+- ``generation`` counts opened sockets, so a caller can send "on this connection only" and
+  never have a frame meant for a dead link go out on its successor (the outbox keeps order so).
+
 Everything is reported to the owner through callbacks; this module knows nothing of the UI.
 """
 
@@ -20,6 +29,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from tui_chat import protocol as p
 from tui_chat.client.backoff import Backoff
+from tui_chat.client.pacing import Pacer
 
 log = logging.getLogger("tui_chat.client.connection")
 
@@ -36,6 +46,7 @@ STOPPED = "stopped"
 class LinkState:
     kind: str
     retry_in: float | None = None
+    """Seconds until the next attempt (``reconnecting`` only)."""
     detail: str = ""
 
 
@@ -55,6 +66,7 @@ class Connection:
         on_state: Callable[[LinkState], None],
         on_open: Callable[[], Awaitable[None]],
         backoff: Backoff | None = None,
+        pacer: Pacer | None = None,
         ping_interval: float = p.PING_INTERVAL_S,
         ping_timeout: float = p.PING_TIMEOUT_S,
         app_ping_interval: float = p.APP_PING_INTERVAL_S,
@@ -68,12 +80,15 @@ class Connection:
         self.on_state = on_state
         self.on_open = on_open
         self.backoff = backoff or Backoff()
+        self.pacer = pacer or Pacer()
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.app_ping_interval = app_ping_interval
         self.open_timeout = open_timeout
         self.ws: ClientConnection | None = None
         self.state = LinkState(OFFLINE)
+        self.generation = 0
+        """How many sockets have opened; names the current one."""
         self.delays: list[float] = []
         """Every reconnect delay chosen (benchmarks report them)."""
         self._task: asyncio.Task | None = None
@@ -87,6 +102,10 @@ class Connection:
             return
         self._task = asyncio.create_task(self._run(), name="tui-chat-connection")
 
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
     async def stop(self) -> None:
         task, self._task = self._task, None
         if task is not None:
@@ -99,14 +118,36 @@ class Connection:
         self._set(LinkState(STOPPED))
 
     def reconnect_now(self) -> None:
-        """Skip the rest of the current backoff wait (the user pressed 'retry')."""
-        self._wake.set()
+        """The person asked to reconnect: skip the rest of the backoff wait, or start again
+        after ``replaced`` or a policy close (taking the session back is then their choice)."""
+        if self.running:
+            self._wake.set()
+        elif self._task is not None and self.state.kind != STOPPED:
+            self.backoff.reset()
+            self.start()
 
-    async def send(self, frame: dict) -> bool:
-        """Send one action; False when there is no open socket (the caller keeps it queued)."""
+    def drop(self) -> None:
+        """Abandon the current socket (e.g. catch-up failed on it); the loop reconnects."""
         ws = self.ws
-        if ws is None or self.state.kind != ONLINE:
-            return False
+        if ws is not None:
+            ws.transport.abort()
+
+    async def send(
+        self, frame: dict, *, generation: int | None = None, still_wanted: Callable[[], bool] | None = None
+    ) -> bool:
+        """Send one action, paced under the rate limit. False when there is no open socket, it
+        is no longer the one ``generation`` names, or ``still_wanted()`` turned false while the
+        frame waited for its turn: the caller keeps the frame queued."""
+        while True:
+            ws = self.ws
+            if ws is None or self.state.kind != ONLINE or (generation is not None and generation != self.generation):
+                return False
+            if still_wanted is not None and not still_wanted():
+                return False
+            wait = self.pacer.delay()
+            if wait <= 0:
+                break
+            await asyncio.sleep(wait)
         try:
             await ws.send(p.encode(frame))
             return True
@@ -132,10 +173,20 @@ class Connection:
                 ws.transport.abort()
 
     async def _run(self) -> None:
+        try:
+            await self._connect_until_done()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug must not leave a silent, dead client behind
+            log.exception("the connection loop stopped")
+            await self._close_socket()
+            self._set(LinkState(OFFLINE, detail=f"the connection stopped after an internal error ({exc.__class__.__name__})"))
+
+    async def _connect_until_done(self) -> None:
         refreshed = False
         while True:
-            self._set(LinkState(CONNECTING))
             await self._close_socket()  # never two sockets
+            self._set(LinkState(CONNECTING))
             try:
                 ws = await connect(
                     f"{self.url}?{urlencode({'token': self.token(), 'device': self.device})}",
@@ -144,7 +195,7 @@ class Connection:
                     open_timeout=self.open_timeout,
                     close_timeout=2,
                     max_size=p.MAX_FRAME_BYTES,
-                    compression=None,
+                    compression=None,  # chat frames are small; deflate doubles server memory per socket
                 )
             except InvalidStatus as exc:
                 status = exc.response.status_code
@@ -155,9 +206,9 @@ class Connection:
                     except NeedsSignIn as why:
                         self._set(LinkState(SIGNED_OUT, detail=str(why)))
                         return
-                    except Exception as why:  # the server is unreachable for the refresh too
-                        log.info("refresh failed: %s", why)
-                        await self._wait_before_retry(f"sign-in refresh failed: {why}")
+                    except Exception as why:  # noqa: BLE001 - unreachable for the refresh too: try later
+                        log.info("token refresh failed: %s", why)
+                        await self._wait_before_retry(f"could not renew the session: {why}")
                         refreshed = False
                     continue
                 if status in (401, 403):
@@ -166,24 +217,28 @@ class Connection:
                 await self._wait_before_retry(f"the server answered HTTP {status}")
                 continue
             except (OSError, asyncio.TimeoutError, InvalidHandshake) as exc:
-                await self._wait_before_retry(f"cannot connect: {exc.__class__.__name__}")
+                await self._wait_before_retry(f"cannot connect ({exc.__class__.__name__})")
                 continue
             refreshed = False
             self.ws = ws
             code = await self._serve(ws)
-            if code == p.CLOSE_REPLACED:
-                self._set(LinkState(REPLACED, detail="another session of this device took over"))
-                return
-            if code == p.CLOSE_POLICY:
-                self._set(LinkState(OFFLINE, detail="the server closed the connection for a policy violation"))
+            if code in (p.CLOSE_REPLACED, p.CLOSE_POLICY):
+                await self._close_socket()
+                if code == p.CLOSE_REPLACED:
+                    self._set(LinkState(REPLACED, detail="another session of this device took over"))
+                else:
+                    self._set(LinkState(OFFLINE, detail="the server closed the connection for a policy violation"))
                 return
             await self._wait_before_retry(f"connection lost (code {code})")
 
     async def _serve(self, ws: ClientConnection) -> int | None:
+        """Read events until the socket closes; returns the close code."""
         opened = time.monotonic()
+        self.generation += 1
+        self.pacer.reset()
         self._set(LinkState(ONLINE))
-        keepalive = asyncio.create_task(self._app_pings(ws))
-        opening = asyncio.create_task(self.on_open())
+        keepalive = asyncio.create_task(self._app_pings(), name="tui-chat-app-ping")
+        opening = asyncio.create_task(self.on_open(), name="tui-chat-catch-up")
         try:
             async for raw in ws:
                 try:
@@ -191,22 +246,22 @@ class Connection:
                 except p.ProtocolError as exc:
                     log.warning("ignored a malformed frame from the server: %s", exc.message)
                     continue
-                await self.on_event(event)
+                try:
+                    await self.on_event(event)
+                except Exception:  # one bad event must not end the connection
+                    log.exception("handling a %s event failed", getattr(event, "type", "?"))
         except ConnectionClosed:
             pass
         finally:
             keepalive.cancel()
             opening.cancel()
             self.backoff.connection_lasted(time.monotonic() - opened)
-            self._set(LinkState(RECONNECTING, detail="connection lost"))
         return ws.close_code
 
-    async def _app_pings(self, ws: ClientConnection) -> None:
-        while True:
-            await asyncio.sleep(self.app_ping_interval)
-            try:
-                await ws.send(p.encode({"action": "ping"}))
-            except ConnectionClosed:
+    async def _app_pings(self) -> None:
+        generation = self.generation
+        while await asyncio.sleep(self.app_ping_interval, True):
+            if not await self.send({"action": "ping"}, generation=generation):
                 return
 
     async def _wait_before_retry(self, reason: str) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import re
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from tui_chat.paths import data_dir
@@ -32,6 +34,8 @@ _SCHEMA = [
         synced_seq INTEGER NOT NULL DEFAULT 0
     ) WITHOUT ROWID
     """,
+    # complete: the cache holds this conversation back to its first message (no older page).
+    "ALTER TABLE conversations ADD COLUMN complete INTEGER NOT NULL DEFAULT 0",
 ]
 
 
@@ -56,3 +60,16 @@ def open_db(path: Path) -> sqlite3.Connection:
         db.execute(f"PRAGMA user_version = {target}")
         db.execute("COMMIT")
     return db
+
+
+@contextmanager
+def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One atomic commit. The connection runs in autocommit mode (``isolation_level=None``),
+    where ``with db:`` would not open a transaction at all."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")

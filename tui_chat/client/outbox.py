@@ -1,11 +1,15 @@
 """The persistent outbox: a message is written here before any send is tried, and leaves only
-when its ``ack`` arrives. Retries reuse the id, so the server stores it once."""
+once the server has stored it (its ``ack``, or the message seen in the server's history).
+Retries reuse the id, so the server stores it once. Every change is one SQLite commit, so a
+process killed at any point leaves each entry either wholly there or wholly gone."""
 
 from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
 from typing import Literal
+
+from tui_chat.client.localdb import transaction
 
 PENDING = "pending"
 FAILED = "failed"
@@ -38,22 +42,33 @@ class Outbox:
     def all(self) -> list[OutboxEntry]:
         return self._select("ORDER BY position")
 
-    def for_peer(self, peer: str) -> list[OutboxEntry]:
-        return self._select("WHERE recipient = ? ORDER BY position", (peer,))
+    def for_peer(self, peer: str, start: int = 0, stop: int | None = None) -> list[OutboxEntry]:
+        """Entries to ``peer`` (pending and failed) in the order written; ``[start:stop]`` of them."""
+        limit = -1 if stop is None else max(0, stop - start)
+        return self._select("WHERE recipient = ? ORDER BY position LIMIT ? OFFSET ?", (peer, limit, max(0, start)))
+
+    def count_for(self, peer: str) -> int:
+        return self.db.execute("SELECT count(*) FROM outbox WHERE recipient = ?", (peer,)).fetchone()[0]
 
     def get(self, msg_id: str) -> OutboxEntry | None:
         found = self._select("WHERE id = ?", (msg_id,))
         return found[0] if found else None
 
     def acked(self, msg_id: str) -> bool:
+        """The server stored it: it leaves the outbox. False if it was not here."""
         return self.db.execute("DELETE FROM outbox WHERE id = ?", (msg_id,)).rowcount == 1
+
+    def remove(self, ids: list[str]) -> int:
+        """Several ids the server is known to hold (seen in its history); returns how many left."""
+        with transaction(self.db):
+            return sum(self.db.execute("DELETE FROM outbox WHERE id = ?", (i,)).rowcount for i in ids)
 
     def fail(self, msg_id: str, reason: str) -> None:
         self.db.execute("UPDATE outbox SET state = 'failed', error = ? WHERE id = ?", (reason, msg_id))
 
     def retry(self, msg_id: str) -> bool:
         """Queue a failed message again, behind everything already queued."""
-        with self.db:
+        with transaction(self.db):
             row = self.db.execute("SELECT id, recipient, body, created_ts FROM outbox WHERE id = ? AND state = 'failed'", (msg_id,)).fetchone()
             if row is None:
                 return False

@@ -1,13 +1,26 @@
 """The client service: one connection, the outbox, the cache and the model, behind one facade.
 
 A UI (or a script, or a test) owns a :class:`ChatClient`, calls its methods and reads
-``events()``; nothing here imports Textual. Guarantees:
+``events()`` (the small typed events of :mod:`tui_chat.client.state`); nothing here imports
+Textual. Guarantees:
 
 - ``send`` writes the message to the outbox before anything else; it leaves the outbox only
-  when the server acks it. After every reconnect everything unacked is resent in order with
-  the same id, so the server stores it exactly once.
+  once the server has stored it (its ``ack``, or the message itself seen in the server's
+  history). After every reconnect everything unacked is resent in order with the same id, so
+  the server stores it exactly once.
 - After every (re)connect the history is caught up from the last seq known to be complete
-  (``getConversations``, then ``getMessages`` with ``after`` until ``hasMore`` is false).
+  (``getConversations``, then ``getMessages`` with ``after`` until ``hasMore`` is false); only
+  then does the outbox flush. A conversation never seen before starts from its newest page;
+  older pages come with ``load_older``.
+- Read markers and the status set while offline reach the server on the next connection.
+
+Typical use::
+
+    client = ChatClient.from_config(load_config())
+    await client.sign_in("alice", "password")       # or: await client.resume("alice")
+    client.start()
+    msg_id = client.send("bob", "hello")             # shown at once as pending
+    async for event in client.events(): ...          # redraw what the event names
 """
 
 from __future__ import annotations
@@ -15,16 +28,27 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import sqlite3
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tui_chat import cognito_auth
 from tui_chat import protocol as p
-from tui_chat.client.auth import AuthClient, ServerInfo, SignInError, Tokens, TokenVault, device_id, ws_url
+from tui_chat.client.auth import (
+    AuthClient,
+    ServerInfo,
+    SignInError,
+    Tokens,
+    TokenVault,
+    device_id,
+    token_file_path,
+    ws_url,
+)
 from tui_chat.client.cache import Cache
-from tui_chat.client.connection import ONLINE, Connection, LinkState, NeedsSignIn
+from tui_chat.client.connection import OFFLINE, ONLINE, Connection, LinkState, NeedsSignIn
 from tui_chat.client.localdb import account_db_path, open_db
 from tui_chat.client.outbox import Outbox
 from tui_chat.client.state import (
@@ -41,15 +65,16 @@ from tui_chat.client.state import (
     UserChanged,
     UsersLoaded,
 )
-from tui_chat.ratelimit import TokenBucket
+
+if TYPE_CHECKING:
+    from tui_chat.client.config import Config
 
 log = logging.getLogger("tui_chat.client")
 
 TYPING_SHOWN_S = 6.0
 REQUEST_TIMEOUT_S = 15.0
-# Stay a little under the server's limit (100/s, bursts of 500) so sends are never refused.
-SEND_RATE_PER_S = 95
-SEND_BURST = 450
+RATE_LIMIT_RETRIES = 5
+INTERNAL_ERROR_RETRY_S = 2.0
 
 
 def now_ms() -> int:
@@ -61,10 +86,22 @@ def new_message_id() -> str:
 
 
 class SendRefused(ValueError):
-    """A message that can never be sent (empty, too long, control characters): not queued."""
+    """A message or status that can never be sent (empty, too long, control characters):
+    nothing was queued. ``str()`` says why, for people."""
+
+
+class CatchUpFailed(Exception):
+    """The server answered a catch-up request with an error; the link is dropped and retried."""
 
 
 class ChatClient:
+    """Everything a UI needs from the chat service (see the module docstring).
+
+    State the UI reads: ``me``, ``users`` (name → :class:`User`), ``typing_peers``, ``online``,
+    ``queued``, ``conversation(peer)``, ``conversations()``, ``timeline_length(peer)``,
+    ``timeline_slice(peer, start, stop)``. Tests inject ``clock`` (ms) and ``new_id``.
+    """
+
     def __init__(
         self,
         server_url: str,
@@ -97,19 +134,37 @@ class ChatClient:
         self.outbox: Outbox | None = None
         self.cache: Cache | None = None
         self.connection: Connection | None = None
+        self._db: sqlite3.Connection | None = None
         self._events: asyncio.Queue[ClientEvent] = asyncio.Queue()
+        self._link = LinkState(OFFLINE)
+        self._vault_noticed = False
         self._replies: dict[str, asyncio.Future] = {}
         self._rids = itertools.count(1)
+        self._ready_generation = 0
+        """The connection on which catch-up finished: the outbox flushes only on it."""
         self._in_flight: set[str] = set()
+        self._pass = 0
+        """Bumped to abandon the outbox pass under way (a message was refused for the rate)."""
         self._pump_wake = asyncio.Event()
         self._pump_task: asyncio.Task | None = None
-        self._caught_up = False
         self._typing_timers: dict[str, asyncio.TimerHandle] = {}
-        self._bucket = TokenBucket(SEND_RATE_PER_S, SEND_BURST)
+        self._wanted_status: tuple[str, str] | None = None
+        """A status set here that the server has not confirmed (with our own presence) yet."""
+
+    @classmethod
+    def from_config(cls, config: "Config", **options) -> "ChatClient":
+        """A client for ``config``: its server, its Cognito pool, and tokens in a 0600 file
+        when the person asked for that (``store_tokens_in_file``) and no keyring works."""
+        url = config.server_url
+        fallback = token_file_path(url) if config.store_tokens_in_file else None
+        options.setdefault("vault", TokenVault(url, file_fallback=fallback))
+        options.setdefault("cognito", config.cognito)
+        return cls(url, **options)
 
     # -- signing in ----------------------------------------------------------------------
 
     async def discover(self) -> ServerInfo:
+        """How this server signs people in (``GET /info``; the config for the cloud)."""
         if self.cognito is not None:
             self.info = ServerInfo(auth="cognito", signup=False, cognito=self.cognito)
         else:
@@ -117,7 +172,8 @@ class ChatClient:
         return self.info
 
     async def sign_in(self, username: str, password: str = "", *, create: bool = False) -> None:
-        """Sign in (or sign up with ``create``); open mode needs only the nickname."""
+        """Sign in (or sign up with ``create``); open mode needs only the nickname.
+        Raises :class:`SignInError` whose ``kind`` says what went wrong."""
         info = self.info or await self.discover()
         try:
             name = p.normalize_username(username)
@@ -170,27 +226,31 @@ class ChatClient:
         self._notice_vault()
         if self.me != tokens.user:
             self.me = tokens.user
-            db = open_db(account_db_path(self.server_url, tokens.user) if self.data_folder is None
-                         else self.data_folder / "accounts" / tokens.user / "client.db")  # fmt: skip
-            self.outbox = Outbox(db)
-            self.cache = Cache(db, tokens.user)
+            self._close_db()
+            path = (account_db_path(self.server_url, tokens.user) if self.data_folder is None
+                    else self.data_folder / "accounts" / tokens.user / "client.db")  # fmt: skip
+            self._db = open_db(path)
+            self.outbox = Outbox(self._db)
+            self.cache = Cache(self._db, tokens.user)
 
     def _notice_vault(self) -> None:
-        if self.vault.warning and not getattr(self, "_vault_noticed", False):
+        if self.vault.warning and not self._vault_noticed:
             self._vault_noticed = True
             self._emit(Notice(self.vault.warning))
 
     async def _refresh(self) -> None:
+        """The connection's 401 handler: renew the access token, or say that sign-in is needed."""
         assert self.tokens is not None
         try:
             self._signed_in(await self._refresh_tokens(self.tokens.refresh, self.tokens.user))
         except SignInError as exc:
-            if exc.kind == "expired":
+            if exc.kind in ("expired", "credentials"):
                 self.vault.forget(self.tokens.user)
                 raise NeedsSignIn(exc.message) from None
             raise
 
     async def sign_out(self) -> None:
+        """Stop and forget the saved session (the outbox and history stay for next time)."""
         await self.stop()
         if self.me:
             self.vault.forget(self.me)
@@ -198,6 +258,7 @@ class ChatClient:
     # -- running -------------------------------------------------------------------------
 
     def start(self) -> None:
+        """Connect and keep connected; a second call does nothing."""
         if self.tokens is None:
             raise RuntimeError("sign in first")
         if self.connection is None:
@@ -212,13 +273,29 @@ class ChatClient:
             self._pump_task = asyncio.create_task(self._pump(), name="tui-chat-outbox")
 
     async def stop(self) -> None:
+        """Close the connection; queued messages stay in the outbox for the next start."""
         if self._pump_task is not None:
             self._pump_task.cancel()
             self._pump_task = None
+        for timer in self._typing_timers.values():
+            timer.cancel()
+        self._typing_timers.clear()
         if self.connection is not None:
             await self.connection.stop()
 
+    async def close(self) -> None:
+        """Stop and close the local database (the process is about to end)."""
+        await self.stop()
+        self._close_db()
+
+    def _close_db(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
     async def events(self) -> AsyncIterator[ClientEvent]:
+        """Every change, in order, as small typed events (:mod:`tui_chat.client.state`).
+        Meant for one consumer; events are kept until read."""
         while True:
             yield await self._events.get()
 
@@ -230,16 +307,22 @@ class ChatClient:
         return self.connection is not None and self.connection.online
 
     @property
+    def link(self) -> LinkState:
+        """The connection's state as last reported (``ConnectionChanged`` carries the same)."""
+        return self._link
+
+    @property
     def queued(self) -> int:
+        """Messages waiting to be sent (failed ones excluded)."""
         return len(self.outbox) if self.outbox is not None else 0
 
     # -- what the UI reads ---------------------------------------------------------------
 
     def conversation(self, peer: str) -> Conversation:
         record = self.cache.conversation(peer) if self.cache else None
-        last = self.cache.last_message(peer) if self.cache else None
         if record is None:
             return Conversation(peer)
+        last = self.cache.last_message(peer)
         return Conversation(
             peer, unread=record.unread, read_seq=record.read_seq, peer_read_seq=record.peer_read_seq,
             last_seq=record.last_seq, last_ts=last.ts if last else 0, last_body=last.body if last else "",
@@ -251,41 +334,59 @@ class ChatClient:
         return [self.conversation(c.peer) for c in self.cache.conversations()]
 
     def timeline_length(self, peer: str) -> int:
+        """Rows in the conversation with ``peer``: cached acked messages plus queued ones."""
         if self.cache is None or self.outbox is None:
             return 0
-        return self.cache.count(peer) + len(self.outbox.for_peer(peer))
+        return self.cache.count(peer) + self.outbox.count_for(peer)
 
     def timeline_slice(self, peer: str, start: int, stop: int) -> list[TimelineItem]:
-        """Rows ``[start:stop]``: acked messages by seq, then this device's pending and failed ones."""
+        """Rows ``[start:stop]``: acked messages by seq, then this device's pending and failed
+        ones in the order they were written. Costs one page, however long the history."""
         if self.cache is None or self.outbox is None:
             return []
+        start, stop = max(0, start), max(0, stop)
         acked = self.cache.count(peer)
-        peer_read = self.cache.conversation(peer).peer_read_seq if self.cache.conversation(peer) else 0
+        record = self.cache.conversation(peer)
+        peer_read = record.peer_read_seq if record else 0
         rows: list[TimelineItem] = []
         if start < acked:
             for m in self.cache.slice(peer, start, min(stop, acked)):
                 state = "read" if m.sender == self.me and m.seq <= peer_read and peer != self.me else "sent"
                 rows.append(TimelineItem(m.id, m.sender, m.to, m.body, m.ts, m.seq, state))
         if stop > acked:
-            for entry in self.outbox.for_peer(peer)[max(0, start - acked) : stop - acked]:
+            for entry in self.outbox.for_peer(peer, max(0, start - acked), stop - acked):
                 rows.append(TimelineItem(entry.id, self.me, entry.to, entry.body, entry.created_ts, None, entry.state, entry.error))
         return rows
 
     def timeline(self, peer: str) -> list[TimelineItem]:
         return self.timeline_slice(peer, 0, self.timeline_length(peer))
 
+    def has_older(self, peer: str) -> bool:
+        """Whether the server may hold messages older than the cached ones."""
+        if self.cache is None or self.cache.is_complete(peer):
+            return False
+        oldest = self.cache.oldest_seq(peer)
+        if oldest is None:
+            record = self.cache.conversation(peer)
+            return record is not None and record.last_seq > 0
+        return oldest > 1
+
     # -- what the UI does ----------------------------------------------------------------
 
     def send(self, to: str, body: str) -> str:
-        """Queue a message (durably) and send it when possible; returns its id."""
+        """Queue a message (durably, before anything else) and send it when possible.
+        Returns its id. Raises :class:`SendRefused` for a body or address that can never be sent."""
         problem = p.body_problem(body)
         if problem:
             raise SendRefused(problem)
+        if isinstance(to, str) and to.startswith("#"):
+            raise SendRefused("rooms are not supported yet")
         try:
             to = p.normalize_username(to)
         except ValueError as exc:
             raise SendRefused(str(exc)) from None
-        assert self.outbox is not None, "sign in first"
+        if self.outbox is None:
+            raise RuntimeError("sign in first")
         msg_id = self.new_id()
         self.outbox.add(msg_id, to, body, self.clock())
         self._emit(TimelineChanged(to, appended=1))
@@ -294,44 +395,55 @@ class ChatClient:
         return msg_id
 
     def retry(self, msg_id: str) -> bool:
+        """Queue a failed message again (behind what is queued). False if it is not failed."""
         entry = self.outbox.get(msg_id) if self.outbox is not None else None
         if entry is None or not self.outbox.retry(msg_id):
             return False
         self._emit(TimelineChanged(entry.to))
+        self._emit_connection()
         self._pump_wake.set()
         return True
 
     def discard(self, msg_id: str) -> bool:
+        """Drop a failed message for good. False if it is not failed."""
         entry = self.outbox.get(msg_id) if self.outbox is not None else None
         if entry is None or not self.outbox.discard(msg_id):
             return False
         self._emit(TimelineChanged(entry.to))
         return True
 
-    def has_older(self, peer: str) -> bool:
-        """Whether the server may hold messages older than the cached ones."""
-        if self.cache is None:
-            return False
-        oldest = self.cache.oldest_seq(peer)
-        return oldest is not None and oldest > 1
+    async def open_conversation(self, peer: str) -> Conversation:
+        """The conversation the person is looking at: fetch its newest page if none is cached."""
+        if self.cache is not None and self.online and self.cache.count(peer) == 0 and self.has_older(peer):
+            await self.load_older(peer)
+        return self.conversation(peer)
 
     async def load_older(self, peer: str, limit: int = 100) -> int:
-        """Fetch the page before the oldest cached message; returns how many were new."""
-        if self.cache is None or not self.online:
+        """Fetch the page before the oldest cached message (the newest page when none is
+        cached); returns how many rows were added. 0 when offline or at the beginning;
+        raises ``ConnectionError`` when the link drops during the request."""
+        if self.cache is None or not self.online or self.cache.is_complete(peer):
             return 0
         oldest = self.cache.oldest_seq(peer)
         if oldest is not None and oldest <= 1:
+            self.cache.set_complete(peer)
             return 0
-        frame = {"action": "getMessages", "with": peer, "limit": limit}
+        frame: dict = {"action": "getMessages", "with": peer, "limit": limit}
         if oldest is not None:
             frame["before"] = oldest
-        reply = await self._request(frame)
-        new = self.cache.add(reply.items) if isinstance(reply, p.Messages) else []
+        try:
+            reply = await self._ask(self.connection.generation, frame, p.Messages)
+        except CatchUpFailed as exc:
+            raise ConnectionError(str(exc)) from None
+        new = self._store(peer, reply.items, hint=False)
+        if not reply.has_more:
+            self.cache.set_complete(peer)
         if new:
             self._emit(TimelineChanged(peer, prepended=len(new)))
         return len(new)
 
     async def mark_read(self, peer: str) -> None:
+        """Everything shown in the conversation has been read (sent now, or on reconnect)."""
         if self.cache is None:
             return
         last = self.cache.last_message(peer)
@@ -344,14 +456,28 @@ class ChatClient:
             await self.connection.send({"action": "markRead", "with": peer, "seq": last.seq})
 
     async def set_status(self, status: str, text: str = "") -> None:
+        """Set this user's status (online, away, busy) and note; kept until the server has it."""
+        if status not in p.SETTABLE_STATUSES:
+            raise SendRefused(f"status must be one of {', '.join(p.SETTABLE_STATUSES)}")
+        problem = p.status_text_problem(text)
+        if problem:
+            raise SendRefused(problem)
+        self._wanted_status = (status, text)
+        if self.me:
+            old = self.users.get(self.me)
+            user = User(self.me, status, text, old.last_seen if old else None)
+            self.users[self.me] = user
+            self._emit(UserChanged(user))
         if self.connection is not None:
             await self.connection.send({"action": "setStatus", "status": status, "text": text})
 
     async def typing(self, to: str) -> None:
+        """Tell ``to`` that this user is typing (dropped when offline: it is only a hint)."""
         if self.connection is not None:
             await self.connection.send({"action": "typing", "to": to})
 
     def reconnect_now(self) -> None:
+        """Try to connect at once (skips the backoff wait; restarts after ``replaced``)."""
         if self.connection is not None:
             self.connection.reconnect_now()
 
@@ -359,7 +485,6 @@ class ChatClient:
 
     def _on_link_state(self, state: LinkState) -> None:
         if state.kind != ONLINE:
-            self._caught_up = False
             self._in_flight.clear()
             for future in self._replies.values():
                 if not future.done():
@@ -369,28 +494,38 @@ class ChatClient:
         self._emit_connection()
 
     def _emit_connection(self) -> None:
-        state = getattr(self, "_link", LinkState("offline"))
+        state = self._link
         self._emit(ConnectionChanged(state.kind, state.retry_in, self.queued, state.detail))
 
     async def _on_open(self) -> None:
         """Catch up, then let the outbox flush. Runs beside the reader, so replies can arrive."""
+        generation = self.connection.generation
         try:
-            await self._load_users()
-            await self._catch_up()
+            await self._load_users(generation)
+            await self._catch_up(generation)
+            me = self.users.get(self.me)
+            if me is not None and self._wanted_status == (me.status, me.text):
+                self._wanted_status = None  # the server has it already
+            if self._wanted_status is not None:
+                status, text = self._wanted_status
+                await self.connection.send({"action": "setStatus", "status": status, "text": text}, generation=generation)
         except ConnectionError:
+            return  # the link dropped: the next one catches up
+        except (asyncio.TimeoutError, CatchUpFailed) as exc:
+            log.warning("catch-up failed, reconnecting: %s", exc)
+            self.connection.drop()
             return
-        except asyncio.TimeoutError:
-            log.warning("catch-up timed out")
+        except Exception:  # noqa: BLE001 - never flush the outbox over a history with holes
+            log.exception("catch-up failed, reconnecting")
+            self.connection.drop()
             return
-        self._caught_up = True
+        self._ready_generation = generation
         self._pump_wake.set()
 
-    async def _load_users(self) -> None:
+    async def _load_users(self, generation: int) -> None:
         cursor = None
         while True:
-            reply = await self._request({"action": "getClients", **({"cursor": cursor} if cursor else {})})
-            if not isinstance(reply, p.Clients):
-                return
+            reply = await self._ask(generation, {"action": "getClients", **({"cursor": cursor} if cursor else {})}, p.Clients)
             for info in reply.users:
                 self.users[info.user] = User(info.user, info.status, info.text, info.last_seen)
             cursor = reply.next
@@ -398,47 +533,105 @@ class ChatClient:
                 break
         self._emit(UsersLoaded())
 
-    async def _catch_up(self) -> None:
+    async def _catch_up(self, generation: int) -> None:
         cursor = None
         while True:
-            reply = await self._request({"action": "getConversations", **({"cursor": cursor} if cursor else {})})
-            if not isinstance(reply, p.Conversations):
-                return
+            reply = await self._ask(generation, {"action": "getConversations", **({"cursor": cursor} if cursor else {})}, p.Conversations)
             for summary in reply.items:
+                peer = summary.with_
                 self.cache.apply_summary(summary)
-                if summary.last_seq > self.cache.synced_seq(summary.with_):
-                    await self._fetch_after(summary.with_)
-                self._emit(ConversationChanged(self.conversation(summary.with_)))
+                if summary.last_seq > self.cache.synced_seq(peer):
+                    if self.cache.synced_seq(peer) == 0:
+                        await self._fetch_newest(generation, peer)
+                    else:
+                        await self._fetch_after(generation, peer)
+                await self._send_read_marker(generation, peer, summary.read_seq)
+                self._emit(ConversationChanged(self.conversation(peer)))
             cursor = reply.next
             if cursor is None:
                 return
 
-    async def _fetch_after(self, peer: str) -> None:
+    async def _fetch_after(self, generation: int, peer: str) -> None:
+        """Everything after the last seq known complete, page by page (no gaps, no duplicates)."""
         after = self.cache.synced_seq(peer)
         while True:
-            reply = await self._request({"action": "getMessages", "with": peer, "after": after, "limit": p.MAX_PAGE_LIMIT})
-            if not isinstance(reply, p.Messages):
-                return
-            new = self.cache.add(reply.items)
+            frame = {"action": "getMessages", "with": peer, "after": after, "limit": p.MAX_PAGE_LIMIT}
+            reply = await self._ask(generation, frame, p.Messages)
+            self._store(peer, reply.items)
             if reply.items:
                 after = reply.items[-1].seq
                 self.cache.mark_synced(peer, after)
-            if new:
-                self._emit(self._timeline_grew(peer, len(new)))
-            if not reply.has_more:
+            if not reply.has_more or not reply.items:
                 return
 
-    async def _request(self, frame: dict) -> p.Event:
+    async def _fetch_newest(self, generation: int, peer: str) -> None:
+        """A conversation never synced: its newest page, then older pages only as far down as
+        messages already held (loaded earlier), so that what is cached has no hole."""
+        frame = {"action": "getMessages", "with": peer, "limit": p.MAX_PAGE_LIMIT}
+        reply = await self._ask(generation, frame, p.Messages)
+        self._store(peer, reply.items)
+        if not reply.items:
+            return
+        self.cache.mark_synced(peer, reply.items[-1].seq)
+        first = reply.items[0].seq
+        held_below = self.cache.highest_seq_below(peer, first)
+        while reply.has_more and held_below is not None and first > held_below:
+            reply = await self._ask(generation, {**frame, "before": first}, p.Messages)
+            self._store(peer, reply.items)
+            if not reply.items:
+                break
+            first = reply.items[0].seq
+        if not reply.has_more:
+            self.cache.set_complete(peer)
+
+    async def _send_read_marker(self, generation: int, peer: str, server_read_seq: int) -> None:
+        """A conversation read here while offline: tell the server now."""
+        record = self.cache.conversation(peer)
+        if record is not None and record.read_seq > server_read_seq:
+            self.cache.recount_unread(peer)
+            await self.connection.send({"action": "markRead", "with": peer, "seq": record.read_seq}, generation=generation)
+
+    async def _request(self, generation: int, frame: dict) -> p.Event:
         rid = f"c{next(self._rids)}"
         future = asyncio.get_running_loop().create_future()
         self._replies[rid] = future
-        if not await self.connection.send({**frame, "rid": rid}):
-            self._replies.pop(rid, None)
-            raise ConnectionError("not connected")
         try:
+            if not await self.connection.send({**frame, "rid": rid}, generation=generation):
+                raise ConnectionError("not connected")
             return await asyncio.wait_for(future, REQUEST_TIMEOUT_S)
         finally:
             self._replies.pop(rid, None)
+
+    async def _ask(self, generation: int, frame: dict, kind: type) -> p.Event:
+        """A request whose reply must be ``kind``; waits out ``rate_limited`` answers."""
+        for _ in range(RATE_LIMIT_RETRIES):
+            reply = await self._request(generation, frame)
+            if isinstance(reply, kind):
+                return reply
+            if isinstance(reply, p.Error) and reply.code == p.RATE_LIMITED:
+                self.connection.pacer.hold((reply.retry_after_ms or 1000) / 1000)
+                continue
+            raise CatchUpFailed(f"{frame['action']} was answered {getattr(reply, 'code', reply)!r}: {getattr(reply, 'message', '')}")
+        raise CatchUpFailed(f"{frame['action']} was refused for the rate {RATE_LIMIT_RETRIES} times")
+
+    def _store(self, peer: str, messages: Iterable[p.Message], *, hint: bool = True) -> list[p.Message]:
+        """Cache messages from the server; announce them (``hint``: as an append when they are)."""
+        before = self.cache.highest_seq(peer)
+        new = self.cache.add(messages)
+        settled = self._settle_own(new)
+        if new and hint:
+            plain_append = not settled and (before is None or min(m.seq for m in new) > before)
+            self._emit(self._timeline_grew(peer, len(new) if plain_append else 0))
+        return new
+
+    def _settle_own(self, messages: Iterable[p.Message]) -> int:
+        """Messages of ours found in the server's history are stored: their ack was lost with
+        a dropped link, so they leave the outbox now (no row shown twice, nothing resent)."""
+        mine = [m.id for m in messages if m.sender == self.me]
+        removed = self.outbox.remove(mine) if mine else 0
+        if removed:
+            self._emit_connection()
+        return removed
 
     async def _on_event(self, event: p.Event) -> None:
         rid = getattr(event, "rid", None)
@@ -455,6 +648,8 @@ class ChatClient:
             case p.PresenceEvent():
                 user = User(event.user, event.status, event.text, event.last_seen)
                 self.users[event.user] = user
+                if event.user == self.me and self._wanted_status == (event.status, event.text):
+                    self._wanted_status = None  # the server has it
                 self._emit(UserChanged(user))
             case p.Read():
                 if event.by == self.me:
@@ -475,7 +670,7 @@ class ChatClient:
         self.outbox.acked(ack.id)
         self.cache.add([message])
         self.cache.set_read(peer, mine=message.seq)  # sending reads the conversation
-        if self._caught_up:
+        if self._ready_generation == self.connection.generation:
             self.cache.mark_synced(peer, message.seq)
         self._emit(TimelineChanged(peer))
         self._emit(ConversationChanged(self.conversation(peer)))
@@ -483,8 +678,9 @@ class ChatClient:
 
     def _on_message(self, message: p.Message) -> None:
         peer = message.other(self.me)
-        new = self.cache.add([message])
-        if self._caught_up:
+        new = self._store(peer, [message])
+        if self._ready_generation == self.connection.generation:
+            # Caught up on this link: every later message reaches us live, so no gap below it.
             self.cache.mark_synced(peer, message.seq)
         if not new:
             return
@@ -492,12 +688,11 @@ class ChatClient:
             self.cache.bump_unread(peer)
             self._clear_typing(message.sender)
             self._emit(MessageReceived(peer, message.sender, message.body))
-        self._emit(self._timeline_grew(peer, 1))
         self._emit(ConversationChanged(self.conversation(peer)))
 
     def _timeline_grew(self, peer: str, count: int) -> TimelineChanged:
         """Acked messages go before this device's queued ones: only then is it a plain append."""
-        return TimelineChanged(peer, appended=0 if self.outbox.for_peer(peer) else count)
+        return TimelineChanged(peer, appended=0 if self.outbox.count_for(peer) else count)
 
     def _on_error(self, error: p.Error) -> None:
         if error.id is None or self.outbox is None:
@@ -508,13 +703,17 @@ class ChatClient:
         if entry is None:
             return
         if error.code == p.RATE_LIMITED:
-            delay = (error.retry_after_ms or 1000) / 1000
-            asyncio.get_running_loop().call_later(delay, self._pump_wake.set)
+            # Not stored. Wait as told, then start the pass again from the front, so that this
+            # message still goes before the ones queued behind it.
+            self.connection.pacer.hold((error.retry_after_ms or 1000) / 1000)
+            self._pass += 1
+            self._pump_wake.set()
         elif error.code in p.PERMANENT_SEND_ERRORS:
             self.outbox.fail(error.id, error.message or error.code)
             self._emit(TimelineChanged(entry.to))
             self._emit_connection()
-        # internal and unknown codes: the message stays queued and is resent on the next pass
+        else:  # internal and unknown codes: the message stays queued and is sent again soon
+            asyncio.get_running_loop().call_later(INTERNAL_ERROR_RETRY_S, self._pump_wake.set)
 
     def _show_typing(self, sender: str) -> None:
         self.typing_peers.add(sender)
@@ -535,20 +734,24 @@ class ChatClient:
     # -- the outbox pump -----------------------------------------------------------------
 
     async def _pump(self) -> None:
-        """Send every queued message not yet in flight on this connection, in order."""
+        """Send every queued message not yet in flight on this connection, in order.
+
+        A pass sends on one connection only (its ``generation``): when the link drops, the pass
+        ends, and the next connection's pass starts again from the oldest unacked message.
+        """
         while True:
             await self._pump_wake.wait()
             self._pump_wake.clear()
-            if not (self.online and self._caught_up):
+            generation = self._ready_generation
+            if not self.online or generation != self.connection.generation:
                 continue
+            this_pass = self._pass
             for entry in self.outbox.pending():
                 if entry.id in self._in_flight:
                     continue
-                while wait_ms := self._bucket.take():
-                    await asyncio.sleep(wait_ms / 1000)
-                if not (self.online and self._caught_up):
-                    break
                 self._in_flight.add(entry.id)
-                if not await self.connection.send({"action": "sendMessage", "id": entry.id, "to": entry.to, "body": entry.body}):
+                frame = {"action": "sendMessage", "id": entry.id, "to": entry.to, "body": entry.body}
+                sent = await self.connection.send(frame, generation=generation, still_wanted=lambda p=this_pass: p == self._pass)
+                if not sent:
                     self._in_flight.discard(entry.id)
                     break
