@@ -9,6 +9,8 @@ from pathlib import Path
 
 from tui_chat import __version__
 
+MAX_COMMIT_WINDOW_MS = 10_000
+
 
 def _port(value: str) -> int:
     try:
@@ -18,6 +20,16 @@ def _port(value: str) -> int:
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"a port is 0-65535 (0 picks a free one), not {port}")
     return port
+
+
+def _commit_window(value: str) -> float:
+    try:
+        window = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of milliseconds: {value!r}") from None
+    if not 0 <= window <= MAX_COMMIT_WINDOW_MS:
+        raise argparse.ArgumentTypeError(f"the commit window is 0-{MAX_COMMIT_WINDOW_MS} ms, not {value}")
+    return window
 
 
 def _existing_file(value: str) -> Path:
@@ -33,6 +45,7 @@ def _add_serve_parser(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--port", type=_port, default=8765, help="port to listen on (default: %(default)s)")
     serve.add_argument("--db", type=Path, default=None, help="SQLite database file (default: server.db in the user data folder)")
     serve.add_argument("--auth", choices=("accounts", "open", "cognito"), default="accounts", help="accounts: username and password; open: pick a nickname; cognito: Amazon Cognito ID tokens (default: %(default)s)")
+    serve.add_argument("--commit-window-ms", type=_commit_window, default=0.0, metavar="MS", help="wait up to MS for more writes before each commit: fewer fsyncs on a slow disk, MS more latency per ack (default: 0, group only what is already queued)")
     serve.add_argument("--no-signup", dest="signup", action="store_false", help="refuse new accounts (accounts mode)")
     serve.add_argument("--certfile", type=_existing_file, help="TLS certificate (PEM): serve wss:// and https://")
     serve.add_argument("--keyfile", type=_existing_file, help="TLS private key (PEM), with --certfile")
@@ -80,6 +93,7 @@ def run_serve(args: argparse.Namespace) -> int:
     configure_logging(args.log_level, args.log_format)
     options = ServeOptions(
         host=args.host, port=args.port, db=args.db, auth=args.auth, signup=args.signup,
+        commit_window_ms=args.commit_window_ms,
         certfile=args.certfile, keyfile=args.keyfile, log_level=args.log_level, runtime=args.runtime,
         cognito_region=args.cognito_region, cognito_user_pool_id=args.cognito_user_pool_id,
         cognito_client_id=args.cognito_client_id, cognito_group=args.cognito_group,

@@ -29,6 +29,8 @@ class ServeOptions:
     db: Path | None = None
     auth: str = "accounts"
     signup: bool = True
+    commit_window_ms: float = 0.0
+    """How long the SQLite writer waits for more writes to commit with the first."""
     certfile: Path | None = None
     keyfile: Path | None = None
     log_level: str = "info"
@@ -60,7 +62,7 @@ def build_app(options: ServeOptions, *, clock: Callable[[], int] = now_ms) -> Ch
 
     db_path = options.db_path
     db_path.parent.mkdir(parents=True, exist_ok=True)
-    store = SQLiteStore(db_path)
+    store = SQLiteStore(db_path, group_commit_window_ms=options.commit_window_ms)
     secret = load_or_create_secret(db_path.with_name(db_path.name + ".secret"))
     if options.auth == "cognito":
         from tui_chat.server.aws import CognitoVerifier  # PyJWT and httpx only; boto3 is not needed
