@@ -16,6 +16,7 @@ import asyncio
 import hashlib
 import os
 import secrets
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,6 +100,9 @@ class AccountService:
         self.hasher = hasher or PasswordHasher()
         # Verifying against this keeps "unknown user" as slow as "wrong password".
         self._dummy_hash = self.hasher.hash(secrets.token_hex(16))
+        # One login at a time per username: otherwise parallel guesses all pass the failure count
+        # before any of them is recorded. (Weak values: a lock lives only while someone holds it.)
+        self._login_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     # -- HTTP endpoints ---------------------------------------------------------------------
 
@@ -117,6 +121,13 @@ class AccountService:
             return await self._login_open(body)
         username = _username(body, failure=LOGIN_FAILED, status=401)
         password = _password(body, check_length=False)
+        lock = self._login_locks.get(username)
+        if lock is None:
+            lock = self._login_locks[username] = asyncio.Lock()
+        async with lock:
+            return await self._login_checked(username, password)
+
+    async def _login_checked(self, username: str, password: str) -> dict:
         now = self.clock()
         if await self.store.count_login_failures(username, now - FAILED_LOGIN_WINDOW_MS) >= FAILED_LOGIN_LIMIT:
             raise AuthError(429, "too many failed sign-ins; wait 15 minutes and try again")
