@@ -10,7 +10,7 @@ import httpx
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from tests.security.helpers import all_users, b64, claims, handshake_status, hs256, secret_of, user
+from tests.security.helpers import all_users, b64, claims, handshake_status, hs256, secret_of, server_errors, user
 from tests.wsclient import WsClient, signup
 
 
@@ -80,6 +80,7 @@ async def test_forged_and_misused_access_tokens_are_refused_and_change_nothing(s
     seen = (await all_users(watcher))[victim]
     assert (seen["status"], seen["lastSeen"]) == ("offline", None)
     assert (await watcher.request({"action": "getMessages", "with": victim}))["items"] == []
+    assert not server_errors(server), "a refused handshake is not a server error"
 
     # Control: the same recipe with every part right is accepted, so each refusal above was for its one flaw.
     accepted = await WsClient.open(server.ws_url, hs256(secret_of(server), claims(victim)), victim)

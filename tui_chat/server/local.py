@@ -8,6 +8,7 @@ writer task, so fan-out never waits on a slow reader: a consumer that falls more
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import logging
 import uuid
@@ -385,8 +386,23 @@ async def _json_response(send: Send, status: int, payload: dict) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+_DENIED = contextvars.ContextVar("denied_handshake", default=False)
+
+
+class _DeniedHandshakeFilter(logging.Filter):
+    """uvicorn 0.54's websockets-sansio protocol does not count a denial response as a finished
+    handshake and logs an error after every one (uvicorn PR #3138): drop that line when we denied."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (_DENIED.get() and record.getMessage() == "ASGI callable returned without completing handshake.")
+
+
+logging.getLogger("uvicorn.error").addFilter(_DeniedHandshakeFilter())
+
+
 async def _deny(send: Send, status: int, message: str) -> None:
     """Refuse a WebSocket handshake with a real HTTP status (the ASGI denial-response extension)."""
+    _DENIED.set(True)  # uvicorn logs in the same task once the app returns
     body = json.dumps({"error": message}).encode()
     await send({
         "type": "websocket.http.response.start", "status": status,
