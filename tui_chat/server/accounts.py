@@ -141,8 +141,9 @@ class AccountService:
 
     async def refresh(self, body: dict) -> dict:
         token = body.get("refreshToken")
-        if not isinstance(token, str) or not 16 <= len(token) <= 256:
-            raise AuthError(400, "'refreshToken' must be a string")
+        # Ours are URL-safe base64; a lone surrogate would not even hash (it was a 500).
+        if not isinstance(token, str) or not 16 <= len(token) <= 256 or not token.isascii():
+            raise AuthError(400, "'refreshToken' must be a string of 16-256 ASCII characters")
         grant = await self.store.take_refresh_token(_hash_refresh_token(token), self.clock())
         if grant is None:
             raise AuthError(401, "the refresh token is not valid; sign in again")
