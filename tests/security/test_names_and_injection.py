@@ -7,10 +7,8 @@ import asyncio
 
 import httpx
 
-from tests.security.helpers import all_users, conversation, user
+from tests.security.helpers import PASSWORD, all_users, conversation, user
 from tests.wsclient import WsClient
-
-PASSWORD = "correct horse"
 
 
 def lookalikes(name: str) -> dict[str, str]:
@@ -122,12 +120,7 @@ async def test_sql_metacharacters_in_frames_are_stored_and_returned_literally(se
     assert (await conversation(bob, bystander.user))["last"]["body"] == "unrelated"
     assert {alice.user, bob.user, bystander.user} <= set(await all_users(bob))
     async with httpx.AsyncClient(base_url=server.http_url) as http:
-        for name in (alice.user, bob.user):
-            assert (await http.post("/auth/login", json={"username": name, "password": "correct horse battery"})).status_code == 200
-    again = await WsClient.open(server.ws_url, (await http_login(server, bystander.user)), bystander.user, "device-0002")
+        logins = [await http.post("/auth/login", json={"username": u.user, "password": PASSWORD}) for u in (alice, bob, bystander)]
+    assert [r.status_code for r in logins] == [200, 200, 200]
+    again = await WsClient.open(server.ws_url, logins[2].json()["token"], bystander.user, "device-0002")
     assert (await again.request({"action": "getMessages", "with": bob.user}))["items"][0]["body"] == "unrelated"
-
-
-async def http_login(server, name: str) -> str:
-    async with httpx.AsyncClient(base_url=server.http_url) as http:
-        return (await http.post("/auth/login", json={"username": name, "password": "correct horse battery"})).json()["token"]

@@ -1,6 +1,7 @@
 """Random HTTP requests against a live server: every answer is a success the request earned or a
 4xx with a JSON error, never a 5xx or a hang, and the server keeps serving with a clean log.
-``TUI_CHAT_FUZZ_REQUESTS=10000`` for the long form (requests per runtime)."""
+Long form: ``TUI_CHAT_FUZZ_REQUESTS=5000 pytest tests/server/test_http_fuzz.py --timeout 0`` (requests per
+runtime: 10,000 in all, about 90 s on 2 cores)."""
 
 from __future__ import annotations
 
