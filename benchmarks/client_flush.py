@@ -1,15 +1,19 @@
 """Client figures against a real server (a script, not a test):
 
 1. time from link restored to outbox empty for 1,000 queued messages (median of runs);
+   next to it the yardstick: a bare ``websockets`` client that connects to the raw echo server
+   and sends the same 1,000 frames exactly as fast as the protocol's rate limit allows
+   (100/s, bursts of 500), until every echo is back. That is the floor any client can reach;
 2. the reconnect delays the client actually chose over 20 cuts, with the real backoff.
 
-    .venv/bin/python benchmarks/client_flush.py [--runs 3]
+    .venv/bin/python benchmarks/client_flush.py [--runs 3] [--json FILE]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import statistics
 import sys
 import tempfile
@@ -25,7 +29,10 @@ import keyring.backends.fail  # noqa: E402
 from tests.client.conftest import wait_until as until  # noqa: E402
 from tests.faultproxy import FaultProxy  # noqa: E402
 from tests.serverproc import start_server  # noqa: E402
+from benchmarks.server_bench import ServerProcess  # noqa: E402
 from tui_chat.client.service import ChatClient  # noqa: E402
+from tui_chat.protocol import RATE_LIMIT_BURST, RATE_LIMIT_PER_SECOND  # noqa: E402
+from tui_chat.ratelimit import TokenBucket  # noqa: E402
 
 
 async def flush_run(server, folder: Path, run: int, count: int) -> float:
@@ -48,6 +55,29 @@ async def flush_run(server, folder: Path, run: int, count: int) -> float:
     await sender.stop()
     await proxy.stop()
     return elapsed
+
+
+async def yardstick_run(echo_url: str, count: int) -> float:
+    """Connect a bare websockets client and push ``count`` chat-sized frames through the
+    protocol's own token bucket into the echo server; seconds until the last echo is back."""
+    from websockets.asyncio.client import connect
+
+    started = time.perf_counter()
+    async with connect(echo_url, compression=None) as ws:
+        bucket = TokenBucket(RATE_LIMIT_PER_SECOND, RATE_LIMIT_BURST, time.monotonic)
+
+        async def pump() -> None:
+            for i in range(count):
+                while wait_ms := bucket.take():
+                    await asyncio.sleep(wait_ms / 1000)
+                frame = {"action": "sendMessage", "id": f"yardstick-{i:06d}", "to": "recv", "body": f"queued {i}"}
+                await ws.send(json.dumps(frame))
+
+        sender = asyncio.create_task(pump())
+        for _ in range(count):
+            await ws.recv()
+        await sender
+    return time.perf_counter() - started
 
 
 async def reconnect_delays(server, folder: Path, cuts: int) -> list[float]:
@@ -74,6 +104,7 @@ async def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--cuts", type=int, default=20)
+    parser.add_argument("--json", metavar="FILE", help="also write the figures to FILE (used by report.py)")
     args = parser.parse_args()
     keyring.set_keyring(keyring.backends.fail.Keyring())
     with tempfile.TemporaryDirectory() as tmp:
@@ -81,15 +112,29 @@ async def main() -> None:
         server = start_server(folder / "server")
         try:
             flushes = [await flush_run(server, folder, run, args.count) for run in range(args.runs)]
-            print(f"outbox flush of {args.count} queued messages after the link returns: "
-                  f"median {statistics.median(flushes):.2f} s (runs: {', '.join(f'{f:.2f}' for f in flushes)})")
-            floor = max(0.0, (args.count - 500) / 100)
-            print(f"  the protocol's rate limit (100/s, bursts of 500) alone needs {floor:.1f} s for {args.count}")
-            chosen, observed = await reconnect_delays(server, folder, args.cuts)
-            print(f"reconnect delays chosen over {args.cuts} cuts (s): {chosen}")
-            print(f"  time from cut to online again (s): median {statistics.median(observed):.2f}, max {max(observed):.2f}")
         finally:
             server.stop()
+        echo = ServerProcess("echo", folder).start()
+        try:
+            floors = [await yardstick_run(echo.ws_url, args.count) for _ in range(args.runs)]
+        finally:
+            echo.stop()
+        print(f"outbox flush of {args.count} queued messages after the link returns: "
+              f"median {statistics.median(flushes):.2f} s (runs: {', '.join(f'{f:.2f}' for f in flushes)})")
+        floor = max(0.0, (args.count - RATE_LIMIT_BURST) / RATE_LIMIT_PER_SECOND)
+        print(f"  yardstick, raw websockets at the protocol's rate limit into an echo server: "
+              f"median {statistics.median(floors):.2f} s (runs: {', '.join(f'{f:.2f}' for f in floors)}; "
+              f"the limit alone needs {floor:.1f} s)")
+        server = start_server(folder / "server")
+        try:
+            chosen, observed = await reconnect_delays(server, folder, args.cuts)
+        finally:
+            server.stop()
+        print(f"reconnect delays chosen over {args.cuts} cuts (s): {chosen}")
+        print(f"  time from cut to online again (s): median {statistics.median(observed):.2f}, max {max(observed):.2f}")
+        if args.json:
+            Path(args.json).write_text(json.dumps({"flush": flushes, "flush_yardstick": floors, "count": args.count,
+                                                   "reconnect_observed": observed}))  # fmt: skip
 
 
 if __name__ == "__main__":

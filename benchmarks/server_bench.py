@@ -3,6 +3,7 @@
 
     python benchmarks/server_bench.py [--quick] [--yardstick-only] [--runs N] [--only tput,lat,rss]
     python benchmarks/server_bench.py --runs 1 --only tput --profile DIR [--profile-gil]   # py-spy
+    python benchmarks/report.py   # this and the client and UI figures in one table
 
 It starts the real server (``python -m tui_chat serve --auth open --port 0 --db <tmp>/bench.db
 --log-level warning --log-format json``) and, in the same run, a bare echo server written with
@@ -1181,7 +1182,17 @@ def orchestrate(args: argparse.Namespace) -> int:
     for failure in failures:
         print(f"\nFAILED {failure}")
     print(f"\ntotal time {time.monotonic() - started:.0f} s")
+    if args.json:
+        write_json(Path(args.json), figs, failures)
     return 1 if failures else 0
+
+
+def write_json(path: Path, figs: dict[tuple[str, str], Figure], failures: list[str]) -> None:
+    """The per-run figures for ``benchmarks/report.py``: {"tput": {"chat": {...}, "echo": {...}}, ...}."""
+    out: dict = {"machine": machine_info(), "failures": failures}
+    for (measurement, kind), fig in figs.items():
+        out.setdefault(measurement, {})[kind] = {"runs": fig.runs, "noisy": fig.noisy, "median": fig.median}
+    path.write_text(json.dumps(out, indent=1))
 
 
 def main() -> int:
@@ -1197,6 +1208,7 @@ def main() -> int:
     parser.add_argument("--only", default="", help="comma-separated subset of tput,lat,rss")
     parser.add_argument("--profile", metavar="DIR", help="run the tui-chat server under py-spy and write raw stacks to DIR")
     parser.add_argument("--profile-gil", action="store_true", help="with --profile: sample only the thread holding the GIL")
+    parser.add_argument("--json", metavar="FILE", help="also write the per-run figures to FILE (used by report.py)")
     parser.add_argument("--_echo-server", dest="echo_server", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--_worker", dest="worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()

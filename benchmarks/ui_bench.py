@@ -12,6 +12,10 @@ Reports, as the median of several runs in a headless Textual app (120×40):
   ``TEXTUAL_FPS=120`` to see the figure at a 120 Hz frame rate;
 - memory: the growth of the process (RSS) when 100,000 messages are held by the view,
   measured in a fresh subprocess per run.
+
+The yardstick is Textual's own bare ``Log`` widget given the same messages as plain
+"sender: body" lines (no wrapping, grouping, day separators or marks): what painting that much
+text costs in Textual at all.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from textual.app import App, ComposeResult  # noqa: E402
+from textual.widgets import Log  # noqa: E402
 
 from tui_chat.ui.timefmt import Clock  # noqa: E402
 from tui_chat.ui.view_model import MessageRow  # noqa: E402
@@ -62,6 +67,11 @@ def make_rows(count: int, seed: int = 7) -> list[MessageRow]:
 class BenchApp(App):
     def compose(self) -> ComposeResult:
         yield ConversationView(clock=Clock(now=lambda: T0, tz=timezone.utc))
+
+
+class YardstickApp(App):
+    def compose(self) -> ComposeResult:
+        yield Log()
 
 
 async def _next_frame(app: App, action) -> tuple[float, float]:
@@ -98,6 +108,22 @@ async def time_once(rows: list[MessageRow]) -> dict[str, float]:
             "new_message_ms": add_frame * 1000, "new_message_widget_ms": add_own * 1000}  # fmt: skip
 
 
+async def yardstick_once(rows: list[MessageRow]) -> dict[str, float]:
+    lines = [f"{row.sender}: {line}" for row in rows for line in row.body.split("\n")]
+    app = YardstickApp()
+    async with app.run_test(size=(120, 40)) as pilot:
+        log = app.query_one(Log)
+        await pilot.pause()
+        show_own, show_frame = await _next_frame(app, lambda: log.write_lines(lines))
+        await pilot.pause()
+        add_own, add_frame = await _next_frame(app, lambda: log.write_line("alice: one more thing"))
+        await pilot.pause()
+        shown = [log.render_line(y).text.strip() for y in range(log.size.height)]
+        assert "alice: one more thing" in shown, "the new line is on screen"
+    return {"first_paint_ms": show_frame * 1000, "first_paint_widget_ms": show_own * 1000,
+            "new_message_ms": add_frame * 1000, "new_message_widget_ms": add_own * 1000}  # fmt: skip
+
+
 async def memory_once(count: int) -> float:
     import psutil
 
@@ -121,6 +147,7 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=10_000)
     parser.add_argument("--memory-messages", type=int, default=100_000)
     parser.add_argument("--memory-runs", type=int, default=3)
+    parser.add_argument("--json", metavar="FILE", help="also write the figures to FILE (used by report.py)")
     parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
@@ -129,14 +156,15 @@ def main() -> int:
 
     rows = make_rows(args.messages)
     results = [asyncio.run(time_once(rows)) for _ in range(args.runs)]
+    yardstick = [asyncio.run(yardstick_once(rows)) for _ in range(args.runs)]
     memory = [
         float(subprocess.run([sys.executable, __file__, "--memory-child", str(args.memory_messages)],
                              check=True, capture_output=True, text=True).stdout)
         for _ in range(args.memory_runs)
     ]  # fmt: skip
 
-    def median(key: str) -> float:
-        return statistics.median(r[key] for r in results)
+    def median(key: str, of: list[dict[str, float]] = results) -> float:
+        return statistics.median(r[key] for r in of)
 
     from textual import constants
 
@@ -144,6 +172,15 @@ def main() -> int:
     print(f"  first paint            {median('first_paint_ms'):7.1f} ms   (target <= 150; widget's own work {median('first_paint_widget_ms'):.1f} ms)")
     print(f"  one new message        {median('new_message_ms'):7.1f} ms   (target <= 10; widget's own work {median('new_message_widget_ms'):.2f} ms)")
     print(f"  memory, {args.memory_messages:,} messages  {statistics.median(memory):6.1f} MB   (RSS growth, median of {args.memory_runs} runs)")
+    print(f"yardstick, Textual's Log widget with the same lines: first paint {median('first_paint_ms', yardstick):.1f} ms, "
+          f"one new line {median('new_message_ms', yardstick):.1f} ms")
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "messages": args.messages, "fps": constants.MAX_FPS,
+            **{key: [r[key] for r in results] for key in results[0]},
+            **{f"yardstick_{key}": [r[key] for r in yardstick] for key in yardstick[0]},
+            "memory_mb": memory, "memory_messages": args.memory_messages,
+        }))  # fmt: skip
     return 0
 
 
