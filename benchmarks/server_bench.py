@@ -992,8 +992,22 @@ def machine_info() -> list[str]:
         f"machine: {model}, {os.cpu_count()} logical cores ({psutil.cpu_count(logical=False)} physical), {mem:.1f} GiB RAM, "
         f"{platform.system()} {platform.release()}",
         f"python {platform.python_version()} ({platform.python_implementation()}), websockets {websockets.__version__}, "
-        f"uvicorn {uvicorn.__version__}, asyncio default loop (no uvloop), RLIMIT_NOFILE {raise_nofile_limit()}",
+        f"uvicorn {uvicorn.__version__}, servers on {loop_name()}, RLIMIT_NOFILE {raise_nofile_limit()}",
     ]  # fmt: skip
+
+
+def server_loop_factory():
+    from tui_chat.cli import fast_loop
+
+    return fast_loop()
+
+
+def loop_name() -> str:
+    try:
+        import uvloop
+    except ImportError:
+        return "the default asyncio loop"
+    return f"uvloop {uvloop.__version__}"
 
 
 def fmt_num(value: float, unit: str) -> str:
@@ -1214,7 +1228,9 @@ def main() -> int:
     args = parser.parse_args()
     if args.echo_server:
         raise_nofile_limit()
-        asyncio.run(echo_server_main())
+        # The same event loop as `tui-chat serve` (uvloop where installed): a fair yardstick.
+        with asyncio.Runner(loop_factory=server_loop_factory()) as runner:
+            runner.run(echo_server_main())
         return 0
     if args.worker:
         worker_main()
