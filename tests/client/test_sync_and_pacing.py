@@ -17,7 +17,6 @@ Network tests run the real server (``chat_server``) and, where a link must fail,
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import Callable
 
 import pytest
@@ -418,19 +417,14 @@ def test_with_db_alone_would_not_have_rolled_back(tmp_path):
     db.close()
 
 
-# -- bugs found on the way ----------------------------------------------------------------
+# -- closing -------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=sqlite3.ProgrammingError,
-    reason="ChatClient.close() (added in f0a367f) is not idempotent: after the first close the "
-    "connection's 'stopped' state change reads the outbox of the closed database "
-    "(_on_link_state -> _emit_connection -> queued) and raises ProgrammingError",
-)
-async def test_closing_a_started_client_twice_is_harmless(chat_server, tmp_path):
+async def test_closing_a_started_client_twice_is_harmless(tmp_path, chat_server):
     client = await make_client(chat_server.http_url, tmp_path, "twiceclosed")
     client.start()
     await wait_until(client, lambda: client.online)
     await client.close()
     await client.close()
+    await client.stop()
+    assert client.queued == 0 and client.timeline("anyone") == []

@@ -224,7 +224,7 @@ class ChatClient:
         self.tokens = tokens
         self.vault.save(tokens.user, tokens.refresh)
         self._notice_vault()
-        if self.me != tokens.user:
+        if self.me != tokens.user or self._db is None:
             self.me = tokens.user
             self._close_db()
             path = (account_db_path(self.server_url, tokens.user) if self.data_folder is None
@@ -292,6 +292,7 @@ class ChatClient:
         if self._db is not None:
             self._db.close()
             self._db = None
+            self.outbox = self.cache = None  # nothing may read the closed file (a second close, a late event)
 
     async def events(self) -> AsyncIterator[ClientEvent]:
         """Every change, in order, as small typed events (:mod:`tui_chat.client.state`).
