@@ -389,15 +389,26 @@ async def _json_response(send: Send, status: int, payload: dict) -> None:
 _DENIED = contextvars.ContextVar("denied_handshake", default=False)
 
 
-class _DeniedHandshakeFilter(logging.Filter):
-    """uvicorn 0.54's websockets-sansio protocol does not count a denial response as a finished
-    handshake and logs an error after every one (uvicorn PR #3138): drop that line when we denied."""
+class _ClientFaultFilter(logging.Filter):
+    """Keep what clients do wrong out of the error log, where anyone could flood it.
+
+    - uvicorn 0.54's websockets-sansio protocol does not count a denial response as a finished
+      handshake and logs an error after every one (uvicorn PR #3138): dropped when we denied.
+    - A text frame that is not UTF-8 is closed with 1007 and logged as an exception with its
+      traceback: kept as one INFO line without the traceback."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (_DENIED.get() and record.getMessage() == "ASGI callable returned without completing handshake.")
+        message = record.getMessage()
+        if message == "ASGI callable returned without completing handshake.":
+            return not _DENIED.get()
+        if message == "Invalid UTF-8 sequence received from client.":
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg, record.args, record.exc_info, record.exc_text = "a text frame was not UTF-8; closed with 1007", (), None, None
+            return logging.getLogger(record.name).isEnabledFor(logging.INFO)
+        return True
 
 
-logging.getLogger("uvicorn.error").addFilter(_DeniedHandshakeFilter())
+logging.getLogger("uvicorn.error").addFilter(_ClientFaultFilter())
 
 
 async def _deny(send: Send, status: int, message: str) -> None:
