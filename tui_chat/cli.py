@@ -8,6 +8,11 @@ import sys
 from pathlib import Path
 
 from tui_chat import __version__
+from tui_chat.server.deadline import (
+    DEFAULT_REQUEST_HEAD_TIMEOUT_S,
+    MAX_REQUEST_HEAD_TIMEOUT_S,
+    MIN_REQUEST_HEAD_TIMEOUT_S,
+)
 
 MAX_COMMIT_WINDOW_MS = 10_000
 
@@ -32,6 +37,16 @@ def _commit_window(value: str) -> float:
     return window
 
 
+def _request_timeout(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {value!r}") from None
+    if not MIN_REQUEST_HEAD_TIMEOUT_S <= seconds <= MAX_REQUEST_HEAD_TIMEOUT_S:
+        raise argparse.ArgumentTypeError(f"the request timeout is {MIN_REQUEST_HEAD_TIMEOUT_S:g}-{MAX_REQUEST_HEAD_TIMEOUT_S:g} s, not {value}")
+    return seconds
+
+
 def _existing_file(value: str) -> Path:
     path = Path(value).expanduser()
     if not path.is_file():
@@ -46,6 +61,7 @@ def _add_serve_parser(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--db", type=Path, default=None, help="SQLite database file (default: server.db in the user data folder)")
     serve.add_argument("--auth", choices=("accounts", "open", "cognito"), default="accounts", help="accounts: username and password; open: pick a nickname; cognito: Amazon Cognito ID tokens (default: %(default)s)")
     serve.add_argument("--commit-window-ms", type=_commit_window, default=0.0, metavar="MS", help="wait up to MS for more writes before each commit: fewer fsyncs on a slow disk, MS more latency per ack (default: 0, group only what is already queued)")
+    serve.add_argument("--request-timeout", type=_request_timeout, default=DEFAULT_REQUEST_HEAD_TIMEOUT_S, metavar="S", help="close a connection that has not sent a whole request head (a WebSocket handshake included) within S seconds (default: %(default)g)")
     serve.add_argument("--no-signup", dest="signup", action="store_false", help="refuse new accounts (accounts mode)")
     serve.add_argument("--certfile", type=_existing_file, help="TLS certificate (PEM): serve wss:// and https://")
     serve.add_argument("--keyfile", type=_existing_file, help="TLS private key (PEM), with --certfile")
@@ -93,7 +109,7 @@ def run_serve(args: argparse.Namespace) -> int:
     configure_logging(args.log_level, args.log_format)
     options = ServeOptions(
         host=args.host, port=args.port, db=args.db, auth=args.auth, signup=args.signup,
-        commit_window_ms=args.commit_window_ms,
+        commit_window_ms=args.commit_window_ms, request_timeout_s=args.request_timeout,
         certfile=args.certfile, keyfile=args.keyfile, log_level=args.log_level, runtime=args.runtime,
         cognito_region=args.cognito_region, cognito_user_pool_id=args.cognito_user_pool_id,
         cognito_client_id=args.cognito_client_id, cognito_group=args.cognito_group,

@@ -14,6 +14,7 @@ from tui_chat import protocol as p
 from tui_chat.paths import data_dir
 from tui_chat.server.accounts import AccountService, load_or_create_secret
 from tui_chat.server.core import now_ms
+from tui_chat.server.deadline import DEFAULT_REQUEST_HEAD_TIMEOUT_S, with_head_deadline
 from tui_chat.server.local import ChatServerApp
 
 log = logging.getLogger("tui_chat.server")
@@ -31,6 +32,8 @@ class ServeOptions:
     signup: bool = True
     commit_window_ms: float = 0.0
     """How long the SQLite writer waits for more writes to commit with the first."""
+    request_timeout_s: float = DEFAULT_REQUEST_HEAD_TIMEOUT_S
+    """How long a connection may take to send each request head before it is closed."""
     certfile: Path | None = None
     keyfile: Path | None = None
     log_level: str = "info"
@@ -112,6 +115,7 @@ def make_server(options: ServeOptions, app: ChatServerApp, on_ready: Callable[[s
         app,
         host=options.host,
         port=options.port,
+        http=with_head_deadline(options.request_timeout_s),  # h11, with a deadline for silent sockets
         ws="websockets-sansio",
         ws_max_size=p.MAX_FRAME_BYTES,  # larger frames are closed with 1009
         # Chat frames are small; compression would double the memory of every idle connection.

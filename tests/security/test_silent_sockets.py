@@ -1,0 +1,60 @@
+"""Sockets that never finish a request head (silent, or trickling a byte at a time: slowloris)
+are closed after ``serve --request-timeout``; a WebSocket that finished its handshake stays."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+
+from tests.serverproc import start_server
+from tests.wsclient import WsClient, signup
+
+TIMEOUT_S = 1.0
+
+
+async def closed_by_server(reader: asyncio.StreamReader, limit_s: float) -> bool:
+    """True when the server ends the connection (EOF or reset) within ``limit_s``."""
+    try:
+        return await asyncio.wait_for(reader.read(), limit_s) == b""
+    except ConnectionResetError:
+        return True
+
+
+async def test_silent_and_trickling_sockets_are_closed_and_a_chat_connection_stays(tmp_path):
+    server = start_server(tmp_path / "srv", extra_args=("--request-timeout", str(TIMEOUT_S)))
+    try:
+        alice = await WsClient.open(server.ws_url, await signup(server.http_url, "alice"), "alice")
+        started = time.monotonic()
+        silent_reader, silent_writer = await asyncio.open_connection("127.0.0.1", server.port)
+        trickle_reader, trickle_writer = await asyncio.open_connection("127.0.0.1", server.port)
+        head = b"GET /ws?device=slowloris-01 HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+
+        async def trickle() -> None:  # a byte every 50 ms: the head would take 4 s
+            for byte in head:
+                trickle_writer.write(bytes([byte]))
+                await trickle_writer.drain()
+                await asyncio.sleep(0.05)
+
+        trickling = asyncio.create_task(trickle())
+        assert await closed_by_server(silent_reader, TIMEOUT_S * 5), "a silent socket is closed"
+        silent_after = time.monotonic() - started
+        assert await closed_by_server(trickle_reader, TIMEOUT_S * 5), "a trickling socket is closed"
+        trickle_after = time.monotonic() - started
+        trickling.cancel()
+        assert TIMEOUT_S * 0.9 <= silent_after < TIMEOUT_S * 3, f"closed after {silent_after:.2f} s"
+        assert trickle_after < TIMEOUT_S * 3, f"a byte now and then does not extend the deadline ({trickle_after:.2f} s)"
+
+        # alice connected before both and has said nothing since: her socket is past the deadline too
+        assert (await alice.request({"action": "ping"}))["type"] == "pong", "a finished handshake is not timed out"
+        # a keep-alive HTTP connection serves a second request after the first response
+        async with httpx.AsyncClient(base_url=server.http_url) as http:
+            assert (await http.get("/healthz")).status_code == 200
+            assert (await http.get("/info")).status_code == 200
+        await alice.ws.close()
+        for writer in (silent_writer, trickle_writer):
+            writer.close()
+    finally:
+        server.stop()
+    assert not [line for line in server.log_lines if line.get("level") in ("error", "critical")]
