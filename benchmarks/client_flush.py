@@ -112,24 +112,20 @@ async def main() -> None:
         server = start_server(folder / "server")
         try:
             flushes = [await flush_run(server, folder, run, args.count) for run in range(args.runs)]
+            echo = ServerProcess("echo", folder).start()
+            try:
+                floors = [await yardstick_run(echo.ws_url, args.count) for _ in range(args.runs)]
+            finally:
+                echo.stop()
+            chosen, observed = await reconnect_delays(server, folder, args.cuts)
         finally:
             server.stop()
-        echo = ServerProcess("echo", folder).start()
-        try:
-            floors = [await yardstick_run(echo.ws_url, args.count) for _ in range(args.runs)]
-        finally:
-            echo.stop()
         print(f"outbox flush of {args.count} queued messages after the link returns: "
               f"median {statistics.median(flushes):.2f} s (runs: {', '.join(f'{f:.2f}' for f in flushes)})")
         floor = max(0.0, (args.count - RATE_LIMIT_BURST) / RATE_LIMIT_PER_SECOND)
         print(f"  yardstick, raw websockets at the protocol's rate limit into an echo server: "
               f"median {statistics.median(floors):.2f} s (runs: {', '.join(f'{f:.2f}' for f in floors)}; "
               f"the limit alone needs {floor:.1f} s)")
-        server = start_server(folder / "server")
-        try:
-            chosen, observed = await reconnect_delays(server, folder, args.cuts)
-        finally:
-            server.stop()
         print(f"reconnect delays chosen over {args.cuts} cuts (s): {chosen}")
         print(f"  time from cut to online again (s): median {statistics.median(observed):.2f}, max {max(observed):.2f}")
         if args.json:

@@ -129,7 +129,7 @@ def main() -> int:
         client = run_stage("client outbox flush and rate-limit yardstick", "client_flush.py",
                            ["--runs", runs, "--cuts", "3"], folder / "client.json", args.verbose)  # fmt: skip
         ui = run_stage("conversation view and Log yardstick", "ui_bench.py",
-                       ["--runs", "3" if args.quick else "7", "--memory-runs", "1"], folder / "ui.json", args.verbose)  # fmt: skip
+                       ["--runs", "3" if args.quick else "7", "--memory-runs", "1" if args.quick else "3"], folder / "ui.json", args.verbose)  # fmt: skip
     print()
     for line in server["machine"]:
         print(line)

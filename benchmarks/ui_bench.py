@@ -93,35 +93,36 @@ async def _next_frame(app: App, action) -> tuple[float, float]:
     return own, painted - start
 
 
-async def time_once(rows: list[MessageRow]) -> dict[str, float]:
-    app = BenchApp()
+def screen_lines(widget) -> list[str]:
+    return [widget.render_line(y).text.strip() for y in range(widget.size.height)]
+
+
+async def paint_times(app: App, widget_type: type, show, append, appended_shown) -> dict[str, float]:
+    """Time ``show(widget)`` and then ``append(widget)`` to their frames in a headless ``app``;
+    ``appended_shown(widget)`` must then hold."""
     async with app.run_test(size=(120, 40)) as pilot:
-        view = app.query_one(ConversationView)
+        widget = app.query_one(widget_type)
         await pilot.pause()
-        show_own, show_frame = await _next_frame(app, lambda: view.show("alice", rows))
+        show_own, show_frame = await _next_frame(app, lambda: show(widget))
         await pilot.pause()
-        extra = MessageRow("new-1", "alice", "one more thing", rows[-1].ts + 1000)
-        add_own, add_frame = await _next_frame(app, lambda: view.append(extra))
+        add_own, add_frame = await _next_frame(app, lambda: append(widget))
         await pilot.pause()
-        assert view.render_line(view.size.height - 1).text.strip() == "one more thing"
+        assert appended_shown(widget), "the new message is on screen"
     return {"first_paint_ms": show_frame * 1000, "first_paint_widget_ms": show_own * 1000,
             "new_message_ms": add_frame * 1000, "new_message_widget_ms": add_own * 1000}  # fmt: skip
+
+
+async def time_once(rows: list[MessageRow]) -> dict[str, float]:
+    extra = MessageRow("new-1", "alice", "one more thing", rows[-1].ts + 1000)
+    return await paint_times(BenchApp(), ConversationView, lambda view: view.show("alice", rows),
+                             lambda view: view.append(extra), lambda view: screen_lines(view)[-1] == "one more thing")  # fmt: skip
 
 
 async def yardstick_once(rows: list[MessageRow]) -> dict[str, float]:
     lines = [f"{row.sender}: {line}" for row in rows for line in row.body.split("\n")]
-    app = YardstickApp()
-    async with app.run_test(size=(120, 40)) as pilot:
-        log = app.query_one(Log)
-        await pilot.pause()
-        show_own, show_frame = await _next_frame(app, lambda: log.write_lines(lines))
-        await pilot.pause()
-        add_own, add_frame = await _next_frame(app, lambda: log.write_line("alice: one more thing"))
-        await pilot.pause()
-        shown = [log.render_line(y).text.strip() for y in range(log.size.height)]
-        assert "alice: one more thing" in shown, "the new line is on screen"
-    return {"first_paint_ms": show_frame * 1000, "first_paint_widget_ms": show_own * 1000,
-            "new_message_ms": add_frame * 1000, "new_message_widget_ms": add_own * 1000}  # fmt: skip
+    return await paint_times(YardstickApp(), Log, lambda log: log.write_lines(lines),
+                             lambda log: log.write_line("alice: one more thing"),
+                             lambda log: "alice: one more thing" in screen_lines(log))  # fmt: skip
 
 
 async def memory_once(count: int) -> float:
