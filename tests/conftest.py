@@ -15,13 +15,18 @@ RUNTIMES = {"local": (), "lambda": ("--runtime", "lambda")}
 @pytest.fixture(scope="module", params=list(RUNTIMES))
 def server(request, tmp_path_factory) -> RunningServer:
     """One real ``tui-chat serve`` per test module and runtime (tests use distinct usernames)."""
-    if request.param == "lambda":
+    running = start_runtime(request.param, tmp_path_factory.mktemp("server"))
+    yield running
+    running.stop()
+
+
+def start_runtime(runtime: str, folder, extra_args: tuple[str, ...] = ()) -> RunningServer:
+    """A ``tui-chat serve`` of ``runtime`` (a key of ``RUNTIMES``); skips when its packages are missing."""
+    if runtime == "lambda":
         missing = [m for m in ("boto3", "moto", "flask") if importlib.util.find_spec(m) is None]
         if missing:
             pytest.skip(f"the lambda runtime needs {', '.join(missing)} (the test extra installs them)")
-    running = start_server(tmp_path_factory.mktemp("server"), extra_args=RUNTIMES[request.param])
-    yield running
-    running.stop()
+    return start_server(folder, extra_args=(*RUNTIMES[runtime], *extra_args))
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -27,6 +28,7 @@ class RunningServer:
         self.port = 0
         self.proc: subprocess.Popen | None = None
         self.log_lines: list[dict] = []
+        self._log_reader: threading.Thread | None = None
 
     @property
     def http_url(self) -> str:
@@ -44,7 +46,8 @@ class RunningServer:
         env = {**os.environ, **(self.env or {})}
         self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env, text=True)
         ready = threading.Event()
-        threading.Thread(target=self._read_logs, args=(self.proc, ready), daemon=True).start()
+        self._log_reader = threading.Thread(target=self._read_logs, args=(self.proc, ready), daemon=True)
+        self._log_reader.start()
         if not ready.wait(START_TIMEOUT_S) or self.proc.poll() is not None:
             self.kill()
             raise RuntimeError("the server did not start:\n" + "\n".join(map(str, self.log_lines[-20:])))
@@ -63,6 +66,19 @@ class RunningServer:
                 ready.set()
         ready.set()  # the process ended: let start() report it
 
+    async def wait_for_log(self, msg: str, timeout: float = 10.0) -> list[dict]:
+        """The log lines saying ``msg``, once there is one: they are read from stderr by another
+        thread, so a line the server has written may not be in ``log_lines`` yet."""
+        async with asyncio.timeout(timeout):
+            while not (lines := [line for line in self.log_lines if line.get("msg") == msg]):
+                await asyncio.sleep(0.02)
+        return lines
+
+    def _finish_reading_logs(self) -> None:
+        """After the process has ended: every line it wrote is in ``log_lines``."""
+        if self._log_reader is not None:
+            self._log_reader.join(10)
+
     def _wait_healthy(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
@@ -79,6 +95,7 @@ class RunningServer:
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(10)
+        self._finish_reading_logs()
 
     def stop(self) -> int | None:
         """SIGTERM and wait: the graceful path."""
@@ -88,6 +105,7 @@ class RunningServer:
                 self.proc.wait(15)
             except subprocess.TimeoutExpired:
                 self.kill()
+        self._finish_reading_logs()
         return self.proc.returncode if self.proc else None
 
     def restart(self, *, kill: bool = False) -> "RunningServer":

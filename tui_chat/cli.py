@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 from tui_chat import __version__
+from tui_chat import protocol as p
+from tui_chat.ratelimit import MAX_RATE
 from tui_chat.server.deadline import (
     DEFAULT_REQUEST_HEAD_TIMEOUT_S,
     MAX_REQUEST_HEAD_TIMEOUT_S,
@@ -47,6 +49,26 @@ def _request_timeout(value: str) -> float:
     return seconds
 
 
+def _rate(value: str) -> float:
+    try:
+        rate = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of actions a second: {value!r}") from None
+    if not 0.1 <= rate <= MAX_RATE:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"the rate limit is 0.1-{MAX_RATE} actions a second, not {value}")
+    return rate
+
+
+def _burst(value: str) -> int:
+    try:
+        burst = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of actions: {value!r}") from None
+    if not 1 <= burst <= MAX_RATE:
+        raise argparse.ArgumentTypeError(f"the burst is 1-{MAX_RATE} actions, not {burst}")
+    return burst
+
+
 def _existing_file(value: str) -> Path:
     path = Path(value).expanduser()
     if not path.is_file():
@@ -62,6 +84,8 @@ def _add_serve_parser(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--auth", choices=("accounts", "open", "cognito"), default="accounts", help="accounts: username and password; open: pick a nickname; cognito: Amazon Cognito ID tokens (default: %(default)s)")
     serve.add_argument("--commit-window-ms", type=_commit_window, default=0.0, metavar="MS", help="wait up to MS for more writes before each commit: fewer fsyncs on a slow disk, MS more latency per ack (default: 0, group only what is already queued)")
     serve.add_argument("--request-timeout", type=_request_timeout, default=DEFAULT_REQUEST_HEAD_TIMEOUT_S, metavar="S", help="close a connection that has not sent a whole request head (a WebSocket handshake included) within S seconds (default: %(default)g)")
+    serve.add_argument("--rate-limit", type=_rate, default=p.RATE_LIMIT_PER_SECOND, metavar="N", help="actions a second each connection may sustain; more get rate_limited (default: %(default)g)")
+    serve.add_argument("--rate-burst", type=_burst, default=p.RATE_LIMIT_BURST, metavar="N", help="actions a connection may send at once before --rate-limit applies (default: %(default)s)")
     serve.add_argument("--no-signup", dest="signup", action="store_false", help="refuse new accounts (accounts mode)")
     serve.add_argument("--certfile", type=_existing_file, help="TLS certificate (PEM): serve wss:// and https://")
     serve.add_argument("--keyfile", type=_existing_file, help="TLS private key (PEM), with --certfile")
@@ -97,6 +121,7 @@ def fast_loop():
 
 def run_serve(args: argparse.Namespace) -> int:
     from tui_chat.server.logs import configure_logging
+    from tui_chat.ratelimit import RateLimit
     from tui_chat.server.serve import ServeOptions, build_app, make_server
 
     if bool(args.certfile) != bool(args.keyfile):
@@ -110,6 +135,7 @@ def run_serve(args: argparse.Namespace) -> int:
     options = ServeOptions(
         host=args.host, port=args.port, db=args.db, auth=args.auth, signup=args.signup,
         commit_window_ms=args.commit_window_ms, request_timeout_s=args.request_timeout,
+        rate_limit=RateLimit(args.rate_limit, args.rate_burst),
         certfile=args.certfile, keyfile=args.keyfile, log_level=args.log_level, runtime=args.runtime,
         cognito_region=args.cognito_region, cognito_user_pool_id=args.cognito_user_pool_id,
         cognito_client_id=args.cognito_client_id, cognito_group=args.cognito_group,

@@ -5,8 +5,23 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from tui_chat.protocol import RATE_LIMIT_BURST, RATE_LIMIT_PER_SECOND
+
+MAX_RATE = 100_000
+"""The largest sustained rate or burst ``serve`` accepts: past it the limit means nothing."""
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """A server's per-connection limit: ``rate`` actions a second sustained, bursts of ``burst``."""
+
+    rate: float = RATE_LIMIT_PER_SECOND
+    burst: int = RATE_LIMIT_BURST
+
+    def bucket(self) -> "TokenBucket":
+        return TokenBucket(self.rate, self.burst)
 
 
 class TokenBucket:

@@ -15,7 +15,7 @@ from websockets.exceptions import InvalidStatus
 
 from tests.aws.conftest import REGION
 from tests.serverproc import start_server
-from tests.wsclient import WsClient, signup
+from tests.wsclient import RECV_TIMEOUT_S, WsClient, signup
 from tui_chat.cognito_auth import CognitoConfig, sign_in
 
 pytest.importorskip("flask", reason="moto's server mode needs moto[server]")
@@ -36,12 +36,13 @@ def management(server) -> object:
 async def connection_id(server, client: WsClient) -> str:
     """The emulator logs each invocation with its connection id: find this client's."""
     await client.request({"action": "ping"})
-    for _ in range(50):
-        ids = [e["conn"] for e in server.log_lines if e.get("msg") == "invocation" and e.get("user") == client.user and e.get("conn")]
-        if ids:
-            return ids[-1]
-        await asyncio.sleep(0.02)
-    raise AssertionError("no invocation logged for " + client.user)
+    # The log line is written before the pong, but read from the server's stderr by another thread.
+    async with asyncio.timeout(RECV_TIMEOUT_S):
+        while True:
+            ids = [e["conn"] for e in server.log_lines if e.get("msg") == "invocation" and e.get("user") == client.user and e.get("conn")]
+            if ids:
+                return ids[-1]
+            await asyncio.sleep(0.02)
 
 
 async def test_connections_api_posts_gets_and_deletes_over_real_http(emulator):

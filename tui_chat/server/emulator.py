@@ -220,7 +220,8 @@ class ApiGatewayEmulator:
         authorizer = {"principalId": policy.get("principalId"), **(policy.get("context") or {})}
 
         client = scope.get("client") or ("127.0.0.1", 0)
-        live = LiveConnection(Caller(conn_id, str(authorizer.get("username")), str(authorizer.get("device"))), send)
+        caller = Caller(conn_id, str(authorizer.get("username")), str(authorizer.get("device")))
+        live = LiveConnection(caller, send, self.http_app.rate_limit.bucket())
         sock = _Socket(live, conn_id, now_ms(), client[0], _header(scope, "user-agent"), authorizer)
         self.sockets[conn_id] = sock  # known, but not established: @connections answers 410 until $connect returns
         result: Any = {}
@@ -405,7 +406,7 @@ def build_emulator(options: Any, *, clock: Any = now_ms) -> ApiGatewayEmulator:
     else:
         accounts = AccountService(store, secret, mode=options.auth, allow_signup=options.signup, clock=clock)
     lambda_app = aws.LambdaApp(store, verifier=verifier or accounts, accounts=accounts, region=region, clock=clock)
-    http_app = ChatServerApp(store, accounts, verifier=verifier, clock=clock)
+    http_app = ChatServerApp(store, accounts, verifier=verifier, clock=clock, rate_limit=options.rate_limit)
     log.info("lambda runtime", extra={"dynamodb": endpoint, "tables": options.table_prefix + "*"})
     return ApiGatewayEmulator(lambda_app, http_app, store=store,
                               on_shutdown=moto_server.stop if moto_server is not None else None)  # fmt: skip

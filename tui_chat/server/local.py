@@ -21,7 +21,7 @@ from tui_chat import __version__
 from tui_chat import protocol as p
 from tui_chat.server.accounts import AccountService, AuthError, Identity
 from tui_chat.server.core import Caller, ChatCore, Gateway, now_ms
-from tui_chat.ratelimit import TokenBucket
+from tui_chat.ratelimit import RateLimit, TokenBucket
 from tui_chat.server.store import Store, StoreUnavailable
 
 log = logging.getLogger("tui_chat.server")
@@ -57,7 +57,7 @@ class LiveConnection:
 
     __slots__ = ("caller", "_send", "_queue", "_queued_bytes", "_wakeup", "_writer", "closed", "bucket")
 
-    def __init__(self, caller: Caller, send: Send) -> None:
+    def __init__(self, caller: Caller, send: Send, bucket: TokenBucket | None = None) -> None:
         self.caller = caller
         self._send = send
         self._queue: deque[str | tuple[int, str]] = deque()
@@ -65,7 +65,7 @@ class LiveConnection:
         self._wakeup = asyncio.Event()
         self._writer: asyncio.Task | None = None
         self.closed = False
-        self.bucket = TokenBucket()
+        self.bucket = bucket or TokenBucket()
 
     def start(self) -> None:
         self._writer = asyncio.create_task(self._drain(), name=f"ws-writer-{self.caller.conn_id}")
@@ -151,10 +151,12 @@ class ChatServerApp:
         *,
         verifier: TokenVerifier | None = None,
         clock: Callable[[], int] = now_ms,
+        rate_limit: RateLimit = RateLimit(),
     ) -> None:
         """``verifier`` (Cognito sign-in) checks tokens instead of ``accounts``, whose HTTP
         endpoints are then off: users sign in with Cognito, not with this server."""
         self.store = store
+        self.rate_limit = rate_limit
         self.accounts = accounts
         self.verifier = verifier
         self.gateway = LocalGateway()
@@ -288,7 +290,7 @@ class ChatServerApp:
             await _deny(send, 503, "the server cannot reach its store")
             return
         await send({"type": "websocket.accept"})
-        conn = LiveConnection(caller, send)
+        conn = LiveConnection(caller, send, self.rate_limit.bucket())
         self.gateway.connections[caller.conn_id] = conn
         conn.start()
         log.info("connected", extra={"user": caller.username, "device": caller.device, "conn": caller.conn_id})

@@ -12,6 +12,7 @@ import uvicorn
 
 from tui_chat import protocol as p
 from tui_chat.paths import data_dir
+from tui_chat.ratelimit import RateLimit
 from tui_chat.server.accounts import AccountService, load_or_create_secret
 from tui_chat.server.core import now_ms
 from tui_chat.server.deadline import DEFAULT_REQUEST_HEAD_TIMEOUT_S, with_head_deadline
@@ -34,6 +35,8 @@ class ServeOptions:
     """How long the SQLite writer waits for more writes to commit with the first."""
     request_timeout_s: float = DEFAULT_REQUEST_HEAD_TIMEOUT_S
     """How long a connection may take to send each request head before it is closed."""
+    rate_limit: RateLimit = RateLimit()
+    """Each connection's token bucket (PROTOCOL.md section 5's default: 100/s, bursts of 500)."""
     certfile: Path | None = None
     keyfile: Path | None = None
     log_level: str = "info"
@@ -75,9 +78,9 @@ def build_app(options: ServeOptions, *, clock: Callable[[], int] = now_ms) -> Ch
             required_group=options.cognito_group,
         )  # fmt: skip
         accounts = AccountService(store, secret, mode="accounts", allow_signup=False, clock=clock)
-        return ChatServerApp(store, accounts, verifier=verifier, clock=clock)
+        return ChatServerApp(store, accounts, verifier=verifier, clock=clock, rate_limit=options.rate_limit)
     accounts = AccountService(store, secret, mode=options.auth, allow_signup=options.signup, clock=clock)
-    return ChatServerApp(store, accounts, clock=clock)
+    return ChatServerApp(store, accounts, clock=clock, rate_limit=options.rate_limit)
 
 
 class ChatServer(uvicorn.Server):
