@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from textual import events
+
 from tests.ui.fixtures import NOW_MS, FixedData, fixed_clock, hostile_messages, sample_messages
 from tui_chat.protocol import MAX_BODY_CHARS
 from tui_chat.ui.app import ChatApp
@@ -204,3 +206,32 @@ async def test_status_screen_returns_the_choice():
         await pilot.press(*"deep work", "enter")
         await pilot.pause()
         assert chosen == [("busy", "deep work")]
+
+
+def burst(app: ChatApp, *keys: str) -> None:
+    """Keys that arrive in one read (a fast typist over SSH, a paste): all queued before the
+    app handles the first, unlike ``pilot.press``, which waits for each key to be handled."""
+    for key in keys:
+        app.post_message(events.Key(key, key if len(key) == 1 else None))
+
+
+async def test_keys_after_ctrl_o_in_one_burst_go_to_the_people_filter_not_the_conversation():
+    app = RecordingApp(FixedData())
+    async with app.run_test(size=(100, 30)) as pilot:
+        assert app.screen.conversation == "alice" and app.focused.id == "composer"
+        burst(app, "ctrl+o", "b", "o", "b", "enter")
+        await pilot.pause()
+        await pilot.pause()
+        assert not [a for a in app.asked if a[0] == "send"], "nothing typed into the filter is sent"
+        assert app.screen.conversation == "bob"
+        assert app.focused.id == "composer"
+        assert app.screen.query_one("#composer").text == ""
+
+
+async def test_escape_in_one_burst_sends_the_rest_to_the_composer():
+    app = RecordingApp(FixedData())
+    async with app.run_test(size=(100, 30)) as pilot:
+        burst(app, "ctrl+o", "escape", "h", "i")
+        await pilot.pause()
+        assert app.screen.query_one("#composer").text == "hi"
+        assert app.screen.query_one("#user-filter").value == ""

@@ -54,10 +54,13 @@ class ChatScreen(Screen[None]):
     BINDINGS = [
         Binding("f1", "app.help", "Keys"),
         Binding("f2", "app.set_status", "Status"),
-        Binding("ctrl+o", "focus_people", "People"),
+        # Keys that move focus are priority bindings: the app runs them before it routes the next
+        # key, and they move focus at once (``set_focus``, not the deferred ``focus()``), so keys
+        # that arrive in one burst (over SSH, from a paste) land where the person sent them.
+        Binding("ctrl+o", "focus_people", "People", priority=True),
         Binding(RETRY_KEY, "retry", "Retry", priority=True),
         Binding(DISCARD_KEY, "discard", "Discard", priority=True),
-        Binding("escape", "focus_composer", "Write", show=False),
+        Binding("escape", "focus_composer", "Write", show=False, priority=True),
     ]
 
     conversation: reactive[str | None] = reactive(None, init=False)
@@ -210,7 +213,7 @@ class ChatScreen(Screen[None]):
     @on(UserList.Selected)
     def _user_selected(self, event: UserList.Selected) -> None:
         self.open_conversation(event.name)
-        self.query_one(Composer).focus()
+        self.set_focus(self.query_one(Composer))
 
     @on(Composer.Submitted)
     def _composer_submitted(self, event: Composer.Submitted) -> None:
@@ -254,6 +257,8 @@ class ChatScreen(Screen[None]):
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         if action in ("retry", "discard"):
             return self._first_failed() is not None if self.is_mounted else False
+        if action == "focus_composer":  # escape in the composer is the composer's own
+            return self.is_mounted and self.focused is not self.query_one(Composer)
         return True
 
     def action_retry(self) -> None:
@@ -267,7 +272,8 @@ class ChatScreen(Screen[None]):
             self.post_message(self.Discard(failed.key))
 
     def action_focus_people(self) -> None:
-        self.query_one("#user-options").focus()
+        self.query_one(UserList).start_filtering()
 
     def action_focus_composer(self) -> None:
-        self.query_one(Composer).focus()
+        self.query_one(UserList).clear_filter()
+        self.set_focus(self.query_one(Composer))

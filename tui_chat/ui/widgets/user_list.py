@@ -41,9 +41,20 @@ class UserOptions(OptionList):
 
     def on_key(self, event) -> None:
         if event.character and event.character.isprintable() and len(event.character) == 1 and event.key != "space":
-            filter_input = self.parent.query_one(Input)
-            filter_input.focus()
+            filter_input = self.parent.query_one(PeopleFilter)
+            self.screen.set_focus(filter_input)  # now, not later: the next key must go there too
             filter_input.insert_text_at_cursor(event.character)
+            event.stop()
+            event.prevent_default()
+
+
+class PeopleFilter(Input):
+    """Typing narrows the list; up and down move through what is left, enter opens it."""
+
+    def on_key(self, event) -> None:
+        if event.key in ("up", "down"):
+            options = self.parent.query_one(UserOptions)
+            options.action_cursor_up() if event.key == "up" else options.action_cursor_down()
             event.stop()
             event.prevent_default()
 
@@ -70,7 +81,7 @@ class UserList(Vertical):
         self._shown: list[str] = []
 
     def compose(self) -> ComposeResult:
-        yield Input(placeholder="filter people…", id="user-filter", compact=True, select_on_focus=False)
+        yield PeopleFilter(placeholder="filter people…", id="user-filter", compact=True, select_on_focus=False)
         yield UserOptions(id="user-options")
 
     @property
@@ -96,6 +107,17 @@ class UserList(Vertical):
         options.add_options([Option(user_prompt(u), id=u.name) for u in shown])
         if highlighted in self._shown:
             options.highlighted = self._shown.index(highlighted)
+
+    def start_filtering(self) -> None:
+        """Focus the filter at once, empty, with the whole list shown."""
+        self.clear_filter()
+        self.screen.set_focus(self.query_one(PeopleFilter))
+
+    def clear_filter(self) -> None:
+        people_filter = self.query_one(PeopleFilter)
+        if people_filter.value:
+            people_filter.value = ""
+            self._rebuild()
 
     def highlight(self, name: str | None) -> None:
         if name in self._shown:
