@@ -235,3 +235,45 @@ async def test_escape_in_one_burst_sends_the_rest_to_the_composer():
         await pilot.pause()
         assert app.screen.query_one("#composer").text == "hi"
         assert app.screen.query_one("#user-filter").value == ""
+
+
+def wrapped(count: int) -> list[MessageRow]:
+    """Messages of several wrapped lines each, the last line of each saying which it is."""
+    return [
+        MessageRow(f"w{i:04d}", "alice", "word " * 60 + f"end-of-{i}", NOW_MS - (count - i) * 1000)
+        for i in range(count)
+    ]
+
+
+async def test_end_after_paging_far_up_shows_the_last_line_of_the_newest_message():
+    app = RecordingApp(FixedData(messages={"alice": wrapped(200)}))
+    async with app.run_test(size=(100, 30)) as pilot:
+        view = app.screen.conversation_view
+        await pilot.press("shift+tab", *["pageup"] * 30, "end")
+        await pilot.pause()
+        await pilot.wait_for_scheduled_animations()
+        await pilot.pause()
+        assert view.at_bottom
+        lines = [line for line in visible_text(view) if line.strip()]
+        assert lines[-1].strip().endswith("end-of-199"), visible_text(view)[-4:]
+
+
+async def test_after_the_height_changes_the_view_still_follows_new_messages():
+    data = FixedData(messages={"alice": many("alice", 100)})
+    app = RecordingApp(data)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen: ChatScreen = app.screen
+        view = screen.conversation_view
+        assert view.at_bottom
+        await pilot.resize_terminal(100, 20)  # a pane split: the same width, fewer rows
+        await pilot.pause()
+        data.messages["alice"] = [*data.messages["alice"], *many("alice", 1, start=100)]
+        screen.refresh_conversation("alice")
+        await pilot.pause()
+        assert view.at_bottom and visible_text(view)[-1].strip() == "alice says 100"
+        await pilot.resize_terminal(100, 40)  # zoomed back
+        await pilot.pause()
+        data.messages["alice"] = [*data.messages["alice"], *many("alice", 1, start=101)]
+        screen.refresh_conversation("alice")
+        await pilot.pause()
+        assert view.at_bottom and visible_text(view)[-1].strip() == "alice says 101"

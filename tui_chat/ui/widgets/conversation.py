@@ -152,6 +152,9 @@ class ConversationView(ScrollView, can_focus=True):
         overflow-x: hidden;
         overflow-y: auto;
         scrollbar-size-vertical: 1;
+        /* The scrollbar's column is always kept: rows are laid out for one width, and a
+           scrollbar appearing as the history grows must not make them wrap differently. */
+        scrollbar-gutter: stable;
         & > .conversation--sender { text-style: bold; color: $text-secondary; }
         & > .conversation--me { text-style: bold; color: $text-accent; }
         & > .conversation--time { color: $text-muted; }
@@ -198,6 +201,8 @@ class ConversationView(ScrollView, can_focus=True):
         self._heights: list[int] = []
         self._offsets: list[int] = [0]  # running sum of heights, one longer than rows
         self._layout_width = 0
+        self._following = True
+        """The view shows the newest row and keeps showing it as rows come and the size changes."""
         self._strips: LRUCache[tuple, list[Strip]] = LRUCache(2048)
 
     # --- public API -------------------------------------------------------------------------
@@ -386,18 +391,19 @@ class ConversationView(ScrollView, can_focus=True):
         return self._rows[index].key, y - self._offsets[index]
 
     def on_resize(self) -> None:
+        # The size has already changed: whether the view was at the bottom is what
+        # ``_following`` remembers (a shorter view is no longer at the bottom by itself).
         width = self._current_width()
         if width != self._layout_width:
-            was_at_bottom = self.at_bottom
             key, _ = self._anchor()
             self._layout_width = width
             self._relayout(0)
             self._update_virtual_size()
-            if was_at_bottom or key is None:
-                self._scroll_rows(self.max_scroll_y)
-            else:
+            if not self._following and key is not None:
                 self._scroll_rows(self._offsets[self._positions[key]])
-            self.refresh()
+        if self._following:
+            self._scroll_rows(self.max_scroll_y)
+        self.refresh()
 
     def notify_style_update(self) -> None:
         super().notify_style_update()
@@ -412,6 +418,7 @@ class ConversationView(ScrollView, can_focus=True):
 
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
         super().watch_scroll_y(old_value, new_value)
+        self._following = new_value >= self.max_scroll_y
         if new_value >= self.max_scroll_y:
             if self.unseen:
                 self.unseen = 0
