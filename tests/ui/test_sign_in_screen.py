@@ -75,3 +75,39 @@ async def test_unreachable_server_is_said_in_words():
         await app.workers.wait_for_complete()
         await pilot.pause()
         assert "open server" in str(app.screen.query_one("#server-mode").render())
+
+
+class RefusingBackend(FakeBackend):
+    async def sign_in(self, server, username, password, *, create, mode) -> None:
+        self.calls.append((server, username, password, create, mode))
+        raise SignInFailed("a password needs at least 8 characters", "password")
+
+
+async def test_after_a_failed_attempt_the_field_to_fix_has_the_focus():
+    backend = RefusingBackend({"http://s": ServerInfo("accounts", signup=True)})
+    app = app_with(backend, server="http://s", username="newbie")
+    async with app.run_test() as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        await pilot.press(*"short")
+        await pilot.click("#create-account")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert "at least 8 characters" in str(app.screen.query_one("#sign-in-error").render())
+        assert app.focused is not None and app.focused.id == "password"
+        await pilot.press(*"long enough now")
+        assert app.screen.query_one("#password", Input).value == "long enough now"
+        assert app.screen.query_one("#server", Input).value == "http://s", "the server address is untouched"
+
+
+def test_wrong_password_on_a_server_that_takes_new_accounts_points_to_create_account():
+    from tui_chat.client.auth import SignInError
+    from tui_chat.ui.session import field_to_fix, friendly
+
+    wrong = SignInError("credentials", "invalid username or password")
+    assert "Create account" in friendly(wrong, "http://s", "accounts", signup=True)
+    assert "Create account" not in friendly(wrong, "http://s", "accounts", signup=False)
+    assert field_to_fix(wrong) == "password"
+    assert field_to_fix(SignInError("invalid", "a password needs at least 8 characters")) == "password"
+    assert field_to_fix(SignInError("invalid", "a username is 2-32 characters")) == "username"
+    assert field_to_fix(SignInError("unreachable", "cannot reach")) == "server"

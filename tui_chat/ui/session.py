@@ -45,10 +45,22 @@ class Change:
     signed_out: bool = False
 
 
-def friendly(error: SignInError, server: str, mode: str) -> str:
+FIELD_TO_FIX = {"credentials": "password", "throttled": "password", "taken": "username", "disabled": "username", "unreachable": "server"}
+
+
+def field_to_fix(error: SignInError) -> str:
+    """The sign-in form's input that the person should change after ``error``."""
+    if error.kind == "invalid":
+        return "password" if "password" in error.message.lower() else "username"
+    return FIELD_TO_FIX.get(error.kind, "password")
+
+
+def friendly(error: SignInError, server: str, mode: str, *, signup: bool = False) -> str:
     """One sentence a person can act on, for each way signing in fails."""
     match error.kind:
         case "credentials":
+            if signup:
+                return "Wrong username or password. New here? Choose Create account to make this one."
             return "Wrong username or password."
         case "unreachable":
             return f"Cannot reach the server at {http_base(server)} — is it running? ({error.message})"
@@ -123,7 +135,7 @@ class Session:
         try:
             info = await self._client_for(server).discover()
         except SignInError as exc:
-            raise SignInFailed(friendly(exc, server, "accounts")) from None
+            raise SignInFailed(friendly(exc, server, "accounts"), "server") from None
         return ServerInfo(auth=info.auth, signup=info.signup)
 
     async def sign_in(self, server: str, username: str, password: str, *, create: bool, mode: str) -> None:
@@ -131,7 +143,8 @@ class Session:
         try:
             await client.sign_in(username, password, create=create)
         except SignInError as exc:
-            raise SignInFailed(friendly(exc, server, mode)) from None
+            signup = client.info is not None and client.info.signup and not create and mode == "accounts"
+            raise SignInFailed(friendly(exc, server, mode, signup=signup), field_to_fix(exc)) from None
         self.server, self.username = server, client.me
         self._remember()
 

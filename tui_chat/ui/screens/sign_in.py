@@ -31,7 +31,12 @@ class ServerInfo:
 
 
 class SignInFailed(Exception):
-    """A failure a person can act on; ``str()`` is the sentence to show."""
+    """A failure a person can act on; ``str()`` is the sentence to show, ``field`` the input
+    to fix (``server``, ``username`` or ``password``; the form focuses it)."""
+
+    def __init__(self, message: str, field: str = "password") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class SignInBackend(Protocol):
@@ -175,8 +180,13 @@ class SignInScreen(Screen[None]):
         try:
             await self.backend.sign_in(server, username, password, create=create, mode=mode)
         except SignInFailed as exc:
+            buttons.set(disabled=False)
             self.show_error(str(exc))
             self.query_one("#password", Input).value = ""
+            field = self.query_one(f"#{exc.field}", Input)
+            # The button that was pressed was disabled meanwhile and lost the focus: give it to
+            # the field to fix, so the next key is not typed into (or Tab taken to) another one.
+            self.set_focus(field if field.display else self.query_one("#username", Input))
             return
         finally:
             buttons.set(disabled=False)
