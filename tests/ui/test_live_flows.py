@@ -286,3 +286,26 @@ async def test_switching_between_real_conversations_never_shows_an_empty_view(li
             await pilot.pause()
             assert f"{name} line 29" in view_text(screen)
     assert (first, 0) not in drawn and (second, 0) not in drawn
+
+
+async def test_without_a_keyring_the_session_is_kept_in_a_file_when_the_config_asks(live_server, private_dirs):
+    import keyring
+    from keyring.backends.fail import Keyring as NoKeyring
+
+    from tui_chat.client.config import Config
+
+    name = unique("filetok")
+    await signup(live_server.http_url, name)
+    previous = keyring.get_keyring()
+    keyring.set_keyring(NoKeyring())
+    try:
+        config = Config(server=live_server.http_url, username=name, store_tokens_in_file=True)
+        first = Session(config)
+        await first.sign_in(live_server.http_url, name, PASSWORD, create=False, mode="accounts")
+        kept = list((private_dirs / "data").rglob("refresh-*"))
+        assert len(kept) == 1 and (kept[0].stat().st_mode & 0o777) == 0o600
+        assert PASSWORD not in kept[0].read_text()
+        assert await Session(config).resume(), "the next start signs in from the file"
+        assert not await Session(Config(server=live_server.http_url, username=name)).resume(), "only when asked"
+    finally:
+        keyring.set_keyring(previous)

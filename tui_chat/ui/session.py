@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from tui_chat.client import state as cs
@@ -86,7 +86,7 @@ class Session:
         *,
         server: str = "",
         username: str = "",
-        client_factory: Callable[[str], ChatClient] = ChatClient,
+        client_factory: Callable[[str], ChatClient] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         config_error: str = "",
     ) -> None:
@@ -99,8 +99,8 @@ class Session:
         self.last_conversation: str | None = None
         self.theme: str | None = self.config.theme
         self.bell = self.config.bell
-        cognito = self.config.cognito
-        self._client_factory = (lambda url: ChatClient(url, cognito=cognito)) if cognito and client_factory is ChatClient else client_factory
+        # The config decides the Cognito pool and whether tokens may go to a 0600 file.
+        self._client_factory = client_factory or (lambda url: ChatClient.from_config(replace(self.config, server=url)))
         self._monotonic = monotonic
         self.client: ChatClient | None = None
         self._rows: dict[str, list[MessageRow]] = {}
