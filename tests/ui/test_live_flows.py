@@ -309,3 +309,24 @@ async def test_without_a_keyring_the_session_is_kept_in_a_file_when_the_config_a
         assert not await Session(Config(server=live_server.http_url, username=name)).resume(), "only when asked"
     finally:
         keyring.set_keyring(previous)
+
+
+async def test_statuses_are_shown_unknown_while_disconnected(live_server, make_app):
+    me, other = unique("gus"), unique("hal")
+    await signup(live_server.http_url, me, PASSWORD)
+    hal = await peer(live_server, other)
+    app = make_app(me)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await sign_in(app, pilot)
+
+        def status_of(name: str) -> str | None:
+            return next((u.status for u in screen.query_one("#users").users if u.name == name), None)
+
+        await app.wait_for(lambda: status_of(other) == "online", pilot, "the other user online")
+        screen.open_conversation(other)
+        live_server.stop()
+        await app.wait_for(lambda: status_of(other) == "unknown", pilot, "shown unknown while we are not connected")
+        assert "status unknown" in str(screen.query_one("#conversation-title").render())
+        assert "● online" not in str(screen.query_one("#users").options.get_option(other).prompt)
+        live_server.start()
+        await app.wait_for(lambda: status_of(other) == "offline", pilot, "fresh again: hal's socket died with the server")

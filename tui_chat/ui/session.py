@@ -107,6 +107,8 @@ class Session:
         self._exhausted: set[str] = set()
         self._link: cs.ConnectionChanged | None = None
         self._link_at = monotonic()
+        self._presence_fresh = False
+        """Whether the statuses are current: from the first user list after connecting until the link drops."""
 
     @classmethod
     def from_config(cls, *, server: str | None = None, username: str | None = None) -> "Session":
@@ -190,10 +192,16 @@ class Session:
         match event:
             case cs.ConnectionChanged():
                 self._link, self._link_at = event, self._monotonic()
+                if event.kind != "online" and self._presence_fresh:
+                    self._presence_fresh = False
+                    change.users = True
                 change.connection = True
                 change.replaced = event.kind == "replaced"
                 change.signed_out = event.kind == "signed_out"
-            case cs.UserChanged() | cs.UsersLoaded() | cs.ConversationChanged():
+            case cs.UsersLoaded():
+                self._presence_fresh = True
+                change.users = True
+            case cs.UserChanged() | cs.ConversationChanged():
                 change.users = True  # statuses and unread counts; rows come with TimelineChanged
             case cs.TimelineChanged():
                 self._reload(event.peer, event.appended, event.prepended)
@@ -215,12 +223,17 @@ class Session:
         unread = {c.peer: c.unread for c in client.conversations()}
         known = dict(client.users)
         rows = [
-            UserRow(name, user.status if user.status in ("online", "away", "busy") else "offline",
-                    user.text, unread.get(name, 0), name == client.me)
+            UserRow(name, self._shown_status(user.status), user.text, unread.get(name, 0), name == client.me)
             for name, user in known.items()
         ]  # fmt: skip
-        rows.extend(UserRow(peer, "offline", "", count) for peer, count in unread.items() if peer not in known)
+        rows.extend(UserRow(peer, self._shown_status("offline"), "", count) for peer, count in unread.items() if peer not in known)
         return rows
+
+    def _shown_status(self, status: str) -> str:
+        """What we last heard holds only while connected, from the first user list on."""
+        if not self._presence_fresh:
+            return "unknown"
+        return status if status in ("online", "away", "busy") else "offline"
 
     def rows(self, conversation: str) -> Sequence[MessageRow]:
         rows = self._rows.get(conversation)
@@ -345,6 +358,7 @@ class Session:
         self.client = None
         self._rows.clear()
         self._link = None
+        self._presence_fresh = False
 
 
 def _host(server: str) -> str:

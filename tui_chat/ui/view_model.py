@@ -12,7 +12,8 @@ from typing import Literal
 Mark = Literal["none", "pending", "sent", "read", "failed"]
 """``none`` for other people's messages; the rest describe one of our own."""
 
-PresenceName = Literal["online", "away", "busy", "offline"]
+PresenceName = Literal["online", "away", "busy", "offline", "unknown"]
+"""``unknown``: we are not connected, so whatever we last heard may no longer be true."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +39,7 @@ class UserRow:
     is_me: bool = False
 
 
-STATUS_MARKS: dict[str, str] = {"online": "●", "away": "◐", "busy": "⊘", "offline": "○"}
+STATUS_MARKS: dict[str, str] = {"online": "●", "away": "◐", "busy": "⊘", "offline": "○", "unknown": "◌"}
 """Status marks that differ in shape, not only in colour."""
 
 ConnectionState = Literal["connecting", "online", "reconnecting", "offline", "replaced", "signed_out"]

@@ -198,8 +198,9 @@ class ChatScreen(Screen[None]):
         user = next((u for u in users if u.name == self.conversation), None)
         parts: list = [safe_content(self.conversation, "bold")]
         if user is not None:
-            parts.extend(["  ", STATUS_MARKS.get(user.status, "?"), " ", (user.status, "dim")])
-            if user.text:
+            word = "status unknown until reconnected" if user.status == "unknown" else user.status
+            parts.extend(["  ", STATUS_MARKS.get(user.status, "?"), " ", (word, "dim")])
+            if user.text and user.status != "unknown":
                 parts.extend([("  ", "dim"), safe_content(user.text, "dim italic")])
         title.update(Content.assemble(*parts))
 

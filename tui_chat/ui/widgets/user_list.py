@@ -16,7 +16,7 @@ from textual.widgets.option_list import Option
 from tui_chat.ui.safe_text import safe_content
 from tui_chat.ui.view_model import STATUS_MARKS, UserRow
 
-STATUS_STYLES = {"online": "$success", "away": "$warning", "busy": "$error", "offline": "$text-muted"}
+STATUS_STYLES = {"online": "$success", "away": "$warning", "busy": "$error", "offline": "$text-muted", "unknown": "$text-muted"}
 
 
 def sort_key(user: UserRow) -> tuple:
@@ -30,8 +30,8 @@ def user_prompt(user: UserRow) -> Content:
         parts.append((" (you)", "dim"))
     if user.unread:
         parts.extend(["  ", (f" {user.unread} ", "reverse bold")])
-    second: list = ["\n  ", (user.status, "dim")]
-    if user.text:
+    second: list = ["\n  ", ("status unknown" if user.status == "unknown" else user.status, "dim")]
+    if user.text and user.status != "unknown":
         second.extend([("  ", "dim"), safe_content(user.text, "dim italic")])
     return Content.assemble(*parts, *second)
 
