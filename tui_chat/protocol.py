@@ -467,11 +467,15 @@ class ConversationSummary:
     read_seq: int
     unread: int
     last: Message | None
+    peer_read_seq: int = 0
+    """The other user's ``readSeq`` (section 7.4): how a device that was offline learns its
+    messages were read."""
 
     def to_wire(self) -> dict[str, Any]:
         return {
             "with": self.with_, "lastSeq": self.last_seq, "readSeq": self.read_seq,
             "unread": self.unread, "last": self.last.to_wire() if self.last else None,
+            "peerReadSeq": self.peer_read_seq,
         }  # fmt: skip
 
 
@@ -662,6 +666,7 @@ def _event_from_object(frame: dict[str, Any]) -> Event:
                     with_=_req_str(item, "with"), last_seq=_req_int(item, "lastSeq"),
                     read_seq=_req_int(item, "readSeq"), unread=_req_int(item, "unread"),
                     last=Message.from_wire(last) if last is not None else None,
+                    peer_read_seq=_req_int(item, "peerReadSeq") if "peerReadSeq" in item else 0,
                 )  # fmt: skip
             )
         return Conversations(items=tuple(convs), next=_opt_str(frame, "next"), rid=rid)

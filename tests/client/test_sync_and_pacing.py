@@ -314,6 +314,25 @@ async def test_read_marker_and_status_set_offline_reach_the_peer_when_the_link_r
         await proxy.stop()
 
 
+async def test_a_device_offline_while_its_messages_were_read_shows_them_read_after_reconnecting(chat_server, tmp_path):
+    alice = await make_client(chat_server.http_url, tmp_path, "pralice")
+    bob = await make_client(chat_server.http_url, tmp_path, "prbob")
+    try:
+        alice.start(), bob.start()
+        await wait_until(alice, lambda: alice.online)
+        sent = [alice.send("prbob", f"read me {i}") for i in range(2)]
+        await wait_until(alice, lambda: [r.state for r in alice.timeline("prbob")] == ["sent", "sent"])
+        await alice.stop()
+        await wait_until(bob, lambda: bob.timeline_length("pralice") == 2 and bob.users["pralice"].status == "offline")
+        await bob.mark_read("pralice")  # the server has closed alice's socket: the read event reaches no device of hers
+        await wait_until(bob, lambda: bob.conversation("pralice").unread == 0)
+        alice.start()
+        await wait_until(alice, lambda: [r.state for r in alice.timeline("prbob")] == ["read", "read"], timeout=15)
+        assert [r.id for r in alice.timeline("prbob")] == sent
+    finally:
+        await alice.close(), await bob.close()
+
+
 # -- 5. first sync of a long history ------------------------------------------------------
 
 

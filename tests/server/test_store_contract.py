@@ -277,6 +277,21 @@ async def test_mark_read_moves_forward_only_and_is_clamped(store):
     assert other_side.read_seq == 4, "bob's marker is his own (he wrote them all)"
 
 
+async def test_each_side_sees_how_far_the_other_has_read(store):
+    for i in range(1, 4):
+        await store.save_message("bob", f"b-{i:08d}", "alice", f"m{i}", i)
+    [bob_view], _ = await store.list_conversations("bob", None, 10)
+    assert bob_view.peer_read_seq == 0, "alice has read nothing yet"
+    await store.mark_read("alice", "bob", 2)
+    [bob_view], _ = await store.list_conversations("bob", None, 10)
+    [alice_view], _ = await store.list_conversations("alice", None, 10)
+    assert (bob_view.read_seq, bob_view.peer_read_seq) == (3, 2)
+    assert (alice_view.read_seq, alice_view.peer_read_seq) == (2, 3), "bob's own sends moved his mark"
+    await store.save_message("carol", "c-00000001", "carol", "note to self", 5)
+    notes = [c for c in (await store.list_conversations("carol", None, 10))[0] if c.with_ == "carol"]
+    assert notes[0].peer_read_seq == notes[0].read_seq == 1
+
+
 async def test_mark_read_only_counts_the_other_users_messages(store):
     await store.save_message("bob", "b-00000001", "alice", "q1", 1)
     await store.save_message("alice", "a-00000001", "bob", "a1", 2)

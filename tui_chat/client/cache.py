@@ -69,11 +69,12 @@ class Cache:
         """Take the server's view; a read marker moved here while offline is kept (and counted)
         until the server has it too: read markers only move forward."""
         self.db.execute(
-            "INSERT INTO conversations (peer, last_seq, read_seq, unread) VALUES (?, ?, ?, ?)"
+            "INSERT INTO conversations (peer, last_seq, read_seq, unread, peer_read_seq) VALUES (?, ?, ?, ?, ?)"
             " ON CONFLICT DO UPDATE SET last_seq = max(last_seq, excluded.last_seq),"
             " unread = CASE WHEN excluded.read_seq >= read_seq THEN excluded.unread ELSE unread END,"
-            " read_seq = max(read_seq, excluded.read_seq)",
-            (summary.with_, summary.last_seq, summary.read_seq, summary.unread),
+            " read_seq = max(read_seq, excluded.read_seq),"
+            " peer_read_seq = max(peer_read_seq, excluded.peer_read_seq)",
+            (summary.with_, summary.last_seq, summary.read_seq, summary.unread, summary.peer_read_seq),
         )
 
     def set_complete(self, peer: str) -> None:

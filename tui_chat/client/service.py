@@ -540,7 +540,10 @@ class ChatClient:
             reply = await self._ask(generation, {"action": "getConversations", **({"cursor": cursor} if cursor else {})}, p.Conversations)
             for summary in reply.items:
                 peer = summary.with_
+                before = self.cache.conversation(peer)
                 self.cache.apply_summary(summary)
+                if before is not None and summary.peer_read_seq > before.peer_read_seq:
+                    self._emit(TimelineChanged(peer))  # read while we were away: ✓ becomes ✓✓
                 if summary.last_seq > self.cache.synced_seq(peer):
                     if self.cache.synced_seq(peer) == 0:
                         await self._fetch_newest(generation, peer)

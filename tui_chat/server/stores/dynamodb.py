@@ -595,6 +595,8 @@ class DynamoDBStore(Store):
             self.messages, [{"pk": _conv_key(user, r["with"]), "sk": r["lastSeq"]} for r in page]
         )
         last_by_conv = {(i["pk"], i["sk"]): _message(i) for i in lasts}
+        peer_rows = await self._batch_get(self.conversations, [{"user": r["with"], "with": user} for r in page])
+        peer_read = {row["user"]: row.get("readSeq", 0) for row in peer_rows}
         summaries = []
         for row in page:
             conv = _conv_key(user, row["with"])
@@ -602,7 +604,7 @@ class DynamoDBStore(Store):
             unread = await self._count_unread(conv, row["with"], read_seq) if row["lastSeq"] > read_seq else 0
             summaries.append(ConversationSummary(
                 with_=row["with"], last_seq=row["lastSeq"], read_seq=read_seq, unread=unread,
-                last=last_by_conv.get((conv, row["lastSeq"])),
+                last=last_by_conv.get((conv, row["lastSeq"])), peer_read_seq=int(peer_read.get(row["with"], 0)),
             ))  # fmt: skip
         next_cursor = None
         if more:

@@ -628,10 +628,11 @@ class SQLiteStore(Store):
         # One statement, so one consistent snapshot: the sides index gives the order, each row
         # then costs two primary-key lookups (the seq counter and the last message).
         query = (
-            "SELECT s.other, s.last_ts, s.read_seq, s.unread, c.last_seq,"
+            "SELECT s.other, s.last_ts, s.read_seq, s.unread, c.last_seq, coalesce(peer.read_seq, 0),"
             " m.seq, m.id, m.sender, m.recipient, m.body, m.ts"
             " FROM sides AS s"
             " JOIN conversations AS c ON c.user_a = min(s.user, s.other) AND c.user_b = max(s.user, s.other)"
+            " LEFT JOIN sides AS peer ON peer.user = s.other AND peer.other = s.user"
             " LEFT JOIN messages AS m ON m.user_a = c.user_a AND m.user_b = c.user_b AND m.seq = c.last_seq"
             " WHERE s.user = ?{after} ORDER BY s.last_ts DESC, s.other LIMIT ?"
         )  # {after} is one of two fixed fragments below, never input
@@ -648,11 +649,11 @@ class SQLiteStore(Store):
                 ).fetchall()
             items = []
             for row in rows[:limit]:
-                other, _, read_seq, unread, last_seq = row[:5]
-                last = _message(row[5:]) if row[5] is not None else None
-                items.append(
-                    ConversationSummary(with_=other, last_seq=last_seq, read_seq=read_seq, unread=unread, last=last)
-                )
+                other, _, read_seq, unread, last_seq, peer_read_seq = row[:6]
+                last = _message(row[6:]) if row[6] is not None else None
+                items.append(ConversationSummary(
+                    with_=other, last_seq=last_seq, read_seq=read_seq, unread=unread, last=last, peer_read_seq=peer_read_seq,
+                ))  # fmt: skip
             if len(rows) <= limit:
                 return items, None
             other, last_ts = rows[limit - 1][:2]
