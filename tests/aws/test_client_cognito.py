@@ -29,7 +29,7 @@ async def test_cognito_sign_in_send_and_resume_from_the_keyring(tmp_path, cognit
         assert (await client.discover()).auth == "cognito"
         await client.sign_in("Alice", "Correct-Horse-9")
         assert client.me == "alice"
-        assert any(value for (service, user), value in backend.passwords.items() if user == "alice"), "refresh token kept"
+        assert any(value for (service, user), value in backend.passwords.items() if user.split("#")[0] == "alice"), "refresh token kept"
         client.start()
         await wait_until(client, lambda: client.online)
         client.send("alice", "note to self, through Cognito")

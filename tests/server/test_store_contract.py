@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import threading
 
 import pytest
@@ -482,3 +483,22 @@ async def test_login_failures_count_within_a_window(store):
 
 async def test_healthy(store):
     assert await store.healthy()
+
+
+async def test_a_store_has_one_server_id_for_its_lifetime_and_a_new_store_another(store, tmp_path, monkeypatch):
+    import re
+
+    assert re.fullmatch(r"[0-9a-f]{32}", store.server_id)
+    again = copy.copy(store)  # a second process on the same database or tables
+    again.server_id = ""
+    if isinstance(store, SQLiteStore):
+        again = SQLiteStore(store.path)
+    await again.open()
+    try:
+        assert again.server_id == store.server_id, "the id is kept, not made anew on each start"
+    finally:
+        if again is not store:
+            await again.close()
+    (tmp_path / "other").mkdir()
+    async with sqlite_store(tmp_path / "other", monkeypatch) as other:
+        assert other.server_id != store.server_id, "a new database is a new server"

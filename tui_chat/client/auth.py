@@ -18,6 +18,7 @@ import httpx
 import keyring
 import keyring.errors
 
+from tui_chat.client.identity import valid_server_id
 from tui_chat.paths import data_dir
 from tui_chat.protocol import is_valid_device_id
 
@@ -39,6 +40,8 @@ class ServerInfo:
     signup: bool
     version: str = ""
     cognito: dict | None = None
+    server_id: str = ""
+    """The server's identity (PROTOCOL.md 7.5); ``""`` from a server too old to send one."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,7 @@ class AuthClient:
         return ServerInfo(
             auth=data["auth"], signup=bool(data.get("signup", data["auth"] == "accounts")),
             version=str(data.get("version", "")), cognito=data.get("cognito") if isinstance(data.get("cognito"), dict) else None,
+            server_id=valid_server_id(data.get("serverId")),
         )  # fmt: skip
 
     async def sign_in(self, username: str, password: str, *, create: bool = False) -> Tokens:
@@ -160,12 +164,17 @@ def _write_private(path: Path, text: str) -> None:
 class TokenVault:
     """Refresh tokens in the OS keyring, or in memory where there is none."""
 
-    def __init__(self, server_url: str, *, file_fallback: Path | None = None) -> None:
+    def __init__(self, server_url: str, *, file_fallback: Path | None = None, server_id: str = "") -> None:
         self.service = f"tui-chat:{http_base(server_url)}"
         self.file_fallback = file_fallback
+        self.server_id = server_id
+        """Tokens are kept per (server id, user): another server at this address never gets them."""
         self.memory: dict[str, str] = {}
         self.warning: str | None = None
         """Set once when no keyring works; the app shows it."""
+
+    def _key(self, user: str) -> str:
+        return f"{user}#{self.server_id}" if self.server_id else user
 
     def _no_keyring(self, exc: Exception) -> None:
         if self.warning is None:
@@ -173,35 +182,48 @@ class TokenVault:
             self.warning = f"No system keyring is available ({exc.__class__.__name__}); the session is kept in {where}."
 
     def save(self, user: str, refresh_token: str) -> None:
+        key = self._key(user)
         try:
-            keyring.set_password(self.service, user, refresh_token)
+            keyring.set_password(self.service, key, refresh_token)
+            if key != user:
+                _forget_in_keyring(self.service, user)  # kept by an earlier release under the name alone
             return
         except keyring.errors.KeyringError as exc:
             self._no_keyring(exc)
-        self.memory[user] = refresh_token
+        self.memory[key] = refresh_token
         if self.file_fallback is not None:
-            _write_private(self.file_fallback, f"{user}\n{refresh_token}\n")
+            _write_private(self.file_fallback, f"{key}\n{refresh_token}\n")
 
     def load(self, user: str) -> str | None:
+        """The saved token; one an earlier release kept under the name alone is taken too (the
+        server it was for refuses it if this is another one)."""
+        keys = [self._key(user), user] if self.server_id else [user]
         try:
-            found = keyring.get_password(self.service, user)
-            if found:
-                return found
+            for key in keys:
+                found = keyring.get_password(self.service, key)
+                if found:
+                    return found
         except keyring.errors.KeyringError as exc:
             self._no_keyring(exc)
-        if user in self.memory:
-            return self.memory[user]
+        for key in keys:
+            if key in self.memory:
+                return self.memory[key]
         if self.file_fallback is not None and self.file_fallback.exists():
             lines = self.file_fallback.read_text().splitlines()
-            if len(lines) >= 2 and lines[0] == user:
+            if len(lines) >= 2 and lines[0] in keys:
                 return lines[1]
         return None
 
     def forget(self, user: str) -> None:
-        self.memory.pop(user, None)
-        try:
-            keyring.delete_password(self.service, user)
-        except keyring.errors.KeyringError:
-            pass
+        for key in {self._key(user), user}:
+            self.memory.pop(key, None)
+            _forget_in_keyring(self.service, key)
         if self.file_fallback is not None:
             self.file_fallback.unlink(missing_ok=True)
+
+
+def _forget_in_keyring(service: str, key: str) -> None:
+    try:
+        keyring.delete_password(service, key)
+    except keyring.errors.KeyringError:
+        pass  # nothing there, or no keyring

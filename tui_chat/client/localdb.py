@@ -1,4 +1,4 @@
-"""The client's own SQLite file, one per (server, user): the outbox and the history cache.
+"""The client's own SQLite file, one per (server id, user) (``identity.account_folder``): the outbox and the history cache.
 
 WAL with ``synchronous=NORMAL``: a commit survives the process being killed at any point (the
 outbox's promise); a power cut may lose the last commits, which costs at worst a message typed
@@ -7,14 +7,11 @@ in the last second before it (and a resend after an ack, which the server's idem
 
 from __future__ import annotations
 
-import hashlib
-import re
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tui_chat.paths import data_dir
 
 _SCHEMA = [
     """
@@ -37,13 +34,6 @@ _SCHEMA = [
     # complete: the cache holds this conversation back to its first message (no older page).
     "ALTER TABLE conversations ADD COLUMN complete INTEGER NOT NULL DEFAULT 0",
 ]
-
-
-def account_db_path(server_url: str, username: str) -> Path:
-    """``<data>/accounts/<host-port>-<user>-<hash>/client.db``: readable, and unique per server URL."""
-    digest = hashlib.sha256(f"{server_url}\n{username}".encode()).hexdigest()[:10]
-    slug = re.sub(r"[^A-Za-z0-9.-]+", "-", server_url.split("://", 1)[-1]).strip("-")[:40]
-    return data_dir() / "accounts" / f"{slug}-{username}-{digest}" / "client.db"
 
 
 def open_db(path: Path) -> sqlite3.Connection:

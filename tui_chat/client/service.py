@@ -44,12 +44,15 @@ from tui_chat.client.auth import (
     Tokens,
     TokenVault,
     device_id,
+    http_base,
     token_file_path,
     ws_url,
 )
 from tui_chat.client.cache import Cache
 from tui_chat.client.connection import OFFLINE, ONLINE, Connection, LinkState, NeedsSignIn
-from tui_chat.client.localdb import account_db_path, open_db
+from tui_chat.client.identity import KnownServers, account_folder, adopt_legacy_folder, valid_server_id
+from tui_chat.client.localdb import open_db
+from tui_chat.paths import data_dir
 from tui_chat.client.outbox import Outbox
 from tui_chat.client.state import (
     ClientEvent,
@@ -120,7 +123,12 @@ class ChatClient:
         """A Cognito pool from the config: the cloud has no ``/info`` to ask."""
         self.cognito_endpoint = cognito_endpoint
         self.auth = AuthClient(server_url)
+        self.known_servers = KnownServers(data_folder)
+        self.server_id = self.known_servers.get(http_base(server_url))
+        """The identity of the server at ``server_url`` (PROTOCOL.md 7.5): as last seen until
+        ``discover`` asks, so that the right history opens while the server is unreachable."""
         self.vault = vault or TokenVault(server_url)
+        self.vault.server_id = self.server_id
         self.data_folder = data_folder
         self.clock = clock
         self.new_id = new_id
@@ -138,6 +146,7 @@ class ChatClient:
         self._events: asyncio.Queue[ClientEvent] = asyncio.Queue()
         self._link = LinkState(OFFLINE)
         self._vault_noticed = False
+        self._adopt_legacy_folder = False
         self._replies: dict[str, asyncio.Future] = {}
         self._rids = itertools.count(1)
         self._ready_generation = 0
@@ -166,10 +175,27 @@ class ChatClient:
     async def discover(self) -> ServerInfo:
         """How this server signs people in (``GET /info``; the config for the cloud)."""
         if self.cognito is not None:
-            self.info = ServerInfo(auth="cognito", signup=False, cognito=self.cognito)
+            pool = valid_server_id(f"cognito-{self.cognito.get('userPoolId', '')}")
+            self.info = ServerInfo(auth="cognito", signup=False, cognito=self.cognito, server_id=pool)
         else:
             self.info = await self.auth.info()
+        self._learn_server_id(self.info.server_id)
         return self.info
+
+    def _learn_server_id(self, server_id: str) -> None:
+        """Another id at this address is another server: say so, and keep its files apart."""
+        if not server_id or server_id == self.server_id:
+            return
+        if self.server_id:
+            self._emit(Notice(
+                f"The server at {http_base(self.server_url)} is not the one you used before: it was set up anew. "
+                "Its history starts empty; what you had with the old one is kept apart, and nothing queued for it is sent here."
+            ))  # fmt: skip
+            self._close_db()  # opened for the old server
+        else:
+            self._adopt_legacy_folder = True  # first id seen here: files kept for the address are this server's
+        self.server_id = self.vault.server_id = server_id
+        self.known_servers.remember(http_base(self.server_url), server_id)
 
     async def sign_in(self, username: str, password: str = "", *, create: bool = False) -> None:
         """Sign in (or sign up with ``create``); open mode needs only the nickname.
@@ -227,11 +253,16 @@ class ChatClient:
         if self.me != tokens.user or self._db is None:
             self.me = tokens.user
             self._close_db()
-            path = (account_db_path(self.server_url, tokens.user) if self.data_folder is None
-                    else self.data_folder / "accounts" / tokens.user / "client.db")  # fmt: skip
-            self._db = open_db(path)
+            self._db = open_db(self.account_folder(tokens.user) / "client.db")
             self.outbox = Outbox(self._db)
             self.cache = Cache(self._db, tokens.user)
+
+    def account_folder(self, user: str) -> Path:
+        """Where the outbox and history of ``user`` on this server live (keyed on the server id)."""
+        root = self.data_folder if self.data_folder is not None else data_dir()
+        if self._adopt_legacy_folder:
+            return adopt_legacy_folder(root, self.server_url, self.server_id, user)
+        return account_folder(root, self.server_url, self.server_id, user)
 
     def _notice_vault(self) -> None:
         if self.vault.warning and not self._vault_noticed:

@@ -250,11 +250,11 @@ class ChatServerApp:
         if self.verifier is not None:
             return {
                 "auth": self.verifier.mode, "protocol": p.PROTOCOL_VERSION, "version": __version__,
-                "signup": False, self.verifier.mode: self.verifier.info(),
+                "signup": False, self.verifier.mode: self.verifier.info(), "serverId": self.store.server_id,
             }  # fmt: skip
         return {
             "auth": self.accounts.mode, "protocol": p.PROTOCOL_VERSION, "version": __version__,
-            "signup": self.accounts.allow_signup,
+            "signup": self.accounts.allow_signup, "serverId": self.store.server_id,
         }  # fmt: skip
 
     async def _healthy(self) -> bool:

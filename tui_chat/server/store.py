@@ -80,6 +80,10 @@ class StoreUnavailable(Exception):
 class Store(ABC):
     """What the chat core and the account service need from storage."""
 
+    server_id: str = ""
+    """A random id created with the store and kept for its lifetime (PROTOCOL.md 7.5): a client
+    that finds another id at a known address knows it reached another server. Set by ``open``."""
+
     # -- lifecycle --------------------------------------------------------------------------
 
     async def open(self) -> None:

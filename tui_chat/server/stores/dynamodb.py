@@ -68,6 +68,7 @@ import base64
 import binascii
 import json
 import logging
+import secrets
 import time
 from collections.abc import Callable
 from typing import Any
@@ -83,6 +84,9 @@ from tui_chat.server.store import (
     StoreUnavailable,
     UserRecord,
 )
+
+SERVER_ID_KEY = "#server-id"
+"""The users-table item holding the server's id; no username can start with ``#``."""
 
 log = logging.getLogger("tui_chat.dynamodb")
 
@@ -178,6 +182,24 @@ class DynamoDBStore(Store):
     async def open(self) -> None:
         if self._create:
             await asyncio.to_thread(self.create_tables)
+        self.server_id = await self._load_server_id()
+
+    async def _load_server_id(self) -> str:
+        """The id kept in the users table (no username starts with ``#``); the first process to
+        open the tables creates it, every later one reads that one."""
+        from botocore.exceptions import ClientError
+
+        key = {"pk": SERVER_ID_KEY}
+        found = await self._get(self.users, key)
+        if found is None:
+            try:
+                await self._call("put_item", TableName=self.users, Item=self._item({**key, "serverId": secrets.token_hex(16)}),
+                                 ConditionExpression="attribute_not_exists(pk)")  # fmt: skip
+            except ClientError as exc:
+                if _code(exc) != "ConditionalCheckFailedException":
+                    raise
+            found = await self._get(self.users, key)
+        return str(found["serverId"])
 
     async def close(self) -> None:
         pass  # every write is durable when its call returns; the client needs no closing
@@ -440,7 +462,7 @@ class DynamoDBStore(Store):
         while True:
             reply = await self._call(
                 "scan", TableName=self.users, ProjectionExpression="pk",
-                FilterExpression="size(devices) > :zero", ExpressionAttributeValues=self._item({":zero": 0}),
+                FilterExpression="attribute_exists(devices) AND size(devices) > :zero", ExpressionAttributeValues=self._item({":zero": 0}),
                 **({"ExclusiveStartKey": start} if start else {}),
             )  # fmt: skip
             for item in reply.get("Items", []):

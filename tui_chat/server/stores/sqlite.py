@@ -145,7 +145,18 @@ def _migrate_to_2(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_to_1, _migrate_to_2]
+def _migrate_to_3(db: sqlite3.Connection) -> None:
+    _run_script(
+        db,
+        """
+        -- The server's identity (PROTOCOL.md 7.5): created once, with the database.
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+        INSERT INTO meta (key, value) VALUES ('server_id', lower(hex(randomblob(16))));
+        """
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_to_1, _migrate_to_2, _migrate_to_3]
 """``MIGRATIONS[i]`` takes a database from schema version i to i + 1. Append, never edit."""
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -320,6 +331,7 @@ class SQLiteStore(Store):
             connect_reader = functools.partial(_connect, self.path, writer=False)
             self._read_db = await loop.run_in_executor(self._reader, connect_reader)
             names = await self._read(lambda db: [row[0] for row in db.execute("SELECT username FROM users")])
+            self.server_id = await self._read(lambda db: db.execute("SELECT value FROM meta WHERE key = 'server_id'").fetchone()[0])
         except BaseException:
             await self.close()
             raise
