@@ -23,8 +23,9 @@ class WsClient:
         self.pending: list[dict] = []  # frames read while looking for another
 
     @classmethod
-    async def open(cls, ws_url: str, token: str, user: str, device: str = "device-0001", **kwargs) -> "WsClient":
-        ws = await connect(f"{ws_url}?{urlencode({'token': token, 'device': device})}", **kwargs)
+    async def open(cls, ws_url: str, token: str, user: str, device: str = "device-0001", *, attempt: str | None = None, **kwargs) -> "WsClient":
+        query = {"token": token, "device": device, **({"attempt": attempt} if attempt else {})}
+        ws = await connect(f"{ws_url}?{urlencode(query)}", **kwargs)
         return cls(ws, user, device)
 
     async def send(self, frame: dict | str) -> None:

@@ -114,6 +114,8 @@ def is_valid_message_id(value: object) -> bool:
 
 
 is_valid_device_id = is_valid_message_id
+is_valid_attempt_id = is_valid_message_id
+"""A handshake's ``attempt`` (section 7.8): the same form as a device id."""
 
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
@@ -547,6 +549,8 @@ class Error:
 
 @dataclass(frozen=True, slots=True)
 class Replaced:
+    attempt: str | None = None
+    """The ``attempt`` of the connection that replaced this one (section 7.8)."""
     type: Literal["replaced"] = "replaced"
 
 
@@ -597,7 +601,7 @@ def event_to_wire(event: Event) -> dict[str, Any]:
                 frame["retryAfterMs"] = event.retry_after_ms
             return _with_rid(frame, event.rid)
         case Replaced():
-            return {"type": "replaced"}
+            return {"type": "replaced", **({"attempt": event.attempt} if event.attempt else {})}
     raise TypeError(f"not an event: {event!r}")
 
 
@@ -699,6 +703,6 @@ def _event_from_object(frame: dict[str, Any]) -> Event:
             id=_opt_str(frame, "id"), rid=rid, retry_after_ms=_opt_int(frame, "retryAfterMs"),
         )  # fmt: skip
     if kind == "replaced":
-        return Replaced()
+        return Replaced(attempt=_opt_str(frame, "attempt"))
     raise ValueError(f"unknown event type {kind!r}")
 

@@ -89,3 +89,27 @@ def test_files_kept_for_an_address_by_an_earlier_release_become_the_first_known_
     assert (known.path.stat().st_mode & 0o777) == 0o600
     known.path.write_text("{not json")
     assert known.get("http://127.0.0.1:8765") == "", "a damaged file is as good as none"
+
+
+async def test_a_late_handshake_of_our_own_does_not_stop_the_client(chat_server, tmp_path):
+    """PROTOCOL.md 7.8: a handshake we gave up on reaches the server after we reconnected and
+    replaces our live connection; we take it back at once instead of stopping for good."""
+    from tests.wsclient import WsClient
+
+    alice = await make_client(chat_server.http_url, tmp_path, "lateattempt")
+    try:
+        alice.start()
+        await wait_until(alice, lambda: alice.online)
+        opened = alice.connection.generation
+        alice.connection.abandoned_attempts.append("late-attempt-0001")  # as after a handshake timeout
+        late = await WsClient.open(chat_server.ws_url, alice.tokens.access, "lateattempt", device=alice.device, attempt="late-attempt-0001")
+        await wait_until(alice, lambda: alice.online and alice.connection.generation > opened)
+        assert (await late.expect("replaced"))["attempt"] != "late-attempt-0001", "we took it back with a new attempt"
+        assert await late.closed_code() == 4000
+
+        # Another session of this device (not one of our attempts) still stops us, as before.
+        other = await WsClient.open(chat_server.ws_url, alice.tokens.access, "lateattempt", device=alice.device, attempt="someone-else-01")
+        await wait_until(alice, lambda: alice.link.kind == "replaced")
+        await other.close()
+    finally:
+        await alice.close()

@@ -371,6 +371,17 @@ async def test_replaced_connection_gets_replaced_and_4000(server, names):
     assert not [f for f in await watcher.drain() if f.get("user") == old.user], "a replacement is not a presence change"
 
 
+async def test_replaced_names_the_attempt_that_replaced_it(server, names):
+    old, token = await user(server, names, "alice", device="attempt-device")
+    await WsClient.open(server.ws_url, token, old.user, device="attempt-device", attempt="second-attempt-2")
+    assert (await old.expect("replaced")).get("attempt") == "second-attempt-2"
+    assert await old.closed_code() == 4000
+    for bad in ("short", "has space in it", "x" * 65):
+        with pytest.raises(InvalidStatus) as refused:
+            await WsClient.open(server.ws_url, token, old.user, device="attempt-device", attempt=bad)
+        assert refused.value.response.status_code == 400
+
+
 # -- rate limits and slow readers ---------------------------------------------------------------
 
 

@@ -330,3 +330,46 @@ async def test_statuses_are_shown_unknown_while_disconnected(live_server, make_a
         assert "● online" not in str(screen.query_one("#users").options.get_option(other).prompt)
         live_server.start()
         await app.wait_for(lambda: status_of(other) == "offline", pilot, "fresh again: hal's socket died with the server")
+
+
+async def test_with_a_saved_session_the_app_opens_offline_from_the_cache_and_delivers_once(live_server, make_app):
+    me, other = unique("ola"), unique("pia")
+    await signup(live_server.http_url, me, PASSWORD)
+    pia = await peer(live_server, other)
+    first = make_app(me)
+    async with first.run_test(size=(100, 30)) as pilot:
+        screen = await sign_in(first, pilot)
+        screen.open_conversation(other)
+        await pilot.press(*"before the outage", "enter")
+        await first.wait_for(lambda: [r.mark for r in screen.conversation_view.rows] == ["sent"], pilot, "sent")
+        await first.action_quit()
+    live_server.stop()
+    try:
+        again = make_app(me)
+        async with again.run_test(size=(100, 30)) as pilot:
+            await again.wait_for(lambda: isinstance(again.screen, ChatScreen), pilot, "the chat screen, from the cache")
+            screen = again.screen
+            assert screen.data.connection().state != "online"
+            screen.open_conversation(other)
+            await pilot.pause()
+            assert "before the outage" in view_text(screen), "history from the cache"
+            await pilot.press(*"typed while the server is down", "enter")
+            await again.wait_for(lambda: [r.mark for r in screen.conversation_view.rows] == ["sent", "pending"], pilot, "queued")
+            assert "1 queued" in bar(screen)
+            live_server.start()
+            await again.wait_for(lambda: [r.mark for r in screen.conversation_view.rows] == ["sent", "sent"], pilot, "delivered after the server came back")
+            await again.action_quit()
+    finally:
+        if live_server.proc is None or live_server.proc.poll() is not None:
+            live_server.start()
+    pia = await peer_again(live_server, other)
+    page = await pia.request({"action": "getMessages", "with": me})
+    assert [m["body"] for m in page["items"]] == ["before the outage", "typed while the server is down"], "each stored once"
+
+
+async def peer_again(live_server, name: str) -> WsClient:
+    import httpx
+
+    async with httpx.AsyncClient() as http:
+        token = (await http.post(live_server.http_url + "/auth/login", json={"username": name, "password": PASSWORD})).json()["token"]
+    return await WsClient.open(live_server.ws_url, token, name, device="second-device")

@@ -111,3 +111,23 @@ def test_wrong_password_on_a_server_that_takes_new_accounts_points_to_create_acc
     assert field_to_fix(SignInError("invalid", "a password needs at least 8 characters")) == "password"
     assert field_to_fix(SignInError("invalid", "a username is 2-32 characters")) == "username"
     assert field_to_fix(SignInError("unreachable", "cannot reach")) == "server"
+
+
+async def test_an_unreachable_server_is_asked_again_until_it_answers(monkeypatch):
+    import asyncio
+
+    from tui_chat.ui.screens import sign_in
+
+    monkeypatch.setattr(sign_in, "INFO_RETRY_S", 0.05)
+    backend = FakeBackend({})
+    app = app_with(backend, server="http://starting:1", username="erin")
+    async with app.run_test() as pilot:
+        mode = app.screen.query_one("#server-mode")
+        async with asyncio.timeout(10):
+            while "trying again" not in str(mode.render()):
+                await pilot.pause()
+        backend.infos["http://starting:1"] = ServerInfo("accounts", signup=True)  # the server is up now
+        async with asyncio.timeout(10):
+            while "accounts" not in str(mode.render()):
+                await pilot.pause()
+        assert shown(app, "#create-account")

@@ -11,6 +11,9 @@
 - Every action is paced under the server's rate limit (:mod:`tui_chat.client.pacing`).
 - ``generation`` counts opened sockets, so a caller can send "on this connection only" and
   never have a frame meant for a dead link go out on its successor (the outbox keeps order so).
+- Every handshake carries a fresh ``attempt`` id (PROTOCOL.md 7.8). A handshake given up on (timed
+  out on a stalled link) can still reach the server later and replace the live connection: when
+  ``replaced`` names one of our own abandoned attempts, we reconnect at once instead of stopping.
 
 Everything is reported to the owner through callbacks; this module knows nothing of the UI.
 """
@@ -19,7 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import urlencode
@@ -40,6 +45,8 @@ OFFLINE = "offline"
 REPLACED = "replaced"
 SIGNED_OUT = "signed_out"
 STOPPED = "stopped"
+ABANDONED_ATTEMPTS_KEPT = 64
+"""Our own handshakes given up on that may still arrive late (a few minutes' worth of retries)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +100,8 @@ class Connection:
         """Every reconnect delay chosen (benchmarks report them)."""
         self._task: asyncio.Task | None = None
         self._wake = asyncio.Event()
+        self.abandoned_attempts: deque[str] = deque(maxlen=ABANDONED_ATTEMPTS_KEPT)
+        self._replaced_by: str | None = None
 
     # -- control -------------------------------------------------------------------------
 
@@ -187,9 +196,10 @@ class Connection:
         while True:
             await self._close_socket()  # never two sockets
             self._set(LinkState(CONNECTING))
+            attempt = "att-" + secrets.token_hex(8)
             try:
                 ws = await connect(
-                    f"{self.url}?{urlencode({'token': self.token(), 'device': self.device})}",
+                    f"{self.url}?{urlencode({'token': self.token(), 'device': self.device, 'attempt': attempt})}",
                     ping_interval=self.ping_interval,
                     ping_timeout=self.ping_timeout,
                     open_timeout=self.open_timeout,
@@ -217,11 +227,16 @@ class Connection:
                 await self._wait_before_retry(f"the server answered HTTP {status}")
                 continue
             except (OSError, asyncio.TimeoutError, InvalidHandshake) as exc:
+                self.abandoned_attempts.append(attempt)  # it may still reach the server later
                 await self._wait_before_retry(f"cannot connect ({exc.__class__.__name__})")
                 continue
             refreshed = False
             self.ws = ws
+            self._replaced_by = None
             code = await self._serve(ws)
+            if code == p.CLOSE_REPLACED and self._replaced_by in self.abandoned_attempts:
+                log.info("replaced by a late handshake of our own; reconnecting")
+                continue  # nobody else took over: take the connection back at once
             if code in (p.CLOSE_REPLACED, p.CLOSE_POLICY):
                 await self._close_socket()
                 if code == p.CLOSE_REPLACED:
@@ -246,6 +261,8 @@ class Connection:
                 except p.ProtocolError as exc:
                     log.warning("ignored a malformed frame from the server: %s", exc.message)
                     continue
+                if isinstance(event, p.Replaced):
+                    self._replaced_by = event.attempt
                 try:
                     await self.on_event(event)
                 except Exception:  # one bad event must not end the connection

@@ -232,7 +232,11 @@ class ChatClient:
         return await self.auth.refresh(refresh_token, user)
 
     async def resume(self, username: str) -> bool:
-        """Sign in with the refresh token kept from last time; False when there is none or it expired."""
+        """Sign in with the refresh token kept from last time; False when there is none or it expired.
+
+        With the server unreachable the session is resumed offline: history and outbox open from
+        disk, and the connection renews the token once the server answers again (its first
+        handshake is refused 401, which asks for a refresh)."""
         saved = self.vault.load(username)
         self._notice_vault()
         if not saved:
@@ -242,7 +246,9 @@ class ChatClient:
         except SignInError as exc:
             if exc.kind == "expired":
                 self.vault.forget(username)
-            return False
+            if exc.kind != "unreachable":
+                return False
+            tokens = Tokens(access="", refresh=saved, user=username)
         self._signed_in(tokens)
         return True
 

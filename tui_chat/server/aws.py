@@ -430,9 +430,13 @@ class LambdaApp:
         ctx = event["requestContext"]
         conn_id = ctx["connectionId"]
         auth = ctx.get("authorizer") or {}
-        device = (event.get("queryStringParameters") or {}).get("device")
+        query = event.get("queryStringParameters") or {}
+        device = query.get("device")
         if not p.is_valid_device_id(device):
             return _response(400, "'device' must be 8-64 characters of A-Z, a-z, 0-9, '_', '-'")
+        attempt = query.get("attempt")
+        if attempt is not None and not p.is_valid_attempt_id(attempt):
+            return _response(400, "'attempt' must be 8-64 characters of A-Z, a-z, 0-9, '_', '-'")
         username = auth.get("username")
         if not p.is_valid_username(username) or auth.get("device") != device:
             return _response(401, "not authorized")  # reached without the authorizer: never trust it
@@ -443,7 +447,7 @@ class LambdaApp:
                 await self.accounts.ensure_nickname_free(username, device)
             except AuthError as exc:
                 return _response(exc.status, exc.message)
-        await self.core_for(event, connecting=conn_id).connect(conn_id, username, device)
+        await self.core_for(event, connecting=conn_id).connect(conn_id, username, device, attempt)
         return _response(200, "connected")
 
     async def disconnect(self, event: dict) -> dict:

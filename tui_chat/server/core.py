@@ -37,6 +37,8 @@ class Caller:
     conn_id: str
     username: str
     device: str
+    attempt: str | None = None
+    """The handshake's ``attempt`` id (PROTOCOL.md 7.8), told to the connection it replaces."""
 
 
 class Gateway(ABC):
@@ -59,7 +61,7 @@ class ChatCore:
 
     # -- connection lifecycle ($connect / $disconnect) -------------------------------------
 
-    async def connect(self, conn_id: str, username: str, device: str) -> None:
+    async def connect(self, conn_id: str, username: str, device: str, attempt: str | None = None) -> None:
         """Register an authenticated connection; replace an older one of the same device.
 
         The user must exist: the runtime creates password-less users when it issues their
@@ -68,7 +70,7 @@ class ChatCore:
         result = await self.store.add_connection(ConnectionRecord(conn_id, username, device, self.clock()))
         if result.replaced is not None:
             old = result.replaced.conn_id
-            await self.gateway.send(old, p.encode({"type": "replaced"}))
+            await self.gateway.send(old, p.encode(p.event_to_wire(p.Replaced(attempt=attempt))))
             await self.gateway.close(old, p.CLOSE_REPLACED, "replaced by a newer connection")
         if result.first_for_user:
             await self._announce(username)

@@ -295,7 +295,7 @@ class ChatServerApp:
         conn.start()
         log.info("connected", extra={"user": caller.username, "device": caller.device, "conn": caller.conn_id})
         try:
-            await self.core.connect(caller.conn_id, caller.username, caller.device)
+            await self.core.connect(caller.conn_id, caller.username, caller.device, caller.attempt)
             await self._serve_frames(conn, receive)
         finally:
             self.gateway.connections.pop(caller.conn_id, None)
@@ -310,6 +310,9 @@ class ChatServerApp:
         if len(devices) != 1 or not p.is_valid_device_id(devices[0]):
             raise AuthError(400, "'device' must be 8-64 characters of A-Z, a-z, 0-9, '_', '-'")
         device = devices[0]
+        attempts = query.get("attempt", [])
+        if len(attempts) > 1 or (attempts and not p.is_valid_attempt_id(attempts[0])):
+            raise AuthError(400, "'attempt' must be 8-64 characters of A-Z, a-z, 0-9, '_', '-'")
         if len(tokens) != 1 or not tokens[0]:
             raise AuthError(401, "a token is required")
         if self.verifier is not None:  # may fetch the signing keys: not on the event loop
@@ -323,7 +326,7 @@ class ChatServerApp:
             raise AuthError(403, "this user no longer exists")
         if self.accounts.mode == "open":
             await self.accounts.ensure_nickname_free(identity.username, device)
-        return Caller(conn_id=uuid.uuid4().hex, username=identity.username, device=device)
+        return Caller(conn_id=uuid.uuid4().hex, username=identity.username, device=device, attempt=attempts[0] if attempts else None)
 
     async def _serve_frames(self, conn: LiveConnection, receive: Receive) -> None:
         caller = conn.caller

@@ -22,6 +22,9 @@ from textual.widgets import Button, Footer, Input, Label, Static
 
 from tui_chat.ui.safe_text import safe_content
 
+INFO_RETRY_S = 5.0
+"""While the server cannot be reached, it is asked again this often (it may be starting up)."""
+
 
 @dataclass(frozen=True)
 class ServerInfo:
@@ -67,6 +70,7 @@ class SignInScreen(Screen[None]):
         self.note = note
         self.initial_error = error
         self.info: ServerInfo | None = None
+        self._retry = None
 
     def compose(self) -> ComposeResult:
         with Vertical(id="sign-in-box"):
@@ -103,15 +107,21 @@ class SignInScreen(Screen[None]):
 
     @work(exclusive=True, exit_on_error=False, group="server-info")
     async def load_info(self, server: str) -> None:
+        if self._retry is not None:
+            self._retry.stop()
+            self._retry = None
         mode = self.query_one("#server-mode", Static)
         if not server:
             mode.update("")
             return
-        mode.update(Content.styled("asking the server…", "dim"))
+        if self.info is None:
+            mode.update(Content.styled("asking the server…", "dim"))
         try:
             info = await self.backend.server_info(server)
         except SignInFailed as exc:
-            mode.update(Content.assemble(("✗ ", "$error"), safe_content(str(exc), "dim")))
+            retry = f" — trying again every {INFO_RETRY_S:g} s"
+            mode.update(Content.assemble(("✗ ", "$error"), safe_content(str(exc), "dim"), (retry, "dim")))
+            self._retry = self.set_timer(INFO_RETRY_S, lambda: self.load_info(server))
             return
         self.apply_info(info)
 
