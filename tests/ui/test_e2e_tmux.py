@@ -55,6 +55,14 @@ class Tmux:
             time.sleep(0.05)  # polling a terminal: there is no event to await across processes
         raise AssertionError(f"{what!r} never held on {name}'s screen:\n{screen}")
 
+    def wait_gone(self, name: str, timeout: float = SCREEN_TIMEOUT_S) -> None:
+        """Until the program in ``name`` has exited (its session ends with it)."""
+        deadline = time.monotonic() + timeout
+        while subprocess.run(["tmux", "-S", self.socket, "has-session", "-t", name], capture_output=True, timeout=10).returncode == 0:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{name} is still running:\n{self.screen(name)}")
+            time.sleep(0.05)
+
     def kill(self) -> None:
         subprocess.run(["tmux", "-S", self.socket, "kill-server"], capture_output=True, timeout=10)
 
@@ -103,3 +111,69 @@ async def test_a_message_typed_in_one_terminal_appears_in_another(tmp_path, tmux
         tmux.wait_for("alice", "✓")  # the server stored it
     finally:
         server.stop()
+
+
+async def test_started_with_the_server_down_it_shows_history_queues_and_delivers_once(tmp_path, tmux):
+    """No keyring here: the session is kept in a 0600 file because config.toml asks for it."""
+    from tests.wsclient import WsClient
+
+    server = start_server(tmp_path / "srv")
+    try:
+        await signup(server.http_url, "alice")
+        await signup(server.http_url, "bob")
+        home = tmp_path / "alice"
+        (home / "config").mkdir(parents=True)
+        (home / "config" / "config.toml").write_text(
+            f'server = "{server.http_url}"\nusername = "alice"\nstore_tokens_in_file = true\nnotifications = false\n'
+        )
+        env = {
+            "TUI_CHAT_DATA_DIR": home / "data", "TUI_CHAT_CONFIG_DIR": home / "config",
+            "TUI_CHAT_CACHE_DIR": home / "cache", "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring",
+            "PYTHONPATH": Path(__file__).resolve().parents[2], "TERM": "xterm-256color", "HOME": home,
+        }  # fmt: skip
+        command = [sys.executable, "-m", "tui_chat"]
+        tmux.start("first", command, env)
+        tmux.wait_for("first", "Password")
+        tmux.type("first", "correct horse battery")
+        tmux.wait_for("first", "•" * len("correct horse battery"))
+        tmux.keys("first", "Enter")
+        tmux.wait_for("first", "● online")
+        tmux.keys("first", "C-o")
+        tmux.type("first", "bob")
+        tmux.keys("first", "Enter")
+        tmux.wait_for("first", "No messages yet")
+        tmux.type("first", "said before the outage")
+        tmux.keys("first", "Enter")
+        tmux.wait_for("first", "✓")
+        tmux.keys("first", "C-q")
+        tmux.wait_gone("first")
+
+        server.stop()
+        tmux.start("offline", command, env)
+        tmux.wait_until("offline", lambda screen: "Password" not in screen and "bob" in screen, what="the chat screen, not sign-in")
+        tmux.keys("offline", "C-o")
+        tmux.type("offline", "bob")
+        tmux.keys("offline", "Enter")
+        tmux.wait_for("offline", "said before the outage")  # history from the cache
+        tmux.type("offline", "typed while the server was down")
+        tmux.keys("offline", "Enter")
+        tmux.wait_for("offline", "1 queued")
+        assert "◷" in tmux.screen("offline")
+
+        server.start()
+        tmux.wait_until("offline", lambda screen: "queued" not in screen and "◷" not in screen and "● online" in screen,
+                        timeout=60, what="delivered after the server came back")  # fmt: skip
+        bob = await WsClient.open(server.ws_url, (await signup_or_login(server, "bob")), "bob")
+        page = await bob.request({"action": "getMessages", "with": "alice"})
+        assert [m["body"] for m in page["items"]] == ["said before the outage", "typed while the server was down"]
+        await bob.close()
+    finally:
+        server.stop()
+
+
+async def signup_or_login(server, name: str) -> str:
+    import httpx
+
+    async with httpx.AsyncClient() as http:
+        reply = await http.post(server.http_url + "/auth/login", json={"username": name, "password": "correct horse battery"})
+        return reply.json()["token"]

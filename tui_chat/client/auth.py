@@ -184,6 +184,7 @@ class TokenVault:
     def save(self, user: str, refresh_token: str) -> None:
         key = self._key(user)
         try:
+            _usable_keyring()
             keyring.set_password(self.service, key, refresh_token)
             if key != user:
                 _forget_in_keyring(self.service, user)  # kept by an earlier release under the name alone
@@ -199,6 +200,7 @@ class TokenVault:
         server it was for refuses it if this is another one)."""
         keys = [self._key(user), user] if self.server_id else [user]
         try:
+            _usable_keyring()
             for key in keys:
                 found = keyring.get_password(self.service, key)
                 if found:
@@ -220,6 +222,15 @@ class TokenVault:
             _forget_in_keyring(self.service, key)
         if self.file_fallback is not None:
             self.file_fallback.unlink(missing_ok=True)
+
+
+def _usable_keyring() -> None:
+    """Raise ``NoKeyringError`` for the null backend (``PYTHON_KEYRING_BACKEND`` set to it to
+    turn keyrings off): it accepts every token and keeps none, so the fallback must be used."""
+    from keyring.backends import null
+
+    if isinstance(keyring.get_keyring(), null.Keyring):
+        raise keyring.errors.NoKeyringError("the null keyring keeps nothing")
 
 
 def _forget_in_keyring(service: str, key: str) -> None:
