@@ -32,7 +32,7 @@ class LiveApp(ChatApp):
         super().__init__(session, auto_away_minutes=None)
         self.changed = asyncio.Event()
 
-    def on_chat_app_service_event(self, message) -> None:
+    def on_chat_app_service_events(self, message) -> None:
         self.call_next(self.changed.set)  # after the app's own handler has redrawn
 
     async def wait_for(self, predicate, pilot, what: str = "condition") -> None:
@@ -373,3 +373,25 @@ async def peer_again(live_server, name: str) -> WsClient:
     async with httpx.AsyncClient() as http:
         token = (await http.post(live_server.http_url + "/auth/login", json={"username": name, "password": PASSWORD})).json()["token"]
     return await WsClient.open(live_server.ws_url, token, name, device="second-device")
+
+
+async def test_a_burst_of_messages_is_one_notification_and_none_for_the_open_conversation(live_server, make_app):
+    me, loud, open_peer = unique("ivy"), unique("jon"), unique("kit")
+    await signup(live_server.http_url, me, PASSWORD)
+    jon = await peer(live_server, loud)
+    kit = await peer(live_server, open_peer)
+    app = make_app(me)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await sign_in(app, pilot)
+        screen.open_conversation(open_peer)
+        for i in range(7):  # in flight together: they reach the app as one burst
+            await kit.send({"action": "sendMessage", "id": f"kit-open-{i:04d}", "to": me, "body": f"here {i}"})
+        await app.wait_for(lambda: len(screen.conversation_view.rows) == 7, pilot, "the open conversation shows all")
+        assert not app._notifications, "no toast for the conversation on screen"
+        for i in range(7):
+            await jon.send({"action": "sendMessage", "id": f"jon-burst-{i:04d}", "to": me, "body": f"burst {i}"})
+        await app.wait_for(lambda: any(u.name == loud and u.unread == 7 for u in screen.data.users()), pilot, "7 unread")
+        toasts = list(app._notifications)
+        assert [t.title for t in toasts] == ["7 new messages"], "one toast, kept up to date, however the burst arrived"
+        assert loud in str(toasts[0].message)
+    await jon.close(), await kit.close()

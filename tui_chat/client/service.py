@@ -337,6 +337,13 @@ class ChatClient:
         while True:
             yield await self._events.get()
 
+    def pending_events(self, limit: int) -> list[ClientEvent]:
+        """Up to ``limit`` events already queued, without waiting (a consumer drains bursts)."""
+        events: list[ClientEvent] = []
+        while len(events) < limit and not self._events.empty():
+            events.append(self._events.get_nowait())
+        return events
+
     def _emit(self, event: ClientEvent) -> None:
         self._events.put_nowait(event)
 

@@ -1,13 +1,15 @@
 """The Textual app: screens on top of one client session, service events turned into Messages.
 
 The app owns the session (``tui_chat.ui.session.Session``, the adapter over the client
-service) and one long-lived worker that reads the service's event stream and posts each event
-to itself as a :class:`ChatApp.ServiceEvent`; handlers refresh only what the event touched.
+service) and one long-lived worker that reads the service's event stream and posts each burst
+to itself as a :class:`ChatApp.ServiceEvents`; the handler refreshes, once, only what the burst
+touched.
 Nothing here touches a socket or SQL.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,9 +28,10 @@ from tui_chat.ui.timefmt import Clock
 if TYPE_CHECKING:
     from tui_chat.ui.embedded import EmbeddedServer
     from tui_chat.ui.screens.chat import ChatScreen
-    from tui_chat.ui.session import Session
+    from tui_chat.ui.session import Incoming, Session
 
 AUTO_AWAY_MINUTES = 10
+INCOMING_TOAST_S = 4.0
 
 
 class ChatApp(App[int]):
@@ -41,12 +44,13 @@ class ChatApp(App[int]):
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
 
-    class ServiceEvent(Message):
-        """One event from the client service, delivered on the app's message queue."""
+    class ServiceEvents(Message):
+        """A burst of events from the client service, handled as one change (one redraw)."""
 
-        def __init__(self, event: Any) -> None:
+        def __init__(self, events: list[Any], handled: asyncio.Event) -> None:
             super().__init__()
-            self.event = event
+            self.events = events
+            self.handled = handled
 
     def __init__(
         self,
@@ -71,6 +75,8 @@ class ChatApp(App[int]):
         self._auto_away = False
         self._text_before_away = ""
         self._idle_timer = None
+        self._incoming_toast = None
+        self._incoming_unseen: list = []
 
     # --- start and stop ---------------------------------------------------------------------
 
@@ -124,10 +130,14 @@ class ChatApp(App[int]):
 
     @work(exclusive=True, exit_on_error=False, group="service-events")
     async def consume_events(self) -> None:
-        """The one long-lived worker: every service event becomes a Message on this app."""
+        """The one long-lived worker: service events become Messages on this app, a burst at a
+        time. It waits until a batch is handled before taking the next, so a burst of incoming
+        messages costs one redraw, not one each, and keys never queue behind a pile of redraws."""
         assert self.session is not None
-        async for event in self.session.events():
-            self.post_message(self.ServiceEvent(event))
+        async for batch in self.session.event_batches():
+            handled = asyncio.Event()
+            self.post_message(self.ServiceEvents(batch, handled))
+            await handled.wait()
 
     async def action_quit(self) -> None:
         await self.shut_down()
@@ -150,14 +160,20 @@ class ChatApp(App[int]):
                 return screen
         return None
 
-    @on(ServiceEvent)
-    def _service_event(self, message: ServiceEvent) -> None:
+    @on(ServiceEvents)
+    def _service_events(self, message: ServiceEvents) -> None:
+        try:
+            self._apply_service_events(message.events)
+        finally:
+            message.handled.set()
+
+    def _apply_service_events(self, events: list[Any]) -> None:
         session = self.session
         if session is None:
             return
-        change = session.describe(message.event)
-        if change.notice:
-            self.notify(change.notice, severity="warning", markup=False, timeout=8)
+        change = session.describe(events)
+        for notice in change.notices:
+            self.notify(notice, severity="warning", markup=False, timeout=8)
         if change.signed_out:
             self.back_to_sign_in("Your session has ended; sign in again.")
             return
@@ -173,15 +189,34 @@ class ChatApp(App[int]):
             screen.refresh_conversation(conversation, appended=appended)
         if change.typing:
             screen.refresh_typing()
-        if change.incoming is not None and (change.incoming != screen.conversation or not self.app_focus):
-            self.notify_incoming(change.sender, change.preview)
+        elsewhere = [m for m in change.incoming if m.conversation != screen.conversation or not self.app_focus]
+        if elsewhere:
+            self.notify_incoming(elsewhere)
 
-    def notify_incoming(self, sender: str, preview: str) -> None:
+    def notify_incoming(self, messages: list["Incoming"]) -> None:
+        """At most one toast about new messages on screen: while it shows, later messages
+        update it ("9 new messages from …") instead of stacking a toast each."""
+        from textual.notifications import Notification, Notify
+
         from tui_chat.ui.safe_text import safe_str
 
         if self.session is not None and not self.session.config.notifications:
             return
-        self.notify(safe_str(preview)[:120], title=f"Message from {safe_str(sender)}", markup=False, timeout=4)
+        previous = self._incoming_toast
+        if previous is not None and not previous.has_expired and previous in self._notifications:
+            self._unnotify(previous)  # Textual 8 has no public way to update a toast
+            self._incoming_unseen += messages
+        else:
+            self._incoming_unseen = list(messages)
+        unseen = self._incoming_unseen
+        senders = list(dict.fromkeys(m.sender for m in unseen))
+        if len(unseen) == 1:
+            title, text = f"Message from {safe_str(senders[0])}", safe_str(unseen[0].preview)[:120]
+        else:
+            title = f"{len(unseen)} new messages"
+            text = "from " + ", ".join(safe_str(s) for s in senders[:3]) + (f" and {len(senders) - 3} more" if len(senders) > 3 else "")
+        self._incoming_toast = Notification(text, title, "information", INCOMING_TOAST_S, markup=False)
+        self.post_message(Notify(self._incoming_toast))
         if self.bell_on_message:
             self.bell()
 

@@ -27,22 +27,35 @@ TAIL_WINDOW = 300
 CONNECTION_STATES = {"connecting", "online", "reconnecting", "offline", "replaced", "signed_out"}
 
 
+MAX_BATCH = 1000
+"""Service events handled as one change at most (a burst is drained in slices this big)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """A new message from someone else, for a notification."""
+
+    conversation: str
+    sender: str
+    preview: str
+
+
 @dataclass
 class Change:
-    """What one service event touched, so the app refreshes only that."""
+    """What a batch of service events touched, so the app refreshes only that, once."""
 
     users: bool = False
     connection: bool = False
     typing: bool = False
     conversations: dict[str, int] = field(default_factory=dict)
     """Conversations whose rows changed, with how many rows were appended (0: unknown)."""
-    incoming: str | None = None
-    """The conversation of a new message from someone else (for a notification)."""
-    sender: str = ""
-    preview: str = ""
-    notice: str = ""
+    incoming: list[Incoming] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
     replaced: bool = False
     signed_out: bool = False
+
+    def touched(self, conversation: str, appended: int) -> None:
+        self.conversations[conversation] = appended
 
 
 FIELD_TO_FIX = {"credentials": "password", "throttled": "password", "taken": "username", "disabled": "username", "unreachable": "server"}
@@ -53,6 +66,16 @@ def field_to_fix(error: SignInError) -> str:
     if error.kind == "invalid":
         return "password" if "password" in error.message.lower() else "username"
     return FIELD_TO_FIX.get(error.kind, "password")
+
+
+def _merge_timeline(before: tuple[int, int] | None, event: cs.TimelineChanged) -> tuple[int, int]:
+    """Appends add up, a lone prepend stays one; anything else means "re-read"."""
+    if before is None:
+        return event.appended, event.prepended
+    appended, prepended = before
+    if appended and event.appended and not prepended and not event.prepended:
+        return appended + event.appended, 0
+    return 0, 0
 
 
 def friendly(error: SignInError, server: str, mode: str, *, signup: bool = False) -> str:
@@ -181,37 +204,48 @@ class Session:
         if self.client is not None:
             await self.client.stop()
 
-    async def events(self) -> AsyncIterator[Any]:
+    async def event_batches(self) -> AsyncIterator[list[Any]]:
+        """The service's events, a burst at a time: the first one awaited, then whatever else
+        is already queued. The consumer handles a batch before asking for the next, so while
+        it redraws, new events pile up into one batch instead of one redraw each."""
         assert self.client is not None
-        async for event in self.client.events():
-            yield event
+        events = self.client.events()
+        while True:
+            batch = [await anext(events)]
+            batch.extend(self.client.pending_events(MAX_BATCH - 1))
+            yield batch
 
-    def describe(self, event: Any) -> Change:
-        """Apply ``event`` to the UI's own caches and say what must be redrawn."""
+    def describe(self, events: list[Any]) -> Change:
+        """Apply a batch of events to the UI's own caches and say, once, what must be redrawn."""
         change = Change()
-        match event:
-            case cs.ConnectionChanged():
-                self._link, self._link_at = event, self._monotonic()
-                if event.kind != "online" and self._presence_fresh:
-                    self._presence_fresh = False
+        timelines: dict[str, tuple[int, int]] = {}
+        """Per conversation: rows appended, rows prepended; (0, 0) when rows changed otherwise."""
+        for event in events:
+            match event:
+                case cs.ConnectionChanged():
+                    self._link, self._link_at = event, self._monotonic()
+                    if event.kind != "online" and self._presence_fresh:
+                        self._presence_fresh = False
+                        change.users = True
+                    change.connection = True
+                    change.replaced = event.kind == "replaced"
+                    change.signed_out = event.kind == "signed_out"
+                case cs.UsersLoaded():
+                    self._presence_fresh = True
                     change.users = True
-                change.connection = True
-                change.replaced = event.kind == "replaced"
-                change.signed_out = event.kind == "signed_out"
-            case cs.UsersLoaded():
-                self._presence_fresh = True
-                change.users = True
-            case cs.UserChanged() | cs.ConversationChanged():
-                change.users = True  # statuses and unread counts; rows come with TimelineChanged
-            case cs.TimelineChanged():
-                self._reload(event.peer, event.appended, event.prepended)
-                change.conversations[event.peer] = event.appended
-            case cs.MessageReceived():
-                change.incoming, change.sender, change.preview = event.peer, event.sender, event.body
-            case cs.TypingChanged():
-                change.typing = True
-            case cs.Notice():
-                change.notice = event.text
+                case cs.UserChanged() | cs.ConversationChanged():
+                    change.users = True  # statuses and unread counts; rows come with TimelineChanged
+                case cs.TimelineChanged():
+                    timelines[event.peer] = _merge_timeline(timelines.get(event.peer), event)
+                case cs.MessageReceived():
+                    change.incoming.append(Incoming(event.peer, event.sender, event.body))
+                case cs.TypingChanged():
+                    change.typing = True
+                case cs.Notice():
+                    change.notices.append(event.text)
+        for peer, (appended, prepended) in timelines.items():
+            self._reload(peer, appended, prepended)
+            change.touched(peer, appended)
         return change
 
     # --- ChatData ----------------------------------------------------------------------------
@@ -257,13 +291,16 @@ class Session:
         ]  # fmt: skip
 
     def _reload(self, peer: str, appended: int, prepended: int) -> None:
-        """Bring the cached rows of ``peer`` up to date, reading as little as possible."""
+        """Bring the cached rows of ``peer`` up to date, reading as little as possible: a plain
+        append reads only the new rows, whatever the conversation's length."""
         cached = self._rows.get(peer)
         if cached is None or self.client is None:
             return  # not shown yet: read when first asked for
         length = self.client.timeline_length(peer)
         if prepended and length == len(cached) + prepended:
             self._rows[peer] = self._convert(self._slice(peer, 0, prepended)) + cached
+        elif appended and length == len(cached) + appended:
+            self._rows[peer] = cached + self._convert(self._slice(peer, len(cached), length))
         elif length <= FULL_REBUILD_ROWS:
             self._rows[peer] = self._convert(self._slice(peer, 0, length))
         else:
