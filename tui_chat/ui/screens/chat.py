@@ -109,6 +109,15 @@ class ChatScreen(Screen[None]):
         self.data = data
         self.clock = clock or Clock()
         self._open_first = open_first
+        self._shown: dict[str, object] = {}
+        """What each one-line Static shows: updating one re-lays the screen out, so only on change."""
+        self._had_failed = False
+
+    def _show(self, selector: str, content) -> None:
+        """Update a Static only when its content changes (a burst would re-lay out the screen each time)."""
+        if self._shown.get(selector) != content:
+            self._shown[selector] = content
+            self.query_one(selector, Static).update(content)
 
     def compose(self) -> ComposeResult:
         yield Header(icon="", show_clock=False)
@@ -166,16 +175,23 @@ class ChatScreen(Screen[None]):
         view = self.conversation_view
         view.set_rows(self.data.rows(self.conversation), has_more=self.data.has_more(self.conversation), appended=appended)
         self.refresh_typing()
-        self.refresh_bindings()  # retry/discard show in the footer only while something failed
+        self._refresh_failed_bindings()
         if view.at_bottom:
             self.post_message(self.MarkRead(self.conversation))
 
+    def _refresh_failed_bindings(self) -> None:
+        """Retry/discard show in the footer only while something failed; the footer is rebuilt
+        on every binding refresh, so only when that changes."""
+        failed = self._first_failed() is not None
+        if failed != self._had_failed:
+            self._had_failed = failed
+            self.refresh_bindings()
+
     def refresh_typing(self) -> None:
-        typing = self.query_one("#typing", Static)
         if self.conversation and self.data.typing(self.conversation):
-            typing.update(Content.assemble(safe_content(self.conversation, "bold"), (" is typing…", "italic")))
+            self._show("#typing", Content.assemble(safe_content(self.conversation, "bold"), (" is typing…", "italic")))
         else:
-            typing.update("")
+            self._show("#typing", Content(""))
 
     def open_conversation(self, conversation: str) -> None:
         """Show ``conversation`` at once from what is cached; the server's reply merges in later."""
@@ -185,15 +201,14 @@ class ChatScreen(Screen[None]):
         self.query_one(UserList).highlight(conversation)
         self._update_title_line(self.data.users())
         self.refresh_typing()
-        self.refresh_bindings()
+        self._refresh_failed_bindings()
         self.post_message(self.Open(conversation))
         if self.conversation_view.at_bottom:  # everything is on screen: it has been seen
             self.post_message(self.MarkRead(conversation))
 
     def _update_title_line(self, users: Sequence[UserRow]) -> None:
-        title = self.query_one("#conversation-title", Static)
         if self.conversation is None:
-            title.update(Content.styled("No conversation open", "dim"))
+            self._show("#conversation-title", Content.styled("No conversation open", "dim"))
             return
         user = next((u for u in users if u.name == self.conversation), None)
         parts: list = [safe_content(self.conversation, "bold")]
@@ -202,7 +217,7 @@ class ChatScreen(Screen[None]):
             parts.extend(["  ", STATUS_MARKS.get(user.status, "?"), " ", (word, "dim")])
             if user.text and user.status != "unknown":
                 parts.extend([("  ", "dim"), safe_content(user.text, "dim italic")])
-        title.update(Content.assemble(*parts))
+        self._show("#conversation-title", Content.assemble(*parts))
 
     def _unseen_changed(self, unseen: int) -> None:
         marker = self.query_one("#new-below", Static)

@@ -93,7 +93,10 @@ class UserList(Vertical):
         return self._users
 
     def set_users(self, users: Sequence[UserRow]) -> None:
-        self._users = sorted(users, key=sort_key)
+        users = sorted(users, key=sort_key)
+        if users == self._users:
+            return  # nothing a person could see changed: no rebuild, no layout
+        self._users = users
         self._rebuild()
 
     def _rebuild(self) -> None:
