@@ -113,3 +113,17 @@ async def test_a_late_handshake_of_our_own_does_not_stop_the_client(chat_server,
         await other.close()
     finally:
         await alice.close()
+
+
+async def test_the_missing_keyring_is_said_on_the_first_start_not_on_every_one(chat_server, tmp_path):
+    import keyring
+    import keyring.backends.fail
+
+    keyring.set_keyring(keyring.backends.fail.Keyring())
+    heard = []
+    for start in range(2):
+        client = await make_client(chat_server.http_url, tmp_path, "nokeyring", create=start == 0)
+        heard.append([e.text for e in _drain(client) if isinstance(e, Notice)])
+        await client.close()
+    assert any("No system keyring" in text for text in heard[0])
+    assert not any("No system keyring" in text for text in heard[1]), "said once, not on every start"

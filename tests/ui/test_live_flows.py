@@ -216,6 +216,14 @@ async def test_typing_status_theme_and_auto_away(live_server, make_app, private_
         await pilot.press("x")  # back at the keyboard
         await app.wait_for(lambda: app.session.my_status() == "online", pilot, "back online")
 
+        app.set_status("busy", "deep work")
+        await app.wait_for(lambda: app.session.my_status_text() == "deep work", pilot, "status set")
+        await pilot.press("f2")
+        await pilot.pause()
+        assert app.screen.query_one("#status-text").value == "deep work", "F2 shows the status set now"
+        assert app.screen.query_one("#status-busy").value
+        await pilot.press("escape")
+
         app.theme = "nord"
         await pilot.pause()
     assert 'theme = "nord"' in (private_dirs / "config" / "config.toml").read_text()
@@ -395,3 +403,13 @@ async def test_a_burst_of_messages_is_one_notification_and_none_for_the_open_con
         assert [t.title for t in toasts] == ["7 new messages"], "one toast, kept up to date, however the burst arrived"
         assert loud in str(toasts[0].message)
     await jon.close(), await kit.close()
+
+
+async def test_a_broken_config_file_is_said_even_when_the_app_goes_on(live_server, memory_keyring, private_dirs):
+    (private_dirs / "config" / "config.toml").write_text('server = "ftp://nowhere"\n')
+    session = Session.from_config(server=live_server.http_url)
+    app = LiveApp(session)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await app.wait_for(lambda: isinstance(app.screen, SignInScreen), pilot, "the sign-in screen")
+        warnings = [n for n in app._notifications if n.severity == "warning"]
+        assert warnings and "server must be a URL" in str(warnings[0].message)

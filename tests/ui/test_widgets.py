@@ -277,3 +277,28 @@ async def test_after_the_height_changes_the_view_still_follows_new_messages():
         screen.refresh_conversation("alice")
         await pilot.pause()
         assert view.at_bottom and visible_text(view)[-1].strip() == "alice says 101"
+
+
+async def test_every_palette_entry_has_its_own_name():
+    from tui_chat.ui.commands import ChatCommands
+
+    app = RecordingApp(FixedData())
+    async with app.run_test(size=(100, 30)):
+        ours = [text for text, *_ in ChatCommands(app.screen)._commands()]
+        system = [command.title for command in app.get_system_commands(app.screen)]
+        names = ours + system
+        assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
+        assert "Keys" in ours and "Theme" in system
+
+
+async def test_pageup_and_pagedown_from_the_composer_scroll_the_conversation():
+    app = RecordingApp(FixedData(messages={"alice": many("alice", 200)}))
+    async with app.run_test(size=(100, 30)) as pilot:
+        view = app.screen.conversation_view
+        assert app.focused.id == "composer" and view.at_bottom
+        await pilot.press("pageup", "pageup")
+        await pilot.pause()
+        assert not view.at_bottom and app.focused.id == "composer", "scrolled, and still writing"
+        await pilot.press("pagedown", "pagedown")
+        await pilot.pause()
+        assert view.at_bottom

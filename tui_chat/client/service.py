@@ -271,9 +271,22 @@ class ChatClient:
         return account_folder(root, self.server_url, self.server_id, user)
 
     def _notice_vault(self) -> None:
-        if self.vault.warning and not self._vault_noticed:
-            self._vault_noticed = True
-            self._emit(Notice(self.vault.warning))
+        """Say once, not on every start, where the session is kept when no keyring works."""
+        if not self.vault.warning or self._vault_noticed:
+            return
+        self._vault_noticed = True
+        marker = self.known_servers.path.with_name("keyring-notice")
+        try:
+            if marker.read_text(encoding="utf-8") == self.vault.warning:
+                return  # told on an earlier start, and nothing changed since
+        except OSError:
+            pass
+        self._emit(Notice(self.vault.warning))
+        try:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.write_text(self.vault.warning, encoding="utf-8")
+        except OSError:
+            pass  # then it is said again next time
 
     async def _refresh(self) -> None:
         """The connection's 401 handler: renew the access token, or say that sign-in is needed."""

@@ -78,6 +78,12 @@ class ChatApp(App[int]):
         self._incoming_toast = None
         self._incoming_unseen: list = []
 
+    def get_system_commands(self, screen: Screen):
+        """Textual's palette entries, without its "Keys": ours (every key of the app) is the one."""
+        for command in super().get_system_commands(screen):
+            if command.title != "Keys":
+                yield command
+
     # --- start and stop ---------------------------------------------------------------------
 
     def on_mount(self) -> None:
@@ -92,7 +98,9 @@ class ChatApp(App[int]):
     async def start_up(self) -> None:
         session = self.session
         assert session is not None
-        note = session.config_error
+        note = ""
+        if session.config_error:  # shown whatever happens next: signed in, embedded server or not
+            self.notify(session.config_error, title="config.toml was not used", severity="warning", markup=False, timeout=20)
         if self.embedded is not None:
             try:
                 url = await self.embedded.start()
@@ -293,12 +301,13 @@ class ChatApp(App[int]):
         from tui_chat.ui.screens.status import StatusScreen
 
         current = self.session.my_status() if self.session is not None else "online"
+        text = self.session.my_status_text() if self.session is not None else ""
 
         def chosen(result: tuple[str, str] | None) -> None:
             if result is not None:
                 self.set_status(*result)
 
-        self.push_screen(StatusScreen(current), chosen)
+        self.push_screen(StatusScreen(current, text), chosen)  # what is set now, to change rather than retype
 
     def action_reconnect(self) -> None:
         if self.session is not None:

@@ -1,4 +1,6 @@
-"""Command palette (ctrl+p): open a conversation with…, set status, switch theme, sign out."""
+"""Command palette (ctrl+p): open a conversation with…, set status, keys, reconnect, sign out.
+Textual's own entries stand beside them (Theme, Quit, Screenshot…), except its "Keys", which
+would be a second entry of that name (``ChatApp.get_system_commands``)."""
 
 from __future__ import annotations
 
@@ -25,7 +27,6 @@ class ChatCommands(Provider):
             text = f"Set status: {word}"
             yield text, Content(text), partial(app.set_status, status, ""), "others see it next to your name"
         yield "Set status with text…", Content("Set status with text…"), app.action_set_status, "status and a short note"
-        yield "Switch theme", Content("Switch theme"), app.action_change_theme, "pick a colour theme; it is remembered"
         yield "Keys", Content("Keys"), app.action_help, "every key binding"
         if session is not None:
             yield "Reconnect now", Content("Reconnect now"), app.action_reconnect, "skip the wait before the next attempt"

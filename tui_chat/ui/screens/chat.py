@@ -61,6 +61,9 @@ class ChatScreen(Screen[None]):
         Binding(RETRY_KEY, "retry", "Retry", priority=True),
         Binding(DISCARD_KEY, "discard", "Discard", priority=True),
         Binding("escape", "focus_composer", "Write", show=False, priority=True),
+        # From the composer, paging scrolls the conversation (a message being written is short).
+        Binding("pageup", "page_conversation(-1)", "Older", show=False, priority=True),
+        Binding("pagedown", "page_conversation(1)", "Newer", show=False, priority=True),
     ]
 
     conversation: reactive[str | None] = reactive(None, init=False)
@@ -275,7 +278,13 @@ class ChatScreen(Screen[None]):
             return self._first_failed() is not None if self.is_mounted else False
         if action == "focus_composer":  # escape in the composer is the composer's own
             return self.is_mounted and self.focused is not self.query_one(Composer)
+        if action == "page_conversation":  # elsewhere the focused widget pages itself
+            return self.is_mounted and self.focused is self.query_one(Composer)
         return True
+
+    def action_page_conversation(self, direction: int) -> None:
+        view = self.conversation_view
+        view.scroll_page_up(animate=False) if direction < 0 else view.scroll_page_down(animate=False)
 
     def action_retry(self) -> None:
         failed = self._first_failed()
