@@ -183,7 +183,9 @@ async def test_signs_in_without_asking_when_the_keyring_has_a_session(live_serve
     await signup(live_server.http_url, me, PASSWORD)
     first = make_app(me)
     async with first.run_test(size=(100, 30)) as pilot:
-        await sign_in(first, pilot)
+        screen = await sign_in(first, pilot)
+        screen.open_conversation(me)  # notes to self
+        await pilot.pause()
     assert memory_keyring.items  # the refresh token, never the password
     assert PASSWORD not in memory_keyring.items.values()
     remembered = (private_dirs / "config" / "config.toml").read_text()
@@ -193,6 +195,7 @@ async def test_signs_in_without_asking_when_the_keyring_has_a_session(live_serve
     async with again.run_test(size=(100, 30)) as pilot:
         await again.wait_for(lambda: isinstance(again.screen, ChatScreen), pilot, "straight to the chat")
         assert not any(isinstance(s, SignInScreen) for s in again.screen_stack)
+        assert again.screen.conversation == me, "the conversation open at the last quit is open again"
 
 
 async def test_typing_status_theme_and_auto_away(live_server, make_app, private_dirs):

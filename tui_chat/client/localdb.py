@@ -33,6 +33,8 @@ _SCHEMA = [
     """,
     # complete: the cache holds this conversation back to its first message (no older page).
     "ALTER TABLE conversations ADD COLUMN complete INTEGER NOT NULL DEFAULT 0",
+    # Small things remembered per (server, user), e.g. the conversation open at quit.
+    "CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
 ]
 
 

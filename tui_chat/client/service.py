@@ -376,6 +376,17 @@ class ChatClient:
 
     # -- what the UI reads ---------------------------------------------------------------
 
+    def remember(self, key: str, value: str) -> None:
+        """Keep a small setting of this account on this server (e.g. the conversation left open)."""
+        if self._db is not None:
+            self._db.execute("INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)", (key, value))
+
+    def recall(self, key: str) -> str | None:
+        if self._db is None:
+            return None
+        row = self._db.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
     def conversation(self, peer: str) -> Conversation:
         record = self.cache.conversation(peer) if self.cache else None
         if record is None:

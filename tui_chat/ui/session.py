@@ -198,6 +198,8 @@ class Session:
 
     async def start(self) -> None:
         assert self.client is not None
+        if self.last_conversation is None:
+            self.last_conversation = self.client.recall("last_conversation")  # open at the last quit
         self.client.start()
 
     async def stop(self) -> None:
@@ -372,6 +374,8 @@ class Session:
 
     async def open_conversation(self, conversation: str) -> None:
         self.last_conversation = conversation
+        if self.client is not None:
+            self.client.remember("last_conversation", conversation)
 
     async def load_older(self, conversation: str) -> None:
         if self.client is not None and not await self.client.load_older(conversation):
