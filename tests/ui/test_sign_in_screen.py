@@ -131,3 +131,21 @@ async def test_an_unreachable_server_is_asked_again_until_it_answers(monkeypatch
             while "accounts" not in str(mode.render()):
                 await pilot.pause()
         assert shown(app, "#create-account")
+
+
+async def test_name_tab_password_enter_in_one_burst_fills_both_fields():
+    """A password manager's auto-type, or a paste: the whole line arrives in one read."""
+    from textual import events
+
+    backend = FakeBackend({"http://s": ServerInfo("accounts", signup=True)})
+    app = app_with(backend, server="http://s")
+    async with app.run_test() as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert app.focused.id == "username"
+        for key in [*"alice", "tab", *"secret-pass", "enter"]:
+            app.post_message(events.Key(key, "\t" if key == "tab" else "\r" if key == "enter" else key))
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        assert app.screen.query_one("#username", Input).value == "alice"
+        assert backend.calls == [("http://s", "alice", "secret-pass", False, "accounts")]

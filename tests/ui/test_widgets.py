@@ -302,3 +302,13 @@ async def test_pageup_and_pagedown_from_the_composer_scroll_the_conversation():
         await pilot.press("pagedown", "pagedown")
         await pilot.pause()
         assert view.at_bottom
+
+
+async def test_choosing_a_person_and_writing_to_them_in_one_burst_reaches_them():
+    app = RecordingApp(FixedData())
+    async with app.run_test(size=(100, 30)) as pilot:
+        burst(app, "ctrl+o", "c", "a", "r", "enter", "h", "i", "enter")
+        await pilot.pause()
+        await pilot.pause()
+        assert [a for a in app.asked if a[0] == "send"] == [("send", "carol", "hi")]
+        assert app.screen.query_one("#user-filter").value == ""

@@ -280,7 +280,28 @@ class ChatApp(App[int]):
                 self._auto_away = False
                 text = self._text_before_away
                 self._chat_action(lambda s: s.set_status("online", text))
+        if isinstance(event, events.Key) and not event.is_forwarded and self._take_key_now(event):
+            return
         await super().on_event(event)
+
+    def _take_key_now(self, event: events.Key) -> bool:
+        """Textual hands a key to the focused widget's queue and goes on to the next key, so a
+        focus change made while a widget handles a key comes too late for the keys behind it.
+        The people filter's keys are therefore handled here, in arrival order (enter there moves
+        to the composer with the person chosen, and what follows in the same burst lands there)."""
+        from tui_chat.ui.screens.chat import ChatScreen
+
+        screen = self.screen
+        if not isinstance(screen, ChatScreen) or self._binding_for(event.key):
+            return False
+        return screen.take_key(event)
+
+    def _binding_for(self, key: str) -> bool:
+        """Whether a priority binding of the app or the screen claims ``key`` (those run first)."""
+        for bindings in (self._bindings, self.screen._bindings):
+            if any(b.priority for b in bindings.key_to_bindings.get(key, [])):
+                return True
+        return False
 
     def _check_idle(self) -> None:
         if self.auto_away_minutes is None or self.session is None or self._auto_away:

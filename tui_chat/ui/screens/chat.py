@@ -58,6 +58,8 @@ class ChatScreen(Screen[None]):
         # key, and they move focus at once (``set_focus``, not the deferred ``focus()``), so keys
         # that arrive in one burst (over SSH, from a paste) land where the person sent them.
         Binding("ctrl+o", "focus_people", "People", priority=True),
+        Binding("tab", "app.focus_next", show=False, priority=True),
+        Binding("shift+tab", "app.focus_previous", show=False, priority=True),
         Binding(RETRY_KEY, "retry", "Retry", priority=True),
         Binding(DISCARD_KEY, "discard", "Discard", priority=True),
         Binding("escape", "focus_composer", "Write", show=False, priority=True),
@@ -295,6 +297,19 @@ class ChatScreen(Screen[None]):
         failed = self._first_failed()
         if failed is not None:
             self.post_message(self.Discard(failed.key))
+
+    def take_key(self, event: events.Key) -> bool:
+        """Keys for the people filter, handled as they arrive (see ``PeopleFilter``); True if taken."""
+        people_filter = self.query_one("#user-filter")
+        if self.focused is not people_filter:
+            return False
+        if event.key == "enter":
+            name = self.query_one(UserList).choose_now()
+            if name is not None:
+                self.open_conversation(name)
+                self.set_focus(self.query_one(Composer))
+            return True
+        return people_filter.take_key(event.key, event.character)
 
     def action_focus_people(self) -> None:
         self.query_one(UserList).start_filtering()

@@ -52,7 +52,14 @@ class SignInBackend(Protocol):
 
 class SignInScreen(Screen[None]):
     CSS_PATH = Path(__file__).with_suffix(".tcss")
-    BINDINGS = [Binding("f1", "app.help", "Keys")]
+    BINDINGS = [
+        Binding("f1", "app.help", "Keys"),
+        # Priority, so focus moves before the next key is routed: "alice<Tab>secret<Enter>" typed
+        # by a password manager or pasted arrives in one read, and without this Textual sends
+        # "secret" to the username field (the tab's binding would run only after it).
+        Binding("tab", "app.focus_next", show=False, priority=True),
+        Binding("shift+tab", "app.focus_previous", show=False, priority=True),
+    ]
 
     class SignedIn(Message):
         """Signed in: the app moves on to the chat screen."""

@@ -49,14 +49,28 @@ class UserOptions(OptionList):
 
 
 class PeopleFilter(Input):
-    """Typing narrows the list; up and down move through what is left, enter opens it."""
+    """Typing narrows the list; up and down move through what is left, enter opens it.
 
-    def on_key(self, event) -> None:
-        if event.key in ("up", "down"):
-            options = self.parent.query_one(UserOptions)
-            options.action_cursor_up() if event.key == "up" else options.action_cursor_down()
-            event.stop()
-            event.prevent_default()
+    The app hands keys to it with :meth:`take_key` as they arrive, not through its message
+    queue: enter moves the focus to the composer, and keys typed right after it (in the same
+    burst) must already go there, with the person they are meant for already chosen."""
+
+    def take_key(self, key: str, character: str | None) -> bool:
+        """Handle ``key`` now; False for keys this filter leaves to the usual routing (enter
+        among them: the screen chooses with :meth:`UserList.choose_now`)."""
+        user_list = self.parent
+        if key in ("up", "down"):
+            options = user_list.query_one(UserOptions)
+            options.action_cursor_up() if key == "up" else options.action_cursor_down()
+        elif key == "backspace":
+            self.action_delete_left()
+            user_list.filter_now()
+        elif character is not None and len(character) == 1 and character.isprintable():
+            self.insert_text_at_cursor(character)
+            user_list.filter_now()
+        else:
+            return False
+        return True
 
 
 class UserList(Vertical):
@@ -110,6 +124,20 @@ class UserList(Vertical):
         options.add_options([Option(user_prompt(u), id=u.name) for u in shown])
         if highlighted in self._shown:
             options.highlighted = self._shown.index(highlighted)
+
+    def filter_now(self) -> None:
+        """Narrow the list to the filter's text at once (the Changed message comes later)."""
+        self._rebuild()
+        if self._shown:
+            self.options.highlighted = 0
+
+    def choose_now(self) -> str | None:
+        """The highlighted person, chosen now (the filter is cleared); None when nobody is shown."""
+        if not self._shown:
+            return None
+        name = self._shown[self.options.highlighted or 0]
+        self.query_one(PeopleFilter).value = ""
+        return name
 
     def start_filtering(self) -> None:
         """Focus the filter at once, empty, with the whole list shown."""
