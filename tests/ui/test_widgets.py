@@ -312,3 +312,16 @@ async def test_choosing_a_person_and_writing_to_them_in_one_burst_reaches_them()
         await pilot.pause()
         assert [a for a in app.asked if a[0] == "send"] == [("send", "carol", "hi")]
         assert app.screen.query_one("#user-filter").value == ""
+
+
+async def test_offline_people_show_when_they_were_last_seen():
+    from tests.ui.fixtures import MINUTE
+
+    users = [UserRow("dave", "offline", last_seen=NOW_MS - 3 * 60 * MINUTE), UserRow("erin", "online", is_me=True),
+             UserRow("fred", "offline", last_seen=NOW_MS - 5 * MINUTE), UserRow("gina", "offline")]  # fmt: skip
+    app = RecordingApp(FixedData(user_rows=users))
+    async with app.run_test(size=(100, 30)):
+        options = app.screen.query_one("#user-options")
+        prompts = {name: str(options.get_option(name).prompt) for name in ("dave", "fred", "gina")}
+        assert "seen 3 h ago" in prompts["dave"] and "seen 5 min ago" in prompts["fred"]
+        assert "seen" not in prompts["gina"], "never connected: nothing to say"

@@ -259,7 +259,7 @@ class Session:
         unread = {c.peer: c.unread for c in client.conversations()}
         known = dict(client.users)
         rows = [
-            UserRow(name, self._shown_status(user.status), user.text, unread.get(name, 0), name == client.me)
+            UserRow(name, self._shown_status(user.status), user.text, unread.get(name, 0), name == client.me, user.last_seen)
             for name, user in known.items()
         ]  # fmt: skip
         rows.extend(UserRow(peer, self._shown_status("offline"), "", count) for peer, count in unread.items() if peer not in known)

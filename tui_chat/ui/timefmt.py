@@ -42,6 +42,21 @@ class Clock:
     def time_label(self, ts_ms: int) -> str:
         return self.local(ts_ms).strftime("%H:%M")
 
+    def ago_label(self, ts_ms: int) -> str:
+        """How long ago, as people say it: "just now", "12 min ago", "3 h ago", "yesterday", "on 4 March"."""
+        elapsed = self.now_ms() - ts_ms
+        if elapsed < 60_000:
+            return "just now"
+        if elapsed < HOUR_MS:
+            return f"{elapsed // 60_000} min ago"
+        days_ago = self.day_number(self.now_ms()) - self.day_number(ts_ms)
+        if days_ago == 0:
+            return f"{elapsed // HOUR_MS} h ago"
+        if days_ago == 1:
+            return "yesterday"
+        moment = self.local(ts_ms)
+        return f"on {moment.day} {moment:%B}" + (f" {moment.year}" if days_ago > 300 else "")
+
     def day_label(self, ts_ms: int) -> str:
         days_ago = self.day_number(self.now_ms()) - self.day_number(ts_ms)
         if days_ago == 0:

@@ -37,6 +37,8 @@ class UserRow:
     text: str = ""
     unread: int = 0
     is_me: bool = False
+    last_seen: int | None = None
+    """When an offline user's last connection closed (ms), if the server knows."""
 
 
 STATUS_MARKS: dict[str, str] = {"online": "●", "away": "◐", "busy": "⊘", "offline": "○", "unknown": "◌"}

@@ -128,7 +128,7 @@ class ChatScreen(Screen[None]):
         yield Header(icon="", show_clock=False)
         with Horizontal(id="chat-body"):
             with Vertical(id="sidebar"):
-                yield UserList(id="users")
+                yield UserList(id="users", clock=self.clock)
             with Vertical(id="main"):
                 yield Static("", id="conversation-title")
                 with Vertical(id="conversation-pane"):

@@ -14,6 +14,7 @@ from textual.widgets import Input, OptionList
 from textual.widgets.option_list import Option
 
 from tui_chat.ui.safe_text import safe_content
+from tui_chat.ui.timefmt import Clock
 from tui_chat.ui.view_model import STATUS_MARKS, UserRow
 
 STATUS_STYLES = {"online": "$success", "away": "$warning", "busy": "$error", "offline": "$text-muted", "unknown": "$text-muted"}
@@ -23,7 +24,7 @@ def sort_key(user: UserRow) -> tuple:
     return (user.unread == 0, user.status == "offline", user.name)
 
 
-def user_prompt(user: UserRow) -> Content:
+def user_prompt(user: UserRow, clock: Clock | None = None) -> Content:
     mark = STATUS_MARKS.get(user.status, "?")
     parts: list = [(mark, STATUS_STYLES.get(user.status, "")), " ", safe_content(user.name, "bold" if user.unread else "")]
     if user.is_me:
@@ -31,6 +32,8 @@ def user_prompt(user: UserRow) -> Content:
     if user.unread:
         parts.extend(["  ", (f" {user.unread} ", "reverse bold")])
     second: list = ["\n  ", ("status unknown" if user.status == "unknown" else user.status, "dim")]
+    if user.status == "offline" and user.last_seen and clock is not None:
+        second.append((f" · seen {clock.ago_label(user.last_seen)}", "dim"))
     if user.text and user.status != "unknown":
         second.extend([("  ", "dim"), safe_content(user.text, "dim italic")])
     return Content.assemble(*parts, *second)
@@ -89,8 +92,9 @@ class UserList(Vertical):
             super().__init__()
             self.name = name
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, *, clock: Clock | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
+        self.clock = clock or Clock()
         self._users: list[UserRow] = []
         self._shown: list[str] = []
 
@@ -121,7 +125,7 @@ class UserList(Vertical):
         self._shown = [u.name for u in shown]
         # One synchronous swap: the list never appears empty between two frames.
         options.clear_options()
-        options.add_options([Option(user_prompt(u), id=u.name) for u in shown])
+        options.add_options([Option(user_prompt(u, self.clock), id=u.name) for u in shown])
         if highlighted in self._shown:
             options.highlighted = self._shown.index(highlighted)
 
