@@ -55,3 +55,26 @@ async def test_https_and_wss(tmp_path):
             assert {"type": "pong", "rid": "tls"} in frames
     finally:
         server.stop()
+
+
+async def test_an_untrusted_certificate_is_said_as_such_and_ssl_cert_file_trusts_a_private_ca(tmp_path, monkeypatch):
+    from tui_chat.client.auth import AuthClient, SignInError
+    from tui_chat.ui.session import friendly
+
+    cert, key = self_signed(tmp_path)
+    server = TlsServer(tmp_path / "tls.db", extra_args=("--certfile", str(cert), "--keyfile", str(key)), env={"SSL_CERT_FILE": str(cert)})
+    server._wait_healthy = lambda: None
+    server.start()
+    try:
+        monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+        try:
+            await AuthClient(server.http_url).info()
+            raise AssertionError("a self-signed certificate was trusted")
+        except SignInError as exc:
+            assert exc.kind == "tls", exc.message
+            sentence = friendly(exc, server.http_url, "accounts")
+            assert "is it running" not in sentence and "SSL_CERT_FILE" in sentence
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # the documented way to trust a private CA
+        assert (await AuthClient(server.http_url).info()).auth == "accounts"
+    finally:
+        server.stop()

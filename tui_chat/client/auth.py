@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,7 +93,18 @@ class AuthClient:
             async with httpx.AsyncClient(base_url=self.base, timeout=HTTP_TIMEOUT_S, transport=self.transport) as http:
                 return await http.post(path, json=body)
         except httpx.HTTPError as exc:
-            raise SignInError("unreachable", f"cannot reach {self.base}: {exc.__class__.__name__}") from None
+            raise self._unreachable(exc) from None
+
+    def _unreachable(self, exc: Exception) -> SignInError:
+        """Why the server could not be reached: an untrusted certificate is not "is it running?"."""
+        cause: BaseException | None = exc
+        while cause is not None:
+            if isinstance(cause, ssl.SSLCertVerificationError):
+                return SignInError("tls", f"{self.base} presented a certificate this machine does not trust ({cause.verify_message})")
+            if isinstance(cause, ssl.SSLError):
+                return SignInError("tls", f"the TLS handshake with {self.base} failed ({cause.reason or cause})")
+            cause = cause.__cause__ or cause.__context__
+        return SignInError("unreachable", f"cannot reach {self.base}: {exc.__class__.__name__}")
 
     async def info(self) -> ServerInfo:
         try:
@@ -100,7 +112,7 @@ class AuthClient:
                 response = await http.get("/info")
             data = response.json()
         except httpx.HTTPError as exc:
-            raise SignInError("unreachable", f"cannot reach {self.base}: {exc.__class__.__name__}") from None
+            raise self._unreachable(exc) from None
         except ValueError:
             raise SignInError("invalid", f"{self.base} is not a tui-chat server") from None
         if not isinstance(data, dict) or data.get("auth") not in ("accounts", "open", "cognito"):

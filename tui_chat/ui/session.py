@@ -58,7 +58,8 @@ class Change:
         self.conversations[conversation] = appended
 
 
-FIELD_TO_FIX = {"credentials": "password", "throttled": "password", "taken": "username", "disabled": "username", "unreachable": "server"}
+FIELD_TO_FIX = {"credentials": "password", "throttled": "password", "taken": "username", "disabled": "username",
+                "unreachable": "server", "tls": "server"}  # fmt: skip
 
 
 def field_to_fix(error: SignInError) -> str:
@@ -87,6 +88,9 @@ def friendly(error: SignInError, server: str, mode: str, *, signup: bool = False
             return "Wrong username or password."
         case "unreachable":
             return f"Cannot reach the server at {http_base(server)} — is it running? ({error.message})"
+        case "tls":
+            return (f"Cannot trust the server at {http_base(server)}: {error.message}. If it uses a private "
+                    "certificate authority, start tui-chat with SSL_CERT_FILE set to that authority's PEM file.")  # fmt: skip
         case "taken":
             if mode == "open":
                 return "That nickname is in use on another device; pick another or wait until it disconnects."
