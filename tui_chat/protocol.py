@@ -27,6 +27,10 @@ MAX_CURSOR_CHARS = 256
 DEFAULT_PAGE_LIMIT = 50
 MAX_PAGE_LIMIT = 200
 MAX_SEQ = 2**53 - 1
+MAX_BATCH_MESSAGES = 50
+"""``sendMessages`` carries 1 to 50 messages (section 7.3)."""
+BATCH_MESSAGES_PER_ACTION = 10
+"""For the rate limit a batch counts as one action per 10 messages, rounded up."""
 """Sequence numbers stay exact in JavaScript and DynamoDB numbers."""
 
 RATE_LIMIT_PER_SECOND = 100
@@ -261,9 +265,40 @@ class Ping:
     action: Literal["ping"] = "ping"
 
 
-Action = Union[SendMessage, GetMessages, GetConversations, GetClients, SetStatus, MarkRead, Typing, Ping]
+@dataclass(frozen=True, slots=True)
+class SendMessages:
+    """A batch (section 7.3): each item a message to store, or the refusal it alone would get."""
+
+    items: tuple[SendMessage | ProtocolError, ...]
+    rid: str | None = None
+    action: Literal["sendMessages"] = "sendMessages"
+
+    @property
+    def cost(self) -> int:
+        return batch_cost(len(self.items))
+
+
+def batch_cost(count: int) -> int:
+    """Rate-limit actions a batch of ``count`` messages costs."""
+    return max(1, -(-count // BATCH_MESSAGES_PER_ACTION))
+
+
+def frame_cost(raw: str | bytes) -> int:
+    """What one frame costs against the rate limit, before it is handled: 1, or for a batch one
+    per 10 messages (a quick look; a frame that does not parse costs 1 and is refused later)."""
+    if (b'"sendMessages"' if isinstance(raw, bytes) else '"sendMessages"') not in raw:
+        return 1
+    try:
+        messages = json.loads(raw).get("messages")
+    except (ValueError, AttributeError, RecursionError):
+        return 1
+    return batch_cost(len(messages)) if isinstance(messages, list) else 1
+
+
+Action = Union[SendMessage, SendMessages, GetMessages, GetConversations, GetClients, SetStatus, MarkRead, Typing, Ping]
 ACTIONS = (
     "sendMessage",
+    "sendMessages",
     "getMessages",
     "getConversations",
     "getClients",
@@ -276,6 +311,9 @@ ACTIONS = (
 
 def action_to_wire(action: Action) -> dict[str, Any]:
     """The JSON object a client sends for ``action`` (``with_`` becomes ``with``, ``None`` omitted)."""
+    if isinstance(action, SendMessages):
+        messages = [{"id": m.id, "to": m.to, "body": m.body} for m in action.items if isinstance(m, SendMessage)]
+        return {"action": "sendMessages", "messages": messages, **({"rid": action.rid} if action.rid else {})}
     frame: dict[str, Any] = {"action": action.action}
     for name in action.__dataclass_fields__:
         if name == "action":
@@ -362,6 +400,11 @@ def action_from_object(frame: dict[str, Any]) -> Action:
         if problem:
             raise f.fail(problem)
         return SendMessage(id=msg_id, to=to, body=body, rid=rid)
+    if name == "sendMessages":
+        messages = frame.get("messages")
+        if not isinstance(messages, list) or not 1 <= len(messages) <= MAX_BATCH_MESSAGES:
+            raise ProtocolError(BAD_REQUEST, f"'messages' must be a list of 1 to {MAX_BATCH_MESSAGES} messages", rid=rid)
+        return SendMessages(items=tuple(_batch_item(item) for item in messages), rid=rid)
     f = _Fields(frame, rid)
     if name == "getMessages":
         with_ = f.username("with")
@@ -396,6 +439,18 @@ def action_from_object(frame: dict[str, Any]) -> Action:
         return Ping(rid=rid)
     shown = name if len(name) <= 40 else name[:40] + "…"
     raise ProtocolError(UNKNOWN_ACTION, f"unknown action {shown!r}", rid=rid)
+
+
+def _batch_item(item: Any) -> SendMessage | ProtocolError:
+    """One message of a batch, parsed by the rules of ``sendMessage``, or what it alone would get."""
+    if not isinstance(item, dict):
+        return ProtocolError(BAD_REQUEST, "a message of a batch must be an object")
+    try:
+        parsed = action_from_object({**{k: v for k, v in item.items() if k != "rid"}, "action": "sendMessage"})
+    except ProtocolError as exc:
+        return exc
+    assert isinstance(parsed, SendMessage)
+    return parsed
 
 
 # --- Server -> client events -------------------------------------------------------------------
@@ -554,8 +609,17 @@ class Replaced:
     type: Literal["replaced"] = "replaced"
 
 
+@dataclass(frozen=True, slots=True)
+class Acks:
+    """The reply to ``sendMessages``: per message, in order, its ``ack`` or ``error`` (no ``rid``)."""
+
+    items: tuple["Ack | Error", ...]
+    rid: str | None = None
+    type: Literal["acks"] = "acks"
+
+
 Event = Union[
-    Ack, MessageEvent, Messages, Conversations, Clients, PresenceEvent, Read, TypingEvent, Pong, Error, Replaced
+    Ack, Acks, MessageEvent, Messages, Conversations, Clients, PresenceEvent, Read, TypingEvent, Pong, Error, Replaced
 ]
 
 
@@ -602,6 +666,8 @@ def event_to_wire(event: Event) -> dict[str, Any]:
             return _with_rid(frame, event.rid)
         case Replaced():
             return {"type": "replaced", **({"attempt": event.attempt} if event.attempt else {})}
+        case Acks():
+            return _with_rid({"type": "acks", "items": [event_to_wire(item) for item in event.items]}, event.rid)
     raise TypeError(f"not an event: {event!r}")
 
 
@@ -654,6 +720,13 @@ def _event_from_object(frame: dict[str, Any]) -> Event:
     rid = _opt_str(frame, "rid")
     if kind == "ack":
         return Ack(id=_req_str(frame, "id"), message=Message.from_wire(frame.get("message")), rid=rid)
+    if kind == "acks":
+        items = []
+        for item in _list(frame, "items"):
+            if not isinstance(item, dict) or item.get("type") not in ("ack", "error"):
+                raise ValueError("an acks item must be an ack or an error")
+            items.append(_event_from_object(item))
+        return Acks(items=tuple(items), rid=rid)
     if kind == "message":
         return MessageEvent(message=Message.from_wire(frame.get("message")))
     if kind == "messages":

@@ -40,14 +40,16 @@ class TokenBucket:
         self.updated = clock()
         self.refused_in_a_row = 0
 
-    def take(self) -> int:
-        """Spend one token. Returns 0 when allowed, else the milliseconds until one is free."""
+    def take(self, cost: int = 1) -> int:
+        """Spend ``cost`` tokens (a batch costs more than one). Returns 0 when allowed, else the
+        milliseconds until that many are free (never more than a full bucket's worth)."""
+        cost = min(cost, self.burst)
         now = self.clock()
         self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
         self.updated = now
-        if self.tokens >= 1:
-            self.tokens -= 1
+        if self.tokens >= cost:
+            self.tokens -= cost
             self.refused_in_a_row = 0
             return 0
         self.refused_in_a_row += 1
-        return max(1, math.ceil((1 - self.tokens) / self.rate * 1000))
+        return max(1, math.ceil((cost - self.tokens) / self.rate * 1000))

@@ -48,7 +48,10 @@ def protocol_actions() -> set[str]:
         if candidate.is_file():
             text = candidate.read_text()
             section = text[text.index("## 3.") : text.index("## 4.")]  # "Client → server actions"
-            return set(re.findall(r"^\| `([A-Za-z]+)` \|", section, flags=re.M))
+            actions = set(re.findall(r"^\| `([A-Za-z]+)` \|", section, flags=re.M))
+            if "`sendMessages` `{messages" in text:  # section 7.3, the one version-2 action served so far
+                actions.add("sendMessages")
+            return actions
     return set(protocol.ACTIONS)
 
 

@@ -382,6 +382,69 @@ async def test_replaced_names_the_attempt_that_replaced_it(server, names):
         assert refused.value.response.status_code == 400
 
 
+# -- sendMessages (PROTOCOL.md 7.3) -------------------------------------------------------------
+
+
+async def test_a_batch_is_stored_in_order_and_answered_item_by_item(server, names):
+    alice, _ = await user(server, names, "alice")
+    bob, _ = await user(server, names, "bob")
+    batch = [
+        {"id": "batch-000001", "to": bob.user, "body": "one"},
+        {"id": "batch-000002", "to": "nobody-at-all", "body": "lost"},
+        "not an object",
+        {"id": "batch-000003", "to": bob.user, "body": "   "},
+        {"id": "batch-000004", "to": bob.user, "body": "two"},
+        {"id": "batch-000001", "to": bob.user, "body": "one again"},  # a repeated id: stored once, acked alike
+    ]
+    reply = await alice.request({"action": "sendMessages", "messages": batch})
+    assert reply["type"] == "acks" and "rid" in reply
+    items = reply["items"]
+    assert [(i["type"], i.get("code"), i.get("id")) for i in items] == [
+        ("ack", None, "batch-000001"), ("error", "unknown_user", "batch-000002"), ("error", "bad_request", None),
+        ("error", "bad_request", "batch-000003"), ("ack", None, "batch-000004"), ("ack", None, "batch-000001"),
+    ]  # fmt: skip
+    assert items[5]["message"] == items[0]["message"], "the original ack, body and all"
+    assert items[0]["message"]["seq"] < items[4]["message"]["seq"]
+    assert not any("rid" in i for i in items)
+    got = [(await bob.expect("message"))["message"]["body"] for _ in range(2)]
+    assert got == ["one", "two"]
+    page = await bob.request({"action": "getMessages", "with": alice.user})
+    assert [m["body"] for m in page["items"]] == ["one", "two"]
+
+
+async def test_a_batch_outside_1_to_50_messages_stores_nothing(server, names):
+    alice, _ = await user(server, names, "alice")
+    bob, _ = await user(server, names, "bob")
+    too_many = [{"id": f"many-{i:06d}", "to": bob.user, "body": "x"} for i in range(51)]
+    for messages in ([], too_many, "not a list"):
+        reply = await alice.request({"action": "sendMessages", "messages": messages})
+        assert (reply["type"], reply["code"]) == ("error", "bad_request") and reply["rid"]
+    page = await bob.request({"action": "getMessages", "with": alice.user})
+    assert page["items"] == []
+
+
+async def test_a_batch_counts_one_action_per_ten_messages(strict_server, names):
+    alice, _ = await user(strict_server, names, "alice")
+    bob, _ = await user(strict_server, names, "bob")
+
+    def batch(n: int) -> list[dict]:
+        return [{"id": f"rate-{n}-{i:05d}", "to": bob.user, "body": f"{n}.{i}"} for i in range(50)]
+
+    # 4 batches of 50 cost 4 x 5 = 20 actions: exactly the strict server's burst
+    started = time.monotonic()
+    replies = [await alice.request({"action": "sendMessages", "messages": batch(n)}) for n in range(5)]
+    elapsed = time.monotonic() - started
+    assert [r["type"] for r in replies[:4]] == ["acks"] * 4
+    assert all(i["type"] == "ack" for r in replies[:4] for i in r["items"])
+    refused = replies[4]
+    if elapsed < 5 / STRICT_RATE:  # the fifth needs 5 tokens, which the bucket refills in 2.5 s
+        assert refused["type"] == "error", f"a fifth batch was accepted {elapsed:.1f} s in"
+    if refused["type"] == "error":
+        assert refused["code"] == "rate_limited" and refused["retryAfterMs"] > 0 and refused["rid"]
+        page = await bob.request({"action": "getMessages", "with": alice.user, "limit": 200})
+        assert not any(m["id"].startswith("rate-4-") for m in page["items"]), "nothing of a refused batch is stored"
+
+
 # -- rate limits and slow readers ---------------------------------------------------------------
 
 

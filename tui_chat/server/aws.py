@@ -597,7 +597,8 @@ ROUTE_HANDLERS: dict[str, str] = {
     "$disconnect": "disconnect_handler",
     "$default": "message_handler",
     **{action: "message_handler" for action in (
-        "sendMessage", "getMessages", "getConversations", "getClients", "setStatus", "markRead", "typing", "ping",
+        "sendMessage", "sendMessages", "getMessages", "getConversations", "getClients", "setStatus", "markRead",
+        "typing", "ping",
     )},
 }  # fmt: skip
 """Which entry point serves each route of the template (and of the emulator)."""

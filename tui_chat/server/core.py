@@ -108,6 +108,8 @@ class ChatCore:
         match action:
             case p.SendMessage():
                 await self.send_message(caller, action)
+            case p.SendMessages():
+                await self.send_messages(caller, action)
             case p.GetMessages():
                 await self.get_messages(caller, action)
             case p.GetConversations():
@@ -130,8 +132,37 @@ class ChatCore:
         saved = await self.store.save_message(caller.username, action.id, action.to, action.body, self.clock())
         message = saved.message
         await self._reply(caller, {"type": "ack", "id": message.id, "message": message.to_wire(), **_rid(action.rid)})
-        if not saved.created:
-            return  # a retry: the recipients already have it
+        if saved.created:  # a retry stores nothing: the recipients already have it
+            await self._deliver(caller, message)
+
+    async def send_messages(self, caller: Caller, action: p.SendMessages) -> None:
+        """A batch (PROTOCOL.md 7.3): stored in the order given, one ``acks`` reply with what each
+        message alone would have got; a refused one does not stop the rest."""
+        entries: list[dict] = []
+        created: list[p.Message] = []
+        for item in action.items:
+            if isinstance(item, p.ProtocolError):
+                entries.append(p.event_to_wire(p.Error(code=item.code, message=item.message, id=item.id)))
+                continue
+            try:
+                await self._require_user(item.to)
+                saved = await self.store.save_message(caller.username, item.id, item.to, item.body, self.clock())
+            except p.ProtocolError as exc:
+                entries.append(p.event_to_wire(p.Error(code=exc.code, message=exc.message, id=item.id)))
+                continue
+            except StoreUnavailable:
+                log.error("store unavailable", extra={"action": action.action, "user": caller.username})
+                entries.append(p.event_to_wire(p.Error(code=p.INTERNAL, message="the server cannot reach its store; try again", id=item.id)))
+                continue
+            entries.append({"type": "ack", "id": item.id, "message": saved.message.to_wire()})
+            if saved.created:
+                created.append(saved.message)
+        await self._reply(caller, {"type": "acks", "items": entries, **_rid(action.rid)})
+        for message in created:
+            await self._deliver(caller, message)
+
+    async def _deliver(self, caller: Caller, message: p.Message) -> None:
+        """A newly stored message to the recipient's connections and the sender's other ones."""
         frame = p.encode({"type": "message", "message": message.to_wire()})
         targets = {c.conn_id for c in await self.store.user_connections(message.to)}
         if message.to != caller.username:

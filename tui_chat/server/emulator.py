@@ -266,7 +266,7 @@ class ApiGatewayEmulator:
             if text is None:
                 live.close(p.CLOSE_POLICY, "binary frames are not part of the protocol")
                 return "binary frame"
-            wait_ms = live.bucket.take()
+            wait_ms = live.bucket.take(p.frame_cost(text))
             if wait_ms:
                 if live.bucket.refused_in_a_row > REFUSALS_BEFORE_CLOSE:
                     live.close(p.CLOSE_POLICY, "far past the rate limit")

@@ -338,7 +338,7 @@ class ChatServerApp:
             if text is None:
                 conn.close(p.CLOSE_POLICY, "binary frames are not part of the protocol")
                 return
-            wait_ms = conn.bucket.take()
+            wait_ms = conn.bucket.take(p.frame_cost(text))
             if wait_ms:
                 if conn.bucket.refused_in_a_row > REFUSALS_BEFORE_CLOSE:
                     conn.close(p.CLOSE_POLICY, "far past the rate limit")
