@@ -610,6 +610,22 @@ class Replaced:
 
 
 @dataclass(frozen=True, slots=True)
+class GatewayError:
+    """Not a protocol event: API Gateway's own ``{"message": …, "connectionId": …}`` answer,
+    meaning a frame was not handled (throttled, internal error). The client resends its send."""
+
+    type: Literal["gateway_error"] = "gateway_error"
+
+
+def is_gateway_error(raw: str | bytes) -> bool:
+    try:
+        frame = json.loads(raw)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(frame, dict) and "type" not in frame and isinstance(frame.get("message"), str) and "connectionId" in frame
+
+
+@dataclass(frozen=True, slots=True)
 class Acks:
     """The reply to ``sendMessages``: per message, in order, its ``ack`` or ``error`` (no ``rid``)."""
 

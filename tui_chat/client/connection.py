@@ -142,7 +142,7 @@ class Connection:
             ws.transport.abort()
 
     async def send(
-        self, frame: dict, *, generation: int | None = None, still_wanted: Callable[[], bool] | None = None
+        self, frame: dict, *, generation: int | None = None, still_wanted: Callable[[], bool] | None = None, cost: int = 1
     ) -> bool:
         """Send one action, paced under the rate limit. False when there is no open socket, it
         is no longer the one ``generation`` names, or ``still_wanted()`` turned false while the
@@ -153,7 +153,7 @@ class Connection:
                 return False
             if still_wanted is not None and not still_wanted():
                 return False
-            wait = self.pacer.delay()
+            wait = self.pacer.delay(cost)
             if wait <= 0:
                 break
             await asyncio.sleep(wait)
@@ -259,8 +259,10 @@ class Connection:
                 try:
                     event = p.parse_event(raw)
                 except p.ProtocolError as exc:
-                    log.warning("ignored a malformed frame from the server: %s", exc.message)
-                    continue
+                    if not p.is_gateway_error(raw):
+                        log.warning("ignored a malformed frame from the server: %s", exc.message)
+                        continue
+                    event = p.GatewayError()  # API Gateway did not hand the frame on (section 7.3)
                 if isinstance(event, p.Replaced):
                     self._replaced_by = event.attempt
                 try:

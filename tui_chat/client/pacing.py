@@ -40,9 +40,10 @@ class Pacer:
         """Send nothing for ``seconds`` (the server said ``rate_limited``)."""
         self.hold_until = max(self.hold_until, self.clock() + seconds)
 
-    def delay(self) -> float:
-        """0 when an action may go now (its token is spent), else the seconds to wait first."""
+    def delay(self, cost: int = 1) -> float:
+        """0 when an action may go now (its tokens are spent: a batch costs one per 10
+        messages, as on the server), else the seconds to wait first."""
         now = self.clock()
         if now < self.hold_until:
             return self.hold_until - now
-        return self.bucket.take() / 1000
+        return self.bucket.take(cost) / 1000

@@ -75,6 +75,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("tui_chat.client")
 
 TYPING_SHOWN_S = 6.0
+SEND_REPLY_TIMEOUT_S = 10.0
+"""A send frame without an answer this long is sent again (PROTOCOL.md 7.3)."""
+MAX_BATCH_BYTES = p.MAX_ACTION_BYTES - 512
+"""A batch's messages, leaving room for the frame's own fields under the 32 KiB limit."""
 REQUEST_TIMEOUT_S = 15.0
 RATE_LIMIT_RETRIES = 5
 INTERNAL_ERROR_RETRY_S = 2.0
@@ -152,6 +156,10 @@ class ChatClient:
         self._ready_generation = 0
         """The connection on which catch-up finished: the outbox flushes only on it."""
         self._in_flight: set[str] = set()
+        """Ids of the one send frame in flight (PROTOCOL.md 7.3): nothing else is sent until it is answered."""
+        self._in_flight_rid: str | None = None
+        self._sends = itertools.count(1)
+        self._send_number = 0
         self._pass = 0
         """Bumped to abandon the outbox pass under way (a message was refused for the rate)."""
         self._pump_wake = asyncio.Event()
@@ -555,6 +563,7 @@ class ChatClient:
     def _on_link_state(self, state: LinkState) -> None:
         if state.kind != ONLINE:
             self._in_flight.clear()
+            self._in_flight_rid = None
             for future in self._replies.values():
                 if not future.done():
                     future.set_exception(ConnectionError("the connection was lost"))
@@ -715,6 +724,13 @@ class ChatClient:
         match event:
             case p.Ack():
                 self._on_ack(event)
+            case p.Acks() if event.rid is not None and event.rid == self._in_flight_rid:
+                for item in event.items:
+                    self._on_ack(item) if isinstance(item, p.Ack) else self._on_error(item)
+                self._send_answered()
+            case p.GatewayError() if self._in_flight:
+                log.info("API Gateway did not hand on our send; sending it again")
+                self._send_answered()
             case p.MessageEvent():
                 self._on_message(event.message)
             case p.PresenceEvent():
@@ -739,6 +755,8 @@ class ChatClient:
         message = ack.message
         peer = message.other(self.me)
         self._in_flight.discard(ack.id)
+        if not self._in_flight:
+            self._pump_wake.set()  # the frame in flight is answered: the next may go
         self.outbox.acked(ack.id)
         self.cache.add([message])
         self.cache.set_read(peer, mine=message.seq)  # sending reads the conversation
@@ -766,12 +784,23 @@ class ChatClient:
         """Acked messages go before this device's queued ones: only then is it a plain append."""
         return TimelineChanged(peer, appended=0 if self.outbox.count_for(peer) else count)
 
+    def _send_answered(self) -> None:
+        """The frame in flight is answered (or given up on): the pump may send the next one."""
+        self._in_flight.clear()
+        self._in_flight_rid = None
+        self._pump_wake.set()
+
     def _on_error(self, error: p.Error) -> None:
+        if error.id is None and error.rid is not None and error.rid == self._in_flight_rid:
+            self._on_batch_refused(error)
+            return
         if error.id is None or self.outbox is None:
             log.info("server error: %s %s", error.code, error.message)
             return
         entry = self.outbox.get(error.id)
         self._in_flight.discard(error.id)
+        if not self._in_flight:
+            self._pump_wake.set()
         if entry is None:
             return
         if error.code == p.RATE_LIMITED:
@@ -785,6 +814,17 @@ class ChatClient:
             self._emit(TimelineChanged(entry.to))
             self._emit_connection()
         else:  # internal and unknown codes: the message stays queued and is sent again soon
+            asyncio.get_running_loop().call_later(INTERNAL_ERROR_RETRY_S, self._pump_wake.set)
+
+    def _on_batch_refused(self, error: p.Error) -> None:
+        """A whole batch was refused (nothing of it stored): wait as told, then send it again."""
+        self._in_flight.clear()
+        self._in_flight_rid = None
+        if error.code == p.RATE_LIMITED:
+            self.connection.pacer.hold((error.retry_after_ms or 1000) / 1000)
+            self._pump_wake.set()
+        else:
+            log.warning("a batch was refused: %s %s", error.code, error.message)
             asyncio.get_running_loop().call_later(INTERNAL_ERROR_RETRY_S, self._pump_wake.set)
 
     def _show_typing(self, sender: str) -> None:
@@ -806,24 +846,57 @@ class ChatClient:
     # -- the outbox pump -----------------------------------------------------------------
 
     async def _pump(self) -> None:
-        """Send every queued message not yet in flight on this connection, in order.
+        """Send the outbox in order, one frame in flight per connection (PROTOCOL.md 7.3): what
+        is queued meanwhile goes in the next frame, as a batch. API Gateway runs one connection's
+        frames concurrently, so two sends in flight could be stored in either order.
 
-        A pass sends on one connection only (its ``generation``): when the link drops, the pass
-        ends, and the next connection's pass starts again from the oldest unacked message.
+        A frame goes on one connection only (its ``generation``): when the link drops, the next
+        connection starts again from the oldest unacked message. A frame without an answer
+        within ``SEND_REPLY_TIMEOUT_S`` is sent again (it is idempotent).
         """
         while True:
             await self._pump_wake.wait()
             self._pump_wake.clear()
             generation = self._ready_generation
-            if not self.online or generation != self.connection.generation:
+            if not self.online or generation != self.connection.generation or self._in_flight:
                 continue
+            entries = self._next_batch()
+            if not entries:
+                continue
+            number = self._send_number = next(self._sends)
+            if len(entries) == 1:
+                entry = entries[0]
+                frame: dict = {"action": "sendMessage", "id": entry.id, "to": entry.to, "body": entry.body}
+                self._in_flight_rid = None
+            else:
+                self._in_flight_rid = f"send-{number}"
+                frame = {"action": "sendMessages", "rid": self._in_flight_rid,
+                         "messages": [{"id": e.id, "to": e.to, "body": e.body} for e in entries]}  # fmt: skip
+            self._in_flight = {e.id for e in entries}
             this_pass = self._pass
-            for entry in self.outbox.pending():
-                if entry.id in self._in_flight:
-                    continue
-                self._in_flight.add(entry.id)
-                frame = {"action": "sendMessage", "id": entry.id, "to": entry.to, "body": entry.body}
-                sent = await self.connection.send(frame, generation=generation, still_wanted=lambda p=this_pass: p == self._pass)
-                if not sent:
-                    self._in_flight.discard(entry.id)
-                    break
+            sent = await self.connection.send(
+                frame, generation=generation, cost=p.batch_cost(len(entries)), still_wanted=lambda p=this_pass: p == self._pass
+            )  # fmt: skip
+            if not sent:
+                if self._send_number == number:
+                    self._in_flight.clear()
+                    self._in_flight_rid = None
+                continue
+            asyncio.get_running_loop().call_later(SEND_REPLY_TIMEOUT_S, self._no_reply, number, generation)
+
+    def _no_reply(self, number: int, generation: int) -> None:
+        """No answer to a send in time: send it again on the same connection (it is idempotent)."""
+        if self._send_number == number and self._in_flight and self.connection is not None and self.connection.generation == generation:
+            log.info("no answer to a send in %g s; sending it again", SEND_REPLY_TIMEOUT_S)
+            self._send_answered()
+
+    def _next_batch(self) -> list:
+        """The oldest pending messages that fit one frame: at most 50 and 32 KiB."""
+        batch, size = [], 0
+        for entry in self.outbox.pending():
+            item = len(p.encode({"id": entry.id, "to": entry.to, "body": entry.body}).encode()) + 1
+            if batch and (len(batch) == p.MAX_BATCH_MESSAGES or size + item > MAX_BATCH_BYTES):
+                break
+            batch.append(entry)
+            size += item
+        return batch
