@@ -458,3 +458,36 @@ async def test_closing_a_started_client_twice_is_harmless(tmp_path, chat_server)
     await client.close()
     await client.stop()
     assert client.queued == 0 and client.timeline("anyone") == []
+
+
+async def test_a_send_without_an_answer_is_sent_again_and_stored_once(chat_server, tmp_path, monkeypatch):
+    """API Gateway may drop a frame (or answer with its own error frame): the one send in flight
+    is sent again after SEND_REPLY_TIMEOUT_S, and at once on a gateway error."""
+    from tui_chat.client import service
+
+    monkeypatch.setattr(service, "SEND_REPLY_TIMEOUT_S", 0.3)
+    alice = await make_client(chat_server.http_url, tmp_path, "dropalice")
+    await make_client(chat_server.http_url, tmp_path, "dropbob")
+    try:
+        alice.start()
+        await wait_until(alice, lambda: alice.online)
+        connection = alice.connection
+        real_send, dropped = connection.send, []
+
+        async def lossy_send(frame, **kwargs):
+            if frame.get("action") in ("sendMessage", "sendMessages") and len(dropped) < 2:
+                dropped.append(frame)
+                if len(dropped) == 2:  # the second loss is answered by the gateway's own error frame...
+                    service.SEND_REPLY_TIMEOUT_S = 60  # ...and only that can bring the resend within the test's wait
+                    asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(connection.on_event(p.GatewayError())))
+                return True  # "sent", but the server never sees it
+            return await real_send(frame, **kwargs)
+
+        connection.send = lossy_send
+        sent = alice.send("dropbob", "said once")
+        await wait_until(alice, lambda: alice.queued == 0, timeout=10)
+        assert len(dropped) == 2, "lost twice, then sent for real"
+        history = await server_history(chat_server, alice.tokens.access, "dropalice", "dropbob")
+        assert [m["id"] for m in history] == [sent]
+    finally:
+        await alice.close()
