@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "serve":
         return run_serve(args)
-    from tui_chat.ui.launch import run_app  # imported lazily: the server needs none of Textual
+    from tui_chat.launch import run_app  # imported lazily: the server needs none of Textual
 
     return run_app(args)
 

@@ -119,6 +119,14 @@ def is_valid_message_id(value: object) -> bool:
 
 is_valid_device_id = is_valid_message_id
 is_valid_attempt_id = is_valid_message_id
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header (section 7.6), else None."""
+    if not authorization:
+        return None
+    scheme, _, token = authorization.strip().partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
 """A handshake's ``attempt`` (section 7.8): the same form as a device id."""
 
 

@@ -382,6 +382,30 @@ async def test_replaced_names_the_attempt_that_replaced_it(server, names):
         assert refused.value.response.status_code == 400
 
 
+async def pong(ws, rid: str) -> bool:
+    await ws.send(json.dumps({"action": "ping", "rid": rid}))
+    async with asyncio.timeout(10):
+        while json.loads(await ws.recv()).get("rid") != rid:
+            pass
+    return True
+
+
+async def test_the_token_in_the_authorization_header_wins_and_stays_out_of_the_log(server, names):
+    name = names("header")
+    token = await signup(server.http_url, name)
+    url = f"{server.ws_url}?device=header-device-1"
+    async with connect(url, additional_headers={"Authorization": f"Bearer {token}"}) as ws:
+        assert await pong(ws, "h1")
+    async with connect(url + "&token=not-a-token", additional_headers={"Authorization": f"Bearer {token}"}) as ws:
+        assert await pong(ws, "h2"), "the header wins over a bad query token"
+    with pytest.raises(InvalidStatus) as refused:
+        await connect(f"{url}&token={token}", additional_headers={"Authorization": "Bearer forged"})
+    assert refused.value.response.status_code == 401, "a bad header is not rescued by the query"
+    await WsClient.open(server.ws_url, token, name, device="header-device-2")  # the query alone still works
+    assert not [line for line in server.log_lines if token in json.dumps(line)], "no log line carries a token"
+    assert any("token=[redacted]" in line.get("msg", "") for line in server.log_lines), "a query token is redacted"
+
+
 # -- sendMessages (PROTOCOL.md 7.3) -------------------------------------------------------------
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from tui_chat.ui.embedded import EmbeddedServer, something_listens
+from tui_chat.server.embedded import EmbeddedServer, something_listens
 
 
 async def test_embedded_server_serves_and_stops(tmp_path):

@@ -234,7 +234,7 @@ async def test_typing_status_theme_and_auto_away(live_server, make_app, private_
 
 
 async def test_built_in_server_when_none_is_configured(tmp_path, memory_keyring, private_dirs):
-    from tui_chat.ui.embedded import EmbeddedServer
+    from tui_chat.server.embedded import EmbeddedServer
 
     embedded = EmbeddedServer(port=0, db=tmp_path / "embedded" / "server.db")
     app = LiveApp(Session(client_factory=fast_client))

@@ -78,6 +78,7 @@ class Connection:
         ping_timeout: float = p.PING_TIMEOUT_S,
         app_ping_interval: float = p.APP_PING_INTERVAL_S,
         open_timeout: float = 10.0,
+        token_in_header: bool = True,
     ) -> None:
         self.url = url
         self.device = device
@@ -92,6 +93,8 @@ class Connection:
         self.ping_timeout = ping_timeout
         self.app_ping_interval = app_ping_interval
         self.open_timeout = open_timeout
+        self.token_in_header = token_in_header
+        """False for the cloud, whose API Gateway authorizer reads the ``token`` query parameter."""
         self.ws: ClientConnection | None = None
         self.state = LinkState(OFFLINE)
         self.generation = 0
@@ -198,8 +201,15 @@ class Connection:
             self._set(LinkState(CONNECTING))
             attempt = "att-" + secrets.token_hex(8)
             try:
+                query = {"device": self.device, "attempt": attempt}
+                headers = {}
+                if self.token_in_header:  # PROTOCOL.md 7.6: never in the URL, where logs would keep it
+                    headers["Authorization"] = f"Bearer {self.token()}"
+                else:
+                    query["token"] = self.token()
                 ws = await connect(
-                    f"{self.url}?{urlencode({'token': self.token(), 'device': self.device, 'attempt': attempt})}",
+                    f"{self.url}?{urlencode(query)}",
+                    additional_headers=headers,
                     ping_interval=self.ping_interval,
                     ping_timeout=self.ping_timeout,
                     open_timeout=self.open_timeout,

@@ -324,6 +324,7 @@ class ChatClient:
                 ws_url(self.server_url), self.device,
                 token=lambda: self.tokens.access, refresh=self._refresh,
                 on_event=self._on_event, on_state=self._on_link_state, on_open=self._on_open,
+                token_in_header=self.cognito is None,
                 **self.connection_options,
             )  # fmt: skip
         self.connection.start()

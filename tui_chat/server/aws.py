@@ -403,7 +403,8 @@ class LambdaApp:
     async def authorize(self, event: dict) -> dict:
         """The ``$connect`` authorizer: an IAM policy with the caller in its context, or ``Unauthorized``."""
         query = event.get("queryStringParameters") or {}
-        token = query.get("token")
+        headers = {str(k).lower(): v for k, v in (event.get("headers") or {}).items()}
+        token = p.bearer_token(headers.get("authorization")) or query.get("token")  # the header wins
         if not isinstance(token, str) or not token:
             raise Unauthorized()
         try:

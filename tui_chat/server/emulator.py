@@ -4,7 +4,7 @@ An ASGI app (served by uvicorn like the self-hosted server) that does what API G
 WebSocket API does, so the cloud code path runs — and is tested — on 127.0.0.1:
 
 - ``/ws`` accepts WebSockets. The handshake calls the REQUEST authorizer (identity source: the
-  ``token`` query parameter; missing → 401 without calling it; ``Unauthorized`` → 401; ``Deny`` →
+  ``token`` query parameter or the ``Authorization`` header; missing → 401 without calling it; ``Unauthorized`` → 401; ``Deny`` →
   403), then ``$connect`` with the authorizer's context; a non-2xx ``statusCode`` refuses the
   handshake with that status. Only then is the socket accepted and known to ``@connections``.
 - Each text frame goes to the route named by ``$request.body.action`` (``$default`` when the frame
@@ -201,7 +201,7 @@ class ApiGatewayEmulator:
                 "queryStringParameters": query or None, "multiValueQueryStringParameters": multi or None,
                 "stageVariables": None, "isBase64Encoded": False}  # fmt: skip
 
-        if not query.get("token"):  # the identity source is missing: API Gateway does not call the authorizer
+        if not query.get("token") and not headers.get("authorization"):  # no identity source: no authorizer call
             await _deny(send, 401, "Unauthorized")
             return
         auth_event = {**base, "type": "REQUEST",

@@ -11,6 +11,7 @@ import asyncio
 import contextvars
 import json
 import logging
+import re
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -313,6 +314,9 @@ class ChatServerApp:
         attempts = query.get("attempt", [])
         if len(attempts) > 1 or (attempts and not p.is_valid_attempt_id(attempts[0])):
             raise AuthError(400, "'attempt' must be 8-64 characters of A-Z, a-z, 0-9, '_', '-'")
+        header = p.bearer_token(_header_value(scope, b"authorization"))
+        if header is not None:
+            tokens = [header]  # PROTOCOL.md 7.6: the header wins over the query parameter
         if len(tokens) != 1 or not tokens[0]:
             raise AuthError(401, "a token is required")
         if self.verifier is not None:  # may fetch the signing keys: not on the event loop
@@ -346,6 +350,13 @@ class ChatServerApp:
                 conn.push(_rate_limited_frame(text, wait_ms))
                 continue
             await self.core.handle_frame(caller, text)
+
+
+def _header_value(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return None
 
 
 def _rate_limited_frame(text: str, wait_ms: int) -> str:
@@ -413,7 +424,22 @@ class _ClientFaultFilter(logging.Filter):
         return True
 
 
+class _RedactTokens(logging.Filter):
+    """uvicorn logs each WebSocket's path with its query string: a ``token`` there (clients that
+    cannot set the Authorization header) must not reach the log (PROTOCOL.md 7.6)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "token=" in message:
+            record.msg, record.args = _TOKEN_IN_QUERY.sub(r"\1[redacted]", message), ()
+        return True
+
+
+_TOKEN_IN_QUERY = re.compile(r"((?:^|[?&\s])(?:token|refreshToken)=)[^&\s\"']*")
+
 logging.getLogger("uvicorn.error").addFilter(_ClientFaultFilter())
+for _name in ("uvicorn.error", "uvicorn.access"):
+    logging.getLogger(_name).addFilter(_RedactTokens())
 
 
 async def _deny(send: Send, status: int, message: str) -> None:

@@ -13,7 +13,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from textual import events, on, work
 from textual.app import App
@@ -25,8 +25,18 @@ from tui_chat.ui.commands import ChatCommands
 from tui_chat.ui.screens.sign_in import SignInScreen
 from tui_chat.ui.timefmt import Clock
 
+class BuiltInServer(Protocol):
+    """The server started inside this process when none runs (``tui_chat.server.embedded``,
+    started by the launcher): the UI only starts, stops and names it, never imports it."""
+
+    db: Path
+
+    async def start(self) -> str: ...
+
+    async def stop(self) -> None: ...
+
+
 if TYPE_CHECKING:
-    from tui_chat.ui.embedded import EmbeddedServer
     from tui_chat.ui.screens.chat import ChatScreen
     from tui_chat.ui.session import Incoming, Session
 
@@ -57,7 +67,7 @@ class ChatApp(App[int]):
         session: "Session | None" = None,
         *,
         clock: Clock | None = None,
-        embedded: "EmbeddedServer | None" = None,
+        embedded: BuiltInServer | None = None,
         preview: Callable[[], Screen] | None = None,
         bell: bool = False,
         auto_away_minutes: float | None = AUTO_AWAY_MINUTES,

@@ -1,4 +1,7 @@
-"""``tui-chat`` (no subcommand): choose the server, maybe start the built-in one, run the app."""
+"""``tui-chat`` (no subcommand): choose the server, maybe start the built-in one, run the app.
+
+Launch logic lives here, above both layers: it may use the server (the built-in one) and the UI,
+which knows neither sockets nor the server."""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ import argparse
 
 def run_app(args: argparse.Namespace) -> int:
     from tui_chat.ui.app import ChatApp
-    from tui_chat.ui.embedded import EmbeddedServer, default_server_url, something_listens
+    from tui_chat.server.embedded import EmbeddedServer, default_server_url, something_listens
     from tui_chat.ui.session import Session
 
     session = Session.from_config(server=args.server, username=args.user)

@@ -1,4 +1,5 @@
-"""The self-hosted server inside the client's own event loop, for ``tui-chat`` with no server.
+"""The self-hosted server inside the client's own event loop, for ``tui-chat`` with no server
+(started by ``tui_chat.launch``; the app only sees it as a ``BuiltInServer``).
 
 ``tui-chat`` with no server configured and nothing listening on the default address runs
 ``tui-chat serve`` in-process (SQLite in the user data folder), so one command is enough to
