@@ -61,6 +61,24 @@ class Cache:
             (peer, seq),
         )
 
+    def advance_synced(self, peer: str) -> None:
+        """Move the synced mark over the messages held right above it, and no further.
+
+        A live message or an ack with seq S does not prove that everything below S has arrived:
+        another sender's message stored just before S may still be on its way (its delivery
+        follows its sender's ack, or a whole batch). Catch-up pages, which are complete, move
+        the mark with ``mark_synced``; a gap seq (allowed by the protocol) stops this walk only
+        until the next catch-up."""
+        synced = self.synced_seq(peer)
+        held = self.db.execute(
+            "SELECT seq FROM messages WHERE peer = ? AND seq > ? ORDER BY seq LIMIT 2000", (peer, synced)
+        ).fetchall()
+        for (seq,) in held:
+            if seq != synced + 1:
+                break
+            synced = seq
+        self.mark_synced(peer, synced)
+
     def synced_seq(self, peer: str) -> int:
         row = self.db.execute("SELECT synced_seq FROM conversations WHERE peer = ?", (peer,)).fetchone()
         return row[0] if row else 0

@@ -762,7 +762,7 @@ class ChatClient:
         self.cache.add([message])
         self.cache.set_read(peer, mine=message.seq)  # sending reads the conversation
         if self._ready_generation == self.connection.generation:
-            self.cache.mark_synced(peer, message.seq)
+            self.cache.advance_synced(peer)
         self._emit(TimelineChanged(peer))
         self._emit(ConversationChanged(self.conversation(peer)))
         self._emit_connection()
@@ -771,8 +771,7 @@ class ChatClient:
         peer = message.other(self.me)
         new = self._store(peer, [message])
         if self._ready_generation == self.connection.generation:
-            # Caught up on this link: every later message reaches us live, so no gap below it.
-            self.cache.mark_synced(peer, message.seq)
+            self.cache.advance_synced(peer)  # only over what is held: an earlier one may still be on its way
         if not new:
             return
         if message.sender != self.me:
