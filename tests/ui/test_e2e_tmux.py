@@ -95,7 +95,7 @@ async def test_a_message_typed_in_one_terminal_appears_in_another(tmp_path, tmux
             tmux.type(name, "correct horse battery")
             tmux.wait_for(name, "•" * len("correct horse battery"))
             tmux.keys(name, "Enter")
-            tmux.wait_for(name, "● online")
+            tmux.wait_for(name, "● connected")
         for name, other in (("bob", "alice"), ("alice", "bob")):
             tmux.keys(name, "C-o")  # focus moves with the key: no need to wait before typing
             tmux.type(name, other)
@@ -137,7 +137,7 @@ async def test_started_with_the_server_down_it_shows_history_queues_and_delivers
         tmux.type("first", "correct horse battery")
         tmux.wait_for("first", "•" * len("correct horse battery"))
         tmux.keys("first", "Enter")
-        tmux.wait_for("first", "● online")
+        tmux.wait_for("first", "● connected")
         tmux.keys("first", "C-o")
         tmux.type("first", "bob")
         tmux.keys("first", "Enter")
@@ -161,7 +161,7 @@ async def test_started_with_the_server_down_it_shows_history_queues_and_delivers
         assert "◷" in tmux.screen("offline")
 
         server.start()
-        tmux.wait_until("offline", lambda screen: "queued" not in screen and "◷" not in screen and "● online" in screen,
+        tmux.wait_until("offline", lambda screen: "queued" not in screen and "◷" not in screen and "● connected" in screen,
                         timeout=60, what="delivered after the server came back")  # fmt: skip
         bob = await WsClient.open(server.ws_url, (await signup_or_login(server, "bob")), "bob")
         page = await bob.request({"action": "getMessages", "with": "alice"})

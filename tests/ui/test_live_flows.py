@@ -95,7 +95,7 @@ async def test_sign_in_and_send_while_online(live_server, make_app):
     app = make_app(me)
     async with app.run_test(size=(100, 30)) as pilot:
         screen = await sign_in(app, pilot)
-        assert f"{me}@127.0.0.1" in bar(screen) and "online" in bar(screen)
+        assert f"{me}@127.0.0.1" in bar(screen) and "● connected" in bar(screen)
         await app.wait_for(lambda: other in [u.name for u in screen.data.users()], pilot, "the other user listed")
         screen.open_conversation(other)
         await pilot.press(*"hello ben", "enter")
@@ -124,7 +124,7 @@ async def test_send_offline_then_reconnect(live_server, make_app):
         assert "1 queued" in bar(screen) and "◷" in view_text(screen)
         live_server.start()
         await app.wait_for(lambda: [r.mark for r in screen.conversation_view.rows] == ["sent"], pilot, "sent after reconnect")
-        assert "online" in bar(screen) and "queued" not in bar(screen)
+        assert "connected" in bar(screen) and "queued" not in bar(screen)
 
 
 async def test_message_in_another_conversation_counts_and_notifies(live_server, make_app):

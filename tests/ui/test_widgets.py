@@ -325,3 +325,17 @@ async def test_offline_people_show_when_they_were_last_seen():
         prompts = {name: str(options.get_option(name).prompt) for name in ("dave", "fred", "gina")}
         assert "seen 3 h ago" in prompts["dave"] and "seen 5 min ago" in prompts["fred"]
         assert "seen" not in prompts["gina"], "never connected: nothing to say"
+
+
+def test_the_terminal_title_sequence_carries_the_unread_count_and_nothing_that_could_end_it():
+    from tui_chat.ui.app import terminal_title_sequence
+
+    assert terminal_title_sequence("tui-chat — 3 unread") == "\x1b]2;tui-chat — 3 unread\x07"
+    assert terminal_title_sequence("a\x07b\x1b]0;evil") == "\x1b]2;ab]0;evil\x07"
+
+
+async def test_the_connection_bar_does_not_say_online_like_a_presence():
+    app = RecordingApp(FixedData())
+    async with app.run_test(size=(100, 30)):
+        text = str(app.screen.query_one("#connection").render())
+        assert "● connected" in text and "online" not in text

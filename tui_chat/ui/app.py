@@ -44,6 +44,11 @@ AUTO_AWAY_MINUTES = 10
 INCOMING_TOAST_S = 4.0
 
 
+def terminal_title_sequence(title: str) -> str:
+    """OSC 2, which sets the terminal's window or tab title; nothing that could end it early."""
+    return "\x1b]2;" + "".join(c for c in title if c.isprintable()) + "\x07"
+
+
 class ChatApp(App[int]):
     CSS_PATH = Path(__file__).with_name("app.tcss")
     TITLE = "tui-chat"
@@ -240,7 +245,11 @@ class ChatApp(App[int]):
 
     def update_title(self) -> None:
         unread = self.session.unread_total() if self.session is not None else 0
-        self.title = f"tui-chat — {unread} unread" if unread else "tui-chat"
+        title = f"tui-chat — {unread} unread" if unread else "tui-chat"
+        if title != self.title:
+            self.title = title
+            if self._driver is not None and not self.is_headless:  # the terminal's tab or window title too
+                self._driver.write(terminal_title_sequence(title))
 
     # --- what the chat screen asks for --------------------------------------------------------
 

@@ -14,7 +14,7 @@ from tui_chat.ui.view_model import ConnectionRow
 
 LABELS = {
     "connecting": ("◌", "connecting…"),
-    "online": ("●", "online"),
+    "online": ("●", "connected"),  # not "online": that is a presence, and yours may be away or busy
     "reconnecting": ("◌", "reconnecting"),
     "offline": ("○", "offline"),
     "replaced": ("⊘", "replaced by another session of this device — not reconnecting"),
