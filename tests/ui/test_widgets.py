@@ -339,3 +339,47 @@ async def test_the_connection_bar_does_not_say_online_like_a_presence():
     async with app.run_test(size=(100, 30)):
         text = str(app.screen.query_one("#connection").render())
         assert "● connected" in text and "online" not in text
+
+
+class HostedServer:
+    """Stands in for the built-in server: only how many are connected matters here."""
+
+    def __init__(self, count: int) -> None:
+        from pathlib import Path
+
+        self.count, self.db, self.stopped = count, Path("server.db"), False
+
+    async def start(self) -> str:
+        return "http://127.0.0.1:8765"
+
+    async def stop(self) -> None:
+        self.stopped = True
+
+    def connections(self) -> int:
+        return self.count
+
+
+async def test_quitting_while_others_use_the_built_in_server_asks_first():
+    hosted = HostedServer(3)
+    app = ChatApp(preview=lambda: ChatScreen(FixedData(), clock=fixed_clock()), clock=fixed_clock(), embedded=hosted)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+        assert "3 other people are connected" in str(app.screen.query_one("#confirm-question").render())
+        await pilot.press("escape")  # stay
+        await pilot.pause()
+        assert app.is_running and not hosted.stopped
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+        await pilot.click("#confirm-yes")
+        await pilot.pause()
+    assert hosted.stopped and app.return_code == 0
+
+
+async def test_quitting_alone_on_the_built_in_server_asks_nothing():
+    hosted = HostedServer(0)
+    app = ChatApp(preview=lambda: ChatScreen(FixedData(), clock=fixed_clock()), clock=fixed_clock(), embedded=hosted)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+    assert hosted.stopped

@@ -75,6 +75,10 @@ class EmbeddedServer:
             raise RuntimeError(f"the built-in server could not listen on {self.host}:{self.port}")
         return self.url
 
+    def connections(self) -> int:
+        """Open WebSockets on this server, this app's own included."""
+        return len(self._server.chat_app.gateway.connections) if self.running and self._server is not None else 0
+
     async def stop(self) -> None:
         if self._server is not None:
             self._server.should_exit = True

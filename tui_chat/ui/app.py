@@ -35,6 +35,10 @@ class BuiltInServer(Protocol):
 
     async def stop(self) -> None: ...
 
+    def connections(self) -> int:
+        """Open connections to it, this app's own included."""
+        ...
+
 
 if TYPE_CHECKING:
     from tui_chat.ui.screens.chat import ChatScreen
@@ -163,8 +167,27 @@ class ChatApp(App[int]):
             await handled.wait()
 
     async def action_quit(self) -> None:
+        others = self._others_on_built_in_server()
+        if others:
+            from tui_chat.ui.screens.confirm import ConfirmScreen
+
+            question = (f"{others} other {'person is' if others == 1 else 'people are'} connected to the server running "
+                        "inside this app. Quitting stops it for them: they reconnect when somebody starts it again. Quit anyway?")  # fmt: skip
+            self.push_screen(ConfirmScreen(question, yes="Quit", no="Stay"), self._quit_if_confirmed)
+            return
         await self.shut_down()
         self.exit(0)
+
+    async def _quit_if_confirmed(self, confirmed: bool | None) -> None:
+        if confirmed:
+            await self.shut_down()
+            self.exit(0)
+
+    def _others_on_built_in_server(self) -> int:
+        if self.embedded is None:
+            return 0
+        own = 1 if self.session is not None and self.session.connection().state == "online" else 0
+        return max(0, self.embedded.connections() - own)
 
     async def shut_down(self) -> None:
         if self.session is not None:
