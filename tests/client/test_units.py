@@ -204,3 +204,19 @@ def test_settings_chosen_in_the_app_are_remembered(tmp_path):
     save_settings({"server": "http://a:1", "theme": "nord"}, path)
     config = load_config(path, env={})
     assert (config.server, config.theme, config.bell) == ("http://a:1", "nord", True)
+
+
+def test_a_conversation_list_older_than_live_messages_does_not_lose_their_unread(tmp_path):
+    """The reply to getConversations can be a snapshot taken before messages that reached us live
+    (they can arrive first): those still count as unread."""
+    from tui_chat.protocol import ConversationSummary
+
+    cache = Cache(open_db(tmp_path / "c.db"), "alice")
+    cache.add([Message(f"b{i}-00000000", "bob", "alice", f"m{i}", i, i) for i in range(1, 6)])
+    cache.set_read("bob", mine=0)
+    for _ in range(5):
+        cache.bump_unread("bob")  # as each arrived live
+    cache.apply_summary(ConversationSummary("bob", last_seq=3, read_seq=0, unread=3, last=None))
+    assert cache.conversation("bob").unread == 5, "3 counted by the server, 2 arrived after its snapshot"
+    cache.apply_summary(ConversationSummary("bob", last_seq=5, read_seq=5, unread=0, last=None))
+    assert cache.conversation("bob").unread == 0

@@ -86,13 +86,17 @@ class Cache:
     def apply_summary(self, summary: ConversationSummary) -> None:
         """Take the server's view; a read marker moved here while offline is kept (and counted)
         until the server has it too: read markers only move forward."""
+        # The server counted unread up to its ``last_seq``; messages that reached us live after
+        # that snapshot (they may arrive before the reply) are counted on top, not lost.
         self.db.execute(
-            "INSERT INTO conversations (peer, last_seq, read_seq, unread, peer_read_seq) VALUES (?, ?, ?, ?, ?)"
+            "INSERT INTO conversations (peer, last_seq, read_seq, unread, peer_read_seq) VALUES (?1, ?2, ?3, ?4, ?5)"
             " ON CONFLICT DO UPDATE SET last_seq = max(last_seq, excluded.last_seq),"
-            " unread = CASE WHEN excluded.read_seq >= read_seq THEN excluded.unread ELSE unread END,"
+            " unread = CASE WHEN excluded.read_seq >= read_seq THEN excluded.unread + ("
+            "   SELECT count(*) FROM messages m WHERE m.peer = ?1 AND m.sender = ?1 AND m.sender <> ?6"
+            "   AND m.seq > excluded.last_seq) ELSE unread END,"
             " read_seq = max(read_seq, excluded.read_seq),"
             " peer_read_seq = max(peer_read_seq, excluded.peer_read_seq)",
-            (summary.with_, summary.last_seq, summary.read_seq, summary.unread, summary.peer_read_seq),
+            (summary.with_, summary.last_seq, summary.read_seq, summary.unread, summary.peer_read_seq, self.me),
         )
 
     def set_complete(self, peer: str) -> None:
