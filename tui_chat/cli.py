@@ -29,44 +29,25 @@ def _port(value: str) -> int:
     return port
 
 
-def _commit_window(value: str) -> float:
-    try:
-        window = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of milliseconds: {value!r}") from None
-    if not 0 <= window <= MAX_COMMIT_WINDOW_MS:
-        raise argparse.ArgumentTypeError(f"the commit window is 0-{MAX_COMMIT_WINDOW_MS} ms, not {value}")
-    return window
+def _bounded(convert, low, high, what: str, name: str, unit: str):
+    """An argparse type: ``convert`` the text, then keep it within [low, high] (nan and inf too)."""
+
+    def parse(value: str):
+        try:
+            number = convert(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {what}: {value!r}") from None
+        if not low <= number <= high:
+            raise argparse.ArgumentTypeError(f"{name} is {low:g}-{high:g}{unit}, not {value}")
+        return number
+
+    return parse
 
 
-def _request_timeout(value: str) -> float:
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {value!r}") from None
-    if not MIN_REQUEST_HEAD_TIMEOUT_S <= seconds <= MAX_REQUEST_HEAD_TIMEOUT_S:
-        raise argparse.ArgumentTypeError(f"the request timeout is {MIN_REQUEST_HEAD_TIMEOUT_S:g}-{MAX_REQUEST_HEAD_TIMEOUT_S:g} s, not {value}")
-    return seconds
-
-
-def _rate(value: str) -> float:
-    try:
-        rate = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of actions a second: {value!r}") from None
-    if not 0.1 <= rate <= MAX_RATE:  # also refuses nan and inf
-        raise argparse.ArgumentTypeError(f"the rate limit is 0.1-{MAX_RATE} actions a second, not {value}")
-    return rate
-
-
-def _burst(value: str) -> int:
-    try:
-        burst = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number of actions: {value!r}") from None
-    if not 1 <= burst <= MAX_RATE:
-        raise argparse.ArgumentTypeError(f"the burst is 1-{MAX_RATE} actions, not {burst}")
-    return burst
+_commit_window = _bounded(float, 0, MAX_COMMIT_WINDOW_MS, "a number of milliseconds", "the commit window", " ms")
+_request_timeout = _bounded(float, MIN_REQUEST_HEAD_TIMEOUT_S, MAX_REQUEST_HEAD_TIMEOUT_S, "a number of seconds", "the request timeout", " s")
+_rate = _bounded(float, 0.1, MAX_RATE, "a number of actions a second", "the rate limit", " actions a second")
+_burst = _bounded(int, 1, MAX_RATE, "a whole number of actions", "the burst", " actions")
 
 
 def _existing_file(value: str) -> Path:
