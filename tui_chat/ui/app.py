@@ -25,6 +25,7 @@ from tui_chat.ui.commands import ChatCommands
 from tui_chat.ui.screens.sign_in import SignInScreen
 from tui_chat.ui.timefmt import Clock
 
+
 class BuiltInServer(Protocol):
     """The server started inside this process when none runs (``tui_chat.server.embedded``,
     started by the launcher): the UI only starts, stops and names it, never imports it."""
