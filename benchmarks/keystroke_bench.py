@@ -29,6 +29,7 @@ import keyring.backends.fail  # noqa: E402
 from textual import events  # noqa: E402
 
 from tests.serverproc import signup, start_server  # noqa: E402
+from tests.wsclient import login  # noqa: E402
 from tui_chat.ui.app import ChatApp  # noqa: E402
 from tui_chat.ui.screens.chat import ChatScreen  # noqa: E402
 from tui_chat.ui.session import Session  # noqa: E402
@@ -85,7 +86,7 @@ async def measure(server, folder: Path, me: str, seconds: float, with_load: bool
         Composer.on_text_area_changed = timed
         load = None
         if with_load:  # another process, as a real sender would be
-            tokens = {name: await signup_token(server, name) for name in ("loud", "chatty")}
+            tokens = {name: await login(server.http_url, name) for name in ("loud", "chatty")}
             load = await asyncio.create_subprocess_exec(
                 sys.executable, __file__, "--load", json.dumps([server.ws_url, tokens, me, seconds]),
                 stdout=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL,
@@ -106,14 +107,6 @@ async def measure(server, folder: Path, me: str, seconds: float, with_load: bool
             await load.wait()
         await app.shut_down()
     return latencies
-
-
-async def signup_token(server, name: str) -> str:
-    import httpx
-
-    async with httpx.AsyncClient() as http:
-        reply = await http.post(server.http_url + "/auth/login", json={"username": name, "password": PASSWORD})
-        return reply.json()["token"]
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -85,6 +85,14 @@ def _matches(frame: dict, kind: str, match: dict) -> bool:
     return frame.get("type") == kind and all(frame.get(k) == v for k, v in match.items())
 
 
+async def login(http_url: str, username: str, password: str = "correct horse battery") -> str:
+    """A fresh access token for an existing account (another device, or after a restart)."""
+    async with httpx.AsyncClient() as client:
+        response = await client.post(http_url + "/auth/login", json={"username": username, "password": password})
+        response.raise_for_status()
+        return response.json()["token"]
+
+
 async def signup(http_url: str, username: str, password: str = "correct horse battery") -> str:
     async with httpx.AsyncClient() as client:
         response = await client.post(http_url + "/auth/signup", json={"username": username, "password": password})

@@ -281,10 +281,6 @@ class SendMessages:
     rid: str | None = None
     action: Literal["sendMessages"] = "sendMessages"
 
-    @property
-    def cost(self) -> int:
-        return batch_cost(len(self.items))
-
 
 def batch_cost(count: int) -> int:
     """Rate-limit actions a batch of ``count`` messages costs."""

@@ -61,12 +61,10 @@ def _drain(client) -> list:
 
 
 async def _history(server: RunningServer, user: str, other: str) -> list[dict]:
-    from tests.wsclient import WsClient
+    from tests.wsclient import WsClient, login
     from tests.client.conftest import PASSWORD
 
-    async with httpx.AsyncClient() as http:
-        token = (await http.post(server.http_url + "/auth/login", json={"username": user, "password": PASSWORD})).json()["token"]
-    client = await WsClient.open(server.ws_url, token, user, device="history-check")
+    client = await WsClient.open(server.ws_url, await login(server.http_url, user, PASSWORD), user, device="history-check")
     try:
         return (await client.request({"action": "getMessages", "with": other}))["items"]
     finally:

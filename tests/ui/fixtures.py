@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import timezone
 
+from textual import events
+
 from tui_chat.ui.timefmt import Clock
 from tui_chat.ui.view_model import ConnectionRow, MessageRow, UserRow
 
@@ -76,3 +78,13 @@ class FixedData:
 
     def connection(self):
         return self.connection_row
+
+
+KEY_CHARACTERS = {"tab": "\t", "enter": "\r"}
+
+
+def burst(app, *keys: str) -> None:
+    """Keys that arrive in one read (a fast typist over SSH, a paste, a password manager): all
+    queued before the app handles the first, unlike ``pilot.press``, which waits for each key."""
+    for key in keys:
+        app.post_message(events.Key(key, KEY_CHARACTERS.get(key, key if len(key) == 1 else None)))

@@ -5,7 +5,6 @@ Alice types a message with ``send-keys``; it must appear on Bob's screen (``capt
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -115,7 +114,7 @@ async def test_a_message_typed_in_one_terminal_appears_in_another(tmp_path, tmux
 
 async def test_started_with_the_server_down_it_shows_history_queues_and_delivers_once(tmp_path, tmux):
     """No keyring here: the session is kept in a 0600 file because config.toml asks for it."""
-    from tests.wsclient import WsClient
+    from tests.wsclient import WsClient, login
 
     server = start_server(tmp_path / "srv")
     try:
@@ -163,17 +162,10 @@ async def test_started_with_the_server_down_it_shows_history_queues_and_delivers
         server.start()
         tmux.wait_until("offline", lambda screen: "queued" not in screen and "◷" not in screen and "● connected" in screen,
                         timeout=60, what="delivered after the server came back")  # fmt: skip
-        bob = await WsClient.open(server.ws_url, (await signup_or_login(server, "bob")), "bob")
+        bob = await WsClient.open(server.ws_url, await login(server.http_url, "bob"), "bob")
         page = await bob.request({"action": "getMessages", "with": "alice"})
         assert [m["body"] for m in page["items"]] == ["said before the outage", "typed while the server was down"]
         await bob.close()
     finally:
         server.stop()
 
-
-async def signup_or_login(server, name: str) -> str:
-    import httpx
-
-    async with httpx.AsyncClient() as http:
-        reply = await http.post(server.http_url + "/auth/login", json={"username": name, "password": "correct horse battery"})
-        return reply.json()["token"]

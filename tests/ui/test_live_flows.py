@@ -12,7 +12,7 @@ import itertools
 
 import pytest
 
-from tests.wsclient import WsClient, signup
+from tests.wsclient import WsClient, login, signup
 from tui_chat.client.backoff import Backoff
 from tui_chat.client.service import ChatClient
 from tui_chat.ui.app import ChatApp
@@ -338,9 +338,11 @@ async def test_statuses_are_shown_unknown_while_disconnected(live_server, make_a
         live_server.stop()
         await app.wait_for(lambda: status_of(other) == "unknown", pilot, "shown unknown while we are not connected")
         assert "status unknown" in str(screen.query_one("#conversation-title").render())
-        assert "● online" not in str(screen.query_one("#users").options.get_option(other).prompt)
+        prompt = str(screen.query_one("#users").options.get_option(other).prompt)
+        assert "◌" in prompt and "status unknown" in prompt and "online" not in prompt
         live_server.start()
         await app.wait_for(lambda: status_of(other) == "offline", pilot, "fresh again: hal's socket died with the server")
+    await hal.close()
 
 
 async def test_with_a_saved_session_the_app_opens_offline_from_the_cache_and_delivers_once(live_server, make_app):
@@ -373,17 +375,9 @@ async def test_with_a_saved_session_the_app_opens_offline_from_the_cache_and_del
     finally:
         if live_server.proc is None or live_server.proc.poll() is not None:
             live_server.start()
-    pia = await peer_again(live_server, other)
+    pia = await WsClient.open(live_server.ws_url, await login(live_server.http_url, other, PASSWORD), other, device="second-device")
     page = await pia.request({"action": "getMessages", "with": me})
     assert [m["body"] for m in page["items"]] == ["before the outage", "typed while the server is down"], "each stored once"
-
-
-async def peer_again(live_server, name: str) -> WsClient:
-    import httpx
-
-    async with httpx.AsyncClient() as http:
-        token = (await http.post(live_server.http_url + "/auth/login", json={"username": name, "password": PASSWORD})).json()["token"]
-    return await WsClient.open(live_server.ws_url, token, name, device="second-device")
 
 
 async def test_a_burst_of_messages_is_one_notification_and_none_for_the_open_conversation(live_server, make_app):

@@ -135,7 +135,7 @@ async def test_an_unreachable_server_is_asked_again_until_it_answers(monkeypatch
 
 async def test_name_tab_password_enter_in_one_burst_fills_both_fields():
     """A password manager's auto-type, or a paste: the whole line arrives in one read."""
-    from textual import events
+    from tests.ui.fixtures import burst
 
     backend = FakeBackend({"http://s": ServerInfo("accounts", signup=True)})
     app = app_with(backend, server="http://s")
@@ -143,8 +143,7 @@ async def test_name_tab_password_enter_in_one_burst_fills_both_fields():
         await app.workers.wait_for_complete()
         await pilot.pause()
         assert app.focused.id == "username"
-        for key in [*"alice", "tab", *"secret-pass", "enter"]:
-            app.post_message(events.Key(key, "\t" if key == "tab" else "\r" if key == "enter" else key))
+        burst(app, *"alice", "tab", *"secret-pass", "enter")
         await pilot.pause()
         await app.workers.wait_for_complete()
         assert app.screen.query_one("#username", Input).value == "alice"

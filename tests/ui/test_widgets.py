@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from textual import events
-
-from tests.ui.fixtures import NOW_MS, FixedData, fixed_clock, hostile_messages, sample_messages
+from tests.ui.fixtures import NOW_MS, FixedData, burst, fixed_clock, hostile_messages, sample_messages
 from tui_chat.protocol import MAX_BODY_CHARS
 from tui_chat.ui.app import ChatApp
 from tui_chat.ui.screens.chat import ChatScreen
@@ -41,6 +39,13 @@ class RecordingApp(ChatApp):
 
 def visible_text(view: ConversationView) -> list[str]:
     return [view.render_line(y).text.rstrip() for y in range(view.size.height)]
+
+
+async def arrives(pilot, data: FixedData, number: int) -> None:
+    """Message ``number`` from alice arrives in the open conversation and is drawn."""
+    data.messages["alice"] = [*data.messages["alice"], *many("alice", 1, start=number)]
+    pilot.app.screen.refresh_conversation("alice")
+    await pilot.pause()
 
 
 def many(sender: str, count: int, start: int = 0) -> list[MessageRow]:
@@ -106,9 +111,7 @@ async def test_new_messages_stick_to_the_bottom_only_when_there():
     async with app.run_test(size=(100, 30)) as pilot:
         screen: ChatScreen = app.screen
         view = screen.conversation_view
-        data.messages["alice"] = [*data.messages["alice"], *many("alice", 1, start=100)]
-        screen.refresh_conversation("alice")
-        await pilot.pause()
+        await arrives(pilot, data, 100)
         assert view.at_bottom and visible_text(view)[-1].strip() == "alice says 100"
 
         view.scroll_to(y=10, animate=False)
@@ -208,13 +211,6 @@ async def test_status_screen_returns_the_choice():
         assert chosen == [("busy", "deep work")]
 
 
-def burst(app: ChatApp, *keys: str) -> None:
-    """Keys that arrive in one read (a fast typist over SSH, a paste): all queued before the
-    app handles the first, unlike ``pilot.press``, which waits for each key to be handled."""
-    for key in keys:
-        app.post_message(events.Key(key, key if len(key) == 1 else None))
-
-
 async def test_keys_after_ctrl_o_in_one_burst_go_to_the_people_filter_not_the_conversation():
     app = RecordingApp(FixedData())
     async with app.run_test(size=(100, 30)) as pilot:
@@ -267,15 +263,11 @@ async def test_after_the_height_changes_the_view_still_follows_new_messages():
         assert view.at_bottom
         await pilot.resize_terminal(100, 20)  # a pane split: the same width, fewer rows
         await pilot.pause()
-        data.messages["alice"] = [*data.messages["alice"], *many("alice", 1, start=100)]
-        screen.refresh_conversation("alice")
-        await pilot.pause()
+        await arrives(pilot, data, 100)
         assert view.at_bottom and visible_text(view)[-1].strip() == "alice says 100"
         await pilot.resize_terminal(100, 40)  # zoomed back
         await pilot.pause()
-        data.messages["alice"] = [*data.messages["alice"], *many("alice", 1, start=101)]
-        screen.refresh_conversation("alice")
-        await pilot.pause()
+        await arrives(pilot, data, 101)
         assert view.at_bottom and visible_text(view)[-1].strip() == "alice says 101"
 
 

@@ -9,7 +9,6 @@ for that in the config (``store_tokens_in_file = true``).
 from __future__ import annotations
 
 import hashlib
-import os
 import secrets
 import ssl
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ import keyring
 import keyring.errors
 
 from tui_chat.client.identity import valid_server_id
-from tui_chat.paths import data_dir
+from tui_chat.paths import data_dir, write_private
 from tui_chat.protocol import is_valid_device_id
 
 HTTP_TIMEOUT_S = 10.0
@@ -160,26 +159,13 @@ def token_file_path(server_url: str) -> Path:
     return data_dir() / "tokens" / f"refresh-{digest}"
 
 
-def _write_private(path: Path, text: str) -> None:
-    """Replace ``path`` atomically with a file only its owner can read (0600 from the start)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as file:
-        file.write(text)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(tmp, path)
-
-
 class TokenVault:
     """Refresh tokens in the OS keyring, or in memory where there is none."""
 
-    def __init__(self, server_url: str, *, file_fallback: Path | None = None, server_id: str = "") -> None:
+    def __init__(self, server_url: str, *, file_fallback: Path | None = None) -> None:
         self.service = f"tui-chat:{http_base(server_url)}"
         self.file_fallback = file_fallback
-        self.server_id = server_id
+        self.server_id = ""
         """Tokens are kept per (server id, user): another server at this address never gets them."""
         self.memory: dict[str, str] = {}
         self.warning: str | None = None
@@ -205,7 +191,7 @@ class TokenVault:
             self._no_keyring(exc)
         self.memory[key] = refresh_token
         if self.file_fallback is not None:
-            _write_private(self.file_fallback, f"{key}\n{refresh_token}\n")
+            write_private(self.file_fallback, f"{key}\n{refresh_token}\n")
 
     def load(self, user: str) -> str | None:
         """The saved token; one an earlier release kept under the name alone is taken too (the

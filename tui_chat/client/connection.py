@@ -144,17 +144,13 @@ class Connection:
         if ws is not None:
             ws.transport.abort()
 
-    async def send(
-        self, frame: dict, *, generation: int | None = None, still_wanted: Callable[[], bool] | None = None, cost: int = 1
-    ) -> bool:
-        """Send one action, paced under the rate limit. False when there is no open socket, it
-        is no longer the one ``generation`` names, or ``still_wanted()`` turned false while the
-        frame waited for its turn: the caller keeps the frame queued."""
+    async def send(self, frame: dict, *, generation: int | None = None, cost: int = 1) -> bool:
+        """Send one action (``cost`` actions for a batch), paced under the rate limit. False when
+        there is no open socket or it is no longer the one ``generation`` names: the caller keeps
+        the frame queued."""
         while True:
             ws = self.ws
             if ws is None or self.state.kind != ONLINE or (generation is not None and generation != self.generation):
-                return False
-            if still_wanted is not None and not still_wanted():
                 return False
             wait = self.pacer.delay(cost)
             if wait <= 0:

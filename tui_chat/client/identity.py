@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from pathlib import Path
 
-from tui_chat.paths import data_dir
+from tui_chat.paths import data_dir, write_private
 
 SERVER_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
@@ -49,13 +48,7 @@ class KnownServers:
         if known.get(url) == server_id:
             return
         known[url] = server_id
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.unlink(missing_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            json.dump(known, file, indent=1, sort_keys=True)
-        os.replace(tmp, self.path)
+        write_private(self.path, json.dumps(known, indent=1, sort_keys=True))
 
 
 def account_folder(root: Path, server_url: str, server_id: str, username: str) -> Path:

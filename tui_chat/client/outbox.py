@@ -35,9 +35,9 @@ class Outbox:
         )
         return OutboxEntry(msg_id, to, body, now, PENDING)
 
-    def pending(self) -> list[OutboxEntry]:
-        """Unacked, sendable messages in the order they were written."""
-        return self._select("WHERE state = 'pending' ORDER BY position")
+    def pending(self, limit: int = -1) -> list[OutboxEntry]:
+        """Unacked, sendable messages in the order they were written (the first ``limit`` of them)."""
+        return self._select("WHERE state = 'pending' ORDER BY position LIMIT ?", (limit,))
 
     def all(self) -> list[OutboxEntry]:
         return self._select("ORDER BY position")

@@ -52,7 +52,6 @@ from tui_chat.client.cache import Cache
 from tui_chat.client.connection import OFFLINE, ONLINE, Connection, LinkState, NeedsSignIn
 from tui_chat.client.identity import KnownServers, account_folder, adopt_legacy_folder, valid_server_id
 from tui_chat.client.localdb import open_db
-from tui_chat.paths import data_dir
 from tui_chat.client.outbox import Outbox
 from tui_chat.client.state import (
     ClientEvent,
@@ -68,6 +67,8 @@ from tui_chat.client.state import (
     UserChanged,
     UsersLoaded,
 )
+
+from tui_chat.paths import data_dir
 
 if TYPE_CHECKING:
     from tui_chat.client.config import Config
@@ -160,8 +161,6 @@ class ChatClient:
         self._in_flight_rid: str | None = None
         self._sends = itertools.count(1)
         self._send_number = 0
-        self._pass = 0
-        """Bumped to abandon the outbox pass under way (a message was refused for the rate)."""
         self._pump_wake = asyncio.Event()
         self._pump_task: asyncio.Task | None = None
         self._typing_timers: dict[str, asyncio.TimerHandle] = {}
@@ -563,8 +562,7 @@ class ChatClient:
 
     def _on_link_state(self, state: LinkState) -> None:
         if state.kind != ONLINE:
-            self._in_flight.clear()
-            self._in_flight_rid = None
+            self._clear_in_flight()
             for future in self._replies.values():
                 if not future.done():
                     future.set_exception(ConnectionError("the connection was lost"))
@@ -784,10 +782,13 @@ class ChatClient:
         """Acked messages go before this device's queued ones: only then is it a plain append."""
         return TimelineChanged(peer, appended=0 if self.outbox.count_for(peer) else count)
 
-    def _send_answered(self) -> None:
-        """The frame in flight is answered (or given up on): the pump may send the next one."""
+    def _clear_in_flight(self) -> None:
         self._in_flight.clear()
         self._in_flight_rid = None
+
+    def _send_answered(self) -> None:
+        """The frame in flight is answered (or given up on): the pump may send the next one."""
+        self._clear_in_flight()
         self._pump_wake.set()
 
     def _on_error(self, error: p.Error) -> None:
@@ -804,10 +805,9 @@ class ChatClient:
         if entry is None:
             return
         if error.code == p.RATE_LIMITED:
-            # Not stored. Wait as told, then start the pass again from the front, so that this
-            # message still goes before the ones queued behind it.
+            # Not stored. Wait as told; the pump then sends it again, still before the ones
+            # queued behind it.
             self.connection.pacer.hold((error.retry_after_ms or 1000) / 1000)
-            self._pass += 1
             self._pump_wake.set()
         elif error.code in p.PERMANENT_SEND_ERRORS:
             self.outbox.fail(error.id, error.message or error.code)
@@ -818,8 +818,7 @@ class ChatClient:
 
     def _on_batch_refused(self, error: p.Error) -> None:
         """A whole batch was refused (nothing of it stored): wait as told, then send it again."""
-        self._in_flight.clear()
-        self._in_flight_rid = None
+        self._clear_in_flight()
         if error.code == p.RATE_LIMITED:
             self.connection.pacer.hold((error.retry_after_ms or 1000) / 1000)
             self._pump_wake.set()
@@ -873,14 +872,9 @@ class ChatClient:
                 frame = {"action": "sendMessages", "rid": self._in_flight_rid,
                          "messages": [{"id": e.id, "to": e.to, "body": e.body} for e in entries]}  # fmt: skip
             self._in_flight = {e.id for e in entries}
-            this_pass = self._pass
-            sent = await self.connection.send(
-                frame, generation=generation, cost=p.batch_cost(len(entries)), still_wanted=lambda p=this_pass: p == self._pass
-            )  # fmt: skip
-            if not sent:
+            if not await self.connection.send(frame, generation=generation, cost=p.batch_cost(len(entries))):
                 if self._send_number == number:
-                    self._in_flight.clear()
-                    self._in_flight_rid = None
+                    self._clear_in_flight()
                 continue
             asyncio.get_running_loop().call_later(SEND_REPLY_TIMEOUT_S, self._no_reply, number, generation)
 
@@ -893,9 +887,9 @@ class ChatClient:
     def _next_batch(self) -> list:
         """The oldest pending messages that fit one frame: at most 50 and 32 KiB."""
         batch, size = [], 0
-        for entry in self.outbox.pending():
+        for entry in self.outbox.pending(limit=p.MAX_BATCH_MESSAGES):
             item = len(p.encode({"id": entry.id, "to": entry.to, "body": entry.body}).encode()) + 1
-            if batch and (len(batch) == p.MAX_BATCH_MESSAGES or size + item > MAX_BATCH_BYTES):
+            if batch and size + item > MAX_BATCH_BYTES:
                 break
             batch.append(entry)
             size += item

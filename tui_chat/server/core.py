@@ -140,19 +140,23 @@ class ChatCore:
         message alone would have got; a refused one does not stop the rest."""
         entries: list[dict] = []
         created: list[p.Message] = []
+
+        def refused(code: str, message: str, msg_id: str | None) -> None:
+            entries.append(p.event_to_wire(p.Error(code=code, message=message, id=msg_id)))
+
         for item in action.items:
             if isinstance(item, p.ProtocolError):
-                entries.append(p.event_to_wire(p.Error(code=item.code, message=item.message, id=item.id)))
+                refused(item.code, item.message, item.id)
                 continue
             try:
                 await self._require_user(item.to)
                 saved = await self.store.save_message(caller.username, item.id, item.to, item.body, self.clock())
             except p.ProtocolError as exc:
-                entries.append(p.event_to_wire(p.Error(code=exc.code, message=exc.message, id=item.id)))
+                refused(exc.code, exc.message, item.id)
                 continue
             except StoreUnavailable:
                 log.error("store unavailable", extra={"action": action.action, "user": caller.username})
-                entries.append(p.event_to_wire(p.Error(code=p.INTERNAL, message="the server cannot reach its store; try again", id=item.id)))
+                refused(p.INTERNAL, "the server cannot reach its store; try again", item.id)
                 continue
             entries.append({"type": "ack", "id": item.id, "message": saved.message.to_wire()})
             if saved.created:

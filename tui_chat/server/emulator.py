@@ -55,6 +55,7 @@ from tui_chat.server.local import (
     LiveConnection,
     _deny,
     _rate_limited_frame,
+    header,
 )
 from tui_chat.server.store import Store
 
@@ -178,7 +179,7 @@ class ApiGatewayEmulator:
             "stage": self.stage, "apiId": API_ID, "requestId": uuid.uuid4().hex[:16], "messageDirection": "IN",
             "extendedRequestId": uuid.uuid4().hex[:16], "requestTimeEpoch": now,
             "requestTime": datetime.fromtimestamp(now / 1000, timezone.utc).strftime("%d/%b/%Y:%H:%M:%S +0000"),
-            "identity": {"sourceIp": client[0], "userAgent": _header(scope, "user-agent")},
+            "identity": {"sourceIp": client[0], "userAgent": header(scope, "user-agent")},
         }  # fmt: skip
         if authorizer is not None:
             ctx["authorizer"] = authorizer
@@ -222,7 +223,7 @@ class ApiGatewayEmulator:
         client = scope.get("client") or ("127.0.0.1", 0)
         caller = Caller(conn_id, str(authorizer.get("username")), str(authorizer.get("device")))
         live = LiveConnection(caller, send, self.http_app.rate_limit.bucket())
-        sock = _Socket(live, conn_id, now_ms(), client[0], _header(scope, "user-agent"), authorizer)
+        sock = _Socket(live, conn_id, now_ms(), client[0], header(scope, "user-agent"), authorizer)
         self.sockets[conn_id] = sock  # known, but not established: @connections answers 410 until $connect returns
         result: Any = {}
         try:
@@ -320,7 +321,7 @@ class ApiGatewayEmulator:
                 return
             await _reply(send, 200, b"")
         elif method == "DELETE":
-            code = _header(scope, aws.CLOSE_CODE_HEADER.lower())
+            code = header(scope, aws.CLOSE_CODE_HEADER.lower())
             sock.live.close(int(code) if code.isdigit() else p.CLOSE_NORMAL, "closed by the server")
             await _reply(send, 204, b"")
         elif method == "GET":
@@ -341,14 +342,6 @@ def _select_route(text: str) -> str:
     if isinstance(action, str) and action in aws.ROUTE_HANDLERS and not action.startswith("$"):
         return action
     return "$default"
-
-
-def _header(scope: Scope, name: str) -> str:
-    wanted = name.encode("latin-1")
-    for key, value in scope.get("headers", []):
-        if key.lower() == wanted:
-            return value.decode("latin-1")
-    return ""
 
 
 def _iso(ms: int) -> str:

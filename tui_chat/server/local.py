@@ -314,9 +314,9 @@ class ChatServerApp:
         attempts = query.get("attempt", [])
         if len(attempts) > 1 or (attempts and not p.is_valid_attempt_id(attempts[0])):
             raise AuthError(400, "'attempt' must be 8-64 characters of A-Z, a-z, 0-9, '_', '-'")
-        header = p.bearer_token(_header_value(scope, b"authorization"))
-        if header is not None:
-            tokens = [header]  # PROTOCOL.md 7.6: the header wins over the query parameter
+        bearer = p.bearer_token(header(scope, "authorization"))
+        if bearer is not None:
+            tokens = [bearer]  # PROTOCOL.md 7.6: the header wins over the query parameter
         if len(tokens) != 1 or not tokens[0]:
             raise AuthError(401, "a token is required")
         if self.verifier is not None:  # may fetch the signing keys: not on the event loop
@@ -352,11 +352,13 @@ class ChatServerApp:
             await self.core.handle_frame(caller, text)
 
 
-def _header_value(scope: Scope, name: bytes) -> str | None:
+def header(scope: Scope, name: str) -> str:
+    """A request header's value (``name`` in lower case), ``""`` when absent."""
+    wanted = name.encode("latin-1")
     for key, value in scope.get("headers", []):
-        if key.lower() == name:
+        if key.lower() == wanted:
             return value.decode("latin-1")
-    return None
+    return ""
 
 
 def _rate_limited_frame(text: str, wait_ms: int) -> str:

@@ -54,9 +54,6 @@ class Change:
     replaced: bool = False
     signed_out: bool = False
 
-    def touched(self, conversation: str, appended: int) -> None:
-        self.conversations[conversation] = appended
-
 
 FIELD_TO_FIX = {"credentials": "password", "throttled": "password", "taken": "username", "disabled": "username",
                 "unreachable": "server", "tls": "server"}  # fmt: skip
@@ -251,7 +248,7 @@ class Session:
                     change.notices.append(event.text)
         for peer, (appended, prepended) in timelines.items():
             self._reload(peer, appended, prepended)
-            change.touched(peer, appended)
+            change.conversations[peer] = appended
         return change
 
     # --- ChatData ----------------------------------------------------------------------------

@@ -197,7 +197,6 @@ class SignInScreen(Screen[None]):
         try:
             await self.backend.sign_in(server, username, password, create=create, mode=mode)
         except SignInFailed as exc:
-            buttons.set(disabled=False)
             self.show_error(str(exc))
             self.query_one("#password", Input).value = ""
             field = self.query_one(f"#{exc.field}", Input)

@@ -96,6 +96,8 @@ class UserList(Vertical):
         super().__init__(**kwargs)
         self.clock = clock or Clock()
         self._users: list[UserRow] = []
+        self._needle = ""
+        """The filter text the list was last built for."""
         self._shown: list[str] = []
 
     def compose(self) -> ComposeResult:
@@ -118,7 +120,7 @@ class UserList(Vertical):
         self._rebuild()
 
     def _rebuild(self) -> None:
-        needle = self.query_one(Input).value.strip().lower()
+        needle = self._needle = self.query_one(Input).value.strip().lower()
         shown = [u for u in self._users if needle in u.name.lower()] if needle else self._users
         options = self.options
         highlighted = self._shown[options.highlighted] if options.highlighted is not None and options.highlighted < len(self._shown) else None
@@ -160,17 +162,8 @@ class UserList(Vertical):
 
     @on(Input.Changed, "#user-filter")
     def _filter_changed(self) -> None:
-        self._rebuild()
-        if self._shown:
-            self.options.highlighted = 0
-
-    @on(Input.Submitted, "#user-filter")
-    def _filter_submitted(self, event: Input.Submitted) -> None:
-        event.stop()
-        if self._shown:
-            name = self._shown[self.options.highlighted or 0]
-            event.input.value = ""
-            self.post_message(self.Selected(name))
+        if self.query_one(PeopleFilter).value.strip().lower() != self._needle:
+            self.filter_now()  # a paste, say; keys typed were already applied by take_key
 
     @on(OptionList.OptionSelected)
     def _option_selected(self, event: OptionList.OptionSelected) -> None:
