@@ -86,10 +86,10 @@ class Wire:
         assert connection is not None, "start the client first"
         send, on_event = connection.send, connection.on_event
 
-        async def recording_send(frame: dict, **kwargs) -> bool:
-            ok = await send(frame, **kwargs)
+        async def recording_send(action: p.Action, **kwargs) -> bool:
+            ok = await send(action, **kwargs)
             if ok:
-                self.sent.append(frame)
+                self.sent.append(p.action_to_wire(action))
             return ok
 
         async def recording_on_event(event: p.Event) -> None:
@@ -463,9 +463,9 @@ async def test_closing_a_started_client_twice_is_harmless(tmp_path, chat_server)
 async def test_a_send_without_an_answer_is_sent_again_and_stored_once(chat_server, tmp_path, monkeypatch):
     """API Gateway may drop a frame (or answer with its own error frame): the one send in flight
     is sent again after SEND_REPLY_TIMEOUT_S, and at once on a gateway error."""
-    from tui_chat.client import service
+    from tui_chat.client import sender
 
-    monkeypatch.setattr(service, "SEND_REPLY_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(sender, "SEND_REPLY_TIMEOUT_S", 0.3)
     alice = await make_client(chat_server.http_url, tmp_path, "dropalice")
     await make_client(chat_server.http_url, tmp_path, "dropbob")
     try:
@@ -474,14 +474,14 @@ async def test_a_send_without_an_answer_is_sent_again_and_stored_once(chat_serve
         connection = alice.connection
         real_send, dropped = connection.send, []
 
-        async def lossy_send(frame, **kwargs):
-            if frame.get("action") in ("sendMessage", "sendMessages") and len(dropped) < 2:
-                dropped.append(frame)
+        async def lossy_send(action, **kwargs):
+            if isinstance(action, (p.SendMessage, p.SendMessages)) and len(dropped) < 2:
+                dropped.append(action)
                 if len(dropped) == 2:  # the second loss is answered by the gateway's own error frame...
-                    service.SEND_REPLY_TIMEOUT_S = 60  # ...and only that can bring the resend within the test's wait
+                    sender.SEND_REPLY_TIMEOUT_S = 60  # ...and only that can bring the resend within the test's wait
                     asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(connection.on_event(p.GatewayError())))
                 return True  # "sent", but the server never sees it
-            return await real_send(frame, **kwargs)
+            return await real_send(action, **kwargs)
 
         connection.send = lossy_send
         sent = alice.send("dropbob", "said once")

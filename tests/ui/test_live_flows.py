@@ -32,7 +32,7 @@ class LiveApp(ChatApp):
         super().__init__(session, auto_away_minutes=None)
         self.changed = asyncio.Event()
 
-    def on_chat_app_service_events(self, message) -> None:
+    def on_chat_app_burst_handled(self, message) -> None:
         self.call_next(self.changed.set)  # after the app's own handler has redrawn
 
     async def wait_for(self, predicate, pilot, what: str = "condition") -> None:

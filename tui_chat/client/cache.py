@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from tui_chat.client.localdb import transaction
-from tui_chat.protocol import ConversationSummary, Message
+from tui_chat.protocol import MAX_SEQ, ConversationSummary, Message
 
 _COLUMNS = "seq, id, sender, recipient, body, ts"
 
@@ -153,6 +153,14 @@ class Cache:
             (peer, max(0, stop - start), start),
         )
         return [_message(row) for row in rows]
+
+    def newest(self, peer: str, limit: int, *, before: int | None = None) -> list[Message]:
+        """The newest ``limit`` messages (below ``before`` when given), oldest first."""
+        rows = self.db.execute(
+            f"SELECT {_COLUMNS} FROM messages WHERE peer = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
+            (peer, MAX_SEQ + 1 if before is None else before, limit),
+        ).fetchall()
+        return [_message(row) for row in reversed(rows)]
 
     def history(self, peer: str) -> list[Message]:
         return [_message(row) for row in self.db.execute(f"SELECT {_COLUMNS} FROM messages WHERE peer = ? ORDER BY seq", (peer,))]

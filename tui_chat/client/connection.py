@@ -35,23 +35,18 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from tui_chat import protocol as p
 from tui_chat.client.backoff import Backoff
 from tui_chat.client.pacing import Pacer
+from tui_chat.client.state import ConnectionState
 
 log = logging.getLogger("tui_chat.client.connection")
 
-CONNECTING = "connecting"
-ONLINE = "online"
-RECONNECTING = "reconnecting"
-OFFLINE = "offline"
-REPLACED = "replaced"
-SIGNED_OUT = "signed_out"
-STOPPED = "stopped"
+CONNECTING, ONLINE, RECONNECTING, OFFLINE, REPLACED, SIGNED_OUT, STOPPED = ConnectionState  # short names, in definition order
 ABANDONED_ATTEMPTS_KEPT = 64
 """Our own handshakes given up on that may still arrive late (a few minutes' worth of retries)."""
 
 
 @dataclass(frozen=True, slots=True)
 class LinkState:
-    kind: str
+    kind: ConnectionState
     retry_in: float | None = None
     """Seconds until the next attempt (``reconnecting`` only)."""
     detail: str = ""
@@ -144,10 +139,11 @@ class Connection:
         if ws is not None:
             ws.transport.abort()
 
-    async def send(self, frame: dict, *, generation: int | None = None, cost: int = 1) -> bool:
-        """Send one action (``cost`` actions for a batch), paced under the rate limit. False when
-        there is no open socket or it is no longer the one ``generation`` names: the caller keeps
-        the frame queued."""
+    async def send(self, action: p.Action, *, generation: int | None = None) -> bool:
+        """Send one action, paced under the rate limit (a batch costs one per ten messages).
+        False when there is no open socket or it is no longer the one ``generation`` names: the
+        caller keeps the action queued."""
+        cost = p.batch_cost(len(action.items)) if isinstance(action, p.SendMessages) else 1
         while True:
             ws = self.ws
             if ws is None or self.state.kind != ONLINE or (generation is not None and generation != self.generation):
@@ -157,7 +153,7 @@ class Connection:
                 break
             await asyncio.sleep(wait)
         try:
-            await ws.send(p.encode(frame))
+            await ws.send(p.encode(p.action_to_wire(action)))
             return True
         except ConnectionClosed:
             return False
@@ -177,7 +173,7 @@ class Connection:
         if ws is not None:
             try:
                 await asyncio.wait_for(ws.close(), timeout=2)
-            except (asyncio.TimeoutError, OSError):
+            except (TimeoutError, OSError):
                 ws.transport.abort()
 
     async def _run(self) -> None:
@@ -232,7 +228,7 @@ class Connection:
                     return
                 await self._wait_before_retry(f"the server answered HTTP {status}")
                 continue
-            except (OSError, asyncio.TimeoutError, InvalidHandshake) as exc:
+            except (TimeoutError, OSError, InvalidHandshake) as exc:
                 self.abandoned_attempts.append(attempt)  # it may still reach the server later
                 await self._wait_before_retry(f"cannot connect ({exc.__class__.__name__})")
                 continue
@@ -286,7 +282,7 @@ class Connection:
     async def _app_pings(self) -> None:
         generation = self.generation
         while await asyncio.sleep(self.app_ping_interval, True):
-            if not await self.send({"action": "ping"}, generation=generation):
+            if not await self.send(p.Ping(), generation=generation):
                 return
 
     async def _wait_before_retry(self, reason: str) -> None:
@@ -296,5 +292,5 @@ class Connection:
         self._wake.clear()
         try:
             await asyncio.wait_for(self._wake.wait(), timeout=delay)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass

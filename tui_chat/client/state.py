@@ -8,9 +8,24 @@ redraws only what an event names. Timelines are read by index (``timeline_length
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Literal
 
 TimelineState = Literal["sent", "read", "pending", "failed"]
+
+
+class ConnectionState(StrEnum):
+    """The one vocabulary for the link, from the socket up to the connection bar."""
+
+    CONNECTING = "connecting"
+    ONLINE = "online"
+    RECONNECTING = "reconnecting"
+    OFFLINE = "offline"
+    REPLACED = "replaced"
+    """Another session of this device took over: not reconnecting until asked."""
+    SIGNED_OUT = "signed_out"
+    """The server refused the session: the person has to sign in again."""
+    STOPPED = "stopped"
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,9 +68,7 @@ class TimelineItem:
 
 @dataclass(frozen=True, slots=True)
 class ConnectionChanged:
-    """``kind``: connecting, online, reconnecting, offline, replaced, signed_out, stopped."""
-
-    kind: str
+    kind: ConnectionState
     retry_in: float | None
     queued: int
     detail: str = ""
@@ -78,12 +91,26 @@ class ConversationChanged:
 
 @dataclass(frozen=True, slots=True)
 class TimelineChanged:
-    """Rows of one conversation changed: new messages, marks, or older pages loaded."""
+    """Rows of one conversation changed, with the rows themselves, so that a view keeps its
+    window up to date without reading the cache.
+
+    A row in ``rows`` replaces the row of the same id, or is new; either way it belongs where
+    its seq puts it among the sent rows, or (pending, failed) after all of them in outbox
+    order. ``older`` is a page that goes before everything held. ``removed`` rows are gone;
+    own rows up to ``peer_read_seq`` are now read. ``reload``: anything else (re-read it all).
+    """
 
     peer: str
-    appended: int = 0
-    """How many rows were added at the end (0: something else changed)."""
-    prepended: int = 0
+    rows: tuple[TimelineItem, ...] = ()
+    older: tuple[TimelineItem, ...] = ()
+    removed: tuple[str, ...] = ()
+    peer_read_seq: int | None = None
+    reload: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryReplaced:
+    """Everything kept was swapped for another account's or another server's: re-read it all."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,5 +137,5 @@ class Notice:
 
 ClientEvent = (
     ConnectionChanged | UserChanged | UsersLoaded | ConversationChanged | TimelineChanged
-    | MessageReceived | TypingChanged | Notice
+    | HistoryReplaced | MessageReceived | TypingChanged | Notice
 )  # fmt: skip

@@ -1,9 +1,9 @@
 """The Textual app: screens on top of one client session, service events turned into Messages.
 
 The app owns the session (``tui_chat.ui.session.Session``, the adapter over the client
-service) and one long-lived worker that reads the service's event stream and posts each burst
-to itself as a :class:`ChatApp.ServiceEvents`; the handler refreshes, once, only what the burst
-touched.
+service) and one long-lived worker that reads the service's event stream a burst at a time and
+posts one typed message per kind of change the burst made (users, link, a conversation,
+typing, arrivals, notices), each handler refreshing only its part, once per burst.
 Nothing here touches a socket or SQL.
 """
 
@@ -43,7 +43,7 @@ class BuiltInServer(Protocol):
 
 if TYPE_CHECKING:
     from tui_chat.ui.screens.chat import ChatScreen
-    from tui_chat.ui.session import Incoming, Session
+    from tui_chat.ui.session import Change, Incoming, Session
 
 AUTO_AWAY_MINUTES = 10
 INCOMING_TOAST_S = 4.0
@@ -64,12 +64,50 @@ class ChatApp(App[int]):
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
 
-    class ServiceEvents(Message):
-        """A burst of events from the client service, handled as one change (one redraw)."""
+    # --- what the service changed: one message per kind, one of each per burst ---------------
 
-        def __init__(self, events: list[Any], handled: asyncio.Event) -> None:
+    class UsersChanged(Message):
+        """Statuses, the user list or unread counts changed."""
+
+        def can_replace(self, message: Message) -> bool:
+            return isinstance(message, ChatApp.UsersChanged)
+
+    class LinkChanged(Message):
+        """The connection's state (or the number of queued messages) changed."""
+
+        def can_replace(self, message: Message) -> bool:
+            return isinstance(message, ChatApp.LinkChanged)
+
+    class TypingChanged(Message):
+        def can_replace(self, message: Message) -> bool:
+            return isinstance(message, ChatApp.TypingChanged)
+
+    class ConversationChanged(Message):
+        """Rows of one conversation changed; ``appended`` of them at the end (0: other changes)."""
+
+        def __init__(self, conversation: str, appended: int) -> None:
             super().__init__()
-            self.events = events
+            self.conversation = conversation
+            self.appended = appended
+
+    class MessagesArrived(Message):
+        def __init__(self, messages: list["Incoming"]) -> None:
+            super().__init__()
+            self.messages = messages
+
+    class Noticed(Message):
+        def __init__(self, text: str) -> None:
+            super().__init__()
+            self.text = text
+
+    class SessionEnded(Message):
+        """The server refused the session: back to signing in."""
+
+    class BurstHandled(Message):
+        """Every message of one burst before this one is handled: the worker may read the next."""
+
+        def __init__(self, handled: asyncio.Event) -> None:
+            super().__init__()
             self.handled = handled
 
     def __init__(
@@ -158,14 +196,33 @@ class ChatApp(App[int]):
 
     @work(exclusive=True, exit_on_error=False, group="service-events")
     async def consume_events(self) -> None:
-        """The one long-lived worker: service events become Messages on this app, a burst at a
-        time. It waits until a batch is handled before taking the next, so a burst of incoming
-        messages costs one redraw, not one each, and keys never queue behind a pile of redraws."""
+        """The one long-lived worker: service events become typed Messages on this app, a burst
+        at a time. It waits until a burst is handled before taking the next, so a burst of
+        incoming messages costs one redraw, not one each, and keys never queue behind a pile
+        of redraws."""
         assert self.session is not None
         async for batch in self.session.event_batches():
+            change = self.session.describe(batch)
+            for message in self._messages_for(change):
+                self.post_message(message)
             handled = asyncio.Event()
-            self.post_message(self.ServiceEvents(batch, handled))
+            self.post_message(self.BurstHandled(handled))
             await handled.wait()
+
+    def _messages_for(self, change: "Change") -> list[Message]:
+        messages: list[Message] = [self.Noticed(text) for text in change.notices]
+        if change.signed_out:
+            return [*messages, self.SessionEnded()]
+        if change.users:
+            messages.append(self.UsersChanged())
+        if change.connection:
+            messages.append(self.LinkChanged())
+        messages.extend(self.ConversationChanged(c, appended) for c, appended in change.conversations.items())
+        if change.typing:
+            messages.append(self.TypingChanged())
+        if change.incoming:
+            messages.append(self.MessagesArrived(change.incoming))
+        return messages
 
     async def action_quit(self) -> None:
         others = self._others_on_built_in_server()
@@ -207,36 +264,45 @@ class ChatApp(App[int]):
                 return screen
         return None
 
-    @on(ServiceEvents)
-    def _service_events(self, message: ServiceEvents) -> None:
-        try:
-            self._apply_service_events(message.events)
-        finally:
-            message.handled.set()
+    @on(BurstHandled)
+    def _burst_handled(self, message: BurstHandled) -> None:
+        message.handled.set()
 
-    def _apply_service_events(self, events: list[Any]) -> None:
-        session = self.session
-        if session is None:
-            return
-        change = session.describe(events)
-        for notice in change.notices:
-            self.notify(notice, severity="warning", markup=False, timeout=8)
-        if change.signed_out:
-            self.back_to_sign_in("Your session has ended; sign in again.")
-            return
+    @on(Noticed)
+    def _noticed(self, message: Noticed) -> None:
+        self.notify(message.text, severity="warning", markup=False, timeout=8)
+
+    @on(SessionEnded)
+    def _session_ended(self) -> None:
+        self.back_to_sign_in("Your session has ended; sign in again.")
+
+    @on(UsersChanged)
+    def _users_changed(self) -> None:
+        if (screen := self.chat_screen) is not None:
+            screen.refresh_users()
+            self.update_title()
+
+    @on(LinkChanged)
+    def _link_changed(self) -> None:
+        if (screen := self.chat_screen) is not None:
+            screen.refresh_connection()
+
+    @on(ConversationChanged)
+    def _conversation_changed(self, message: ConversationChanged) -> None:
+        if (screen := self.chat_screen) is not None:
+            screen.refresh_conversation(message.conversation, appended=message.appended)
+
+    @on(TypingChanged)
+    def _typing_changed(self) -> None:
+        if (screen := self.chat_screen) is not None:
+            screen.refresh_typing()
+
+    @on(MessagesArrived)
+    def _messages_arrived(self, message: MessagesArrived) -> None:
         screen = self.chat_screen
         if screen is None:
             return
-        if change.users:
-            screen.refresh_users()
-            self.update_title()
-        if change.connection:
-            screen.refresh_connection()
-        for conversation, appended in change.conversations.items():
-            screen.refresh_conversation(conversation, appended=appended)
-        if change.typing:
-            screen.refresh_typing()
-        elsewhere = [m for m in change.incoming if m.conversation != screen.conversation or not self.app_focus]
+        elsewhere = [m for m in message.messages if m.conversation != screen.conversation or not self.app_focus]
         if elsewhere:
             self.notify_incoming(elsewhere)
 
@@ -298,7 +364,13 @@ class ChatApp(App[int]):
         self._chat_action(lambda s: s.open_conversation(message.conversation))
 
     def on_chat_screen_load_older(self, message) -> None:
-        self._chat_action(lambda s: s.load_older(message.conversation))
+        self._chat_action(lambda s: self._load_older(s, message.conversation))
+
+    async def _load_older(self, session: "Session", conversation: str) -> None:
+        """Older rows from the cache come at once (from the server, as events): show them."""
+        await session.load_older(conversation)
+        if (screen := self.chat_screen) is not None:
+            screen.refresh_conversation(conversation)
 
     def on_chat_screen_mark_read(self, message) -> None:
         if self.app_focus:

@@ -19,11 +19,11 @@ from tui_chat.client.config import DEFAULT_SERVER, Config, ConfigError, load_con
 from tui_chat.client.service import ChatClient, SendRefused
 from tui_chat.ui.screens.sign_in import ServerInfo, SignInFailed
 from tui_chat.ui.view_model import ConnectionRow, MessageRow, UserRow
+from tui_chat.ui.window import ConversationWindow
 
-FULL_REBUILD_ROWS = 2000
-"""Conversations up to this long are re-read whole on an unspecific change (marks may move
-anywhere); longer ones re-read a tail window, so a read mark never costs 100,000 rows."""
-TAIL_WINDOW = 300
+WINDOW_ROWS = 500
+"""Sent rows read from the cache when a conversation is first shown (and per page scrolled
+back past them); queued ones are always all shown."""
 CONNECTION_STATES = {"connecting", "online", "reconnecting", "offline", "replaced", "signed_out"}
 
 
@@ -64,16 +64,6 @@ def field_to_fix(error: SignInError) -> str:
     if error.kind == "invalid":
         return "password" if "password" in error.message.lower() else "username"
     return FIELD_TO_FIX.get(error.kind, "password")
-
-
-def _merge_timeline(before: tuple[int, int] | None, event: cs.TimelineChanged) -> tuple[int, int]:
-    """Appends add up, a lone prepend stays one; anything else means "re-read"."""
-    if before is None:
-        return event.appended, event.prepended
-    appended, prepended = before
-    if appended and event.appended and not prepended and not event.prepended:
-        return appended + event.appended, 0
-    return 0, 0
 
 
 def friendly(error: SignInError, server: str, mode: str, *, signup: bool = False) -> str:
@@ -127,8 +117,10 @@ class Session:
         self._client_factory = client_factory or (lambda url: ChatClient.from_config(replace(self.config, server=url)))
         self._monotonic = monotonic
         self.client: ChatClient | None = None
-        self._rows: dict[str, list[MessageRow]] = {}
-        self._exhausted: set[str] = set()
+        self._windows: dict[str, ConversationWindow] = {}
+        """The conversations shown since signing in, each kept current in memory from events."""
+        self._conversations: dict[str, cs.Conversation] = {}
+        """Unread counts and read marks, loaded once and then kept current from events."""
         self._link: cs.ConnectionChanged | None = None
         self._link_at = monotonic()
         self._presence_fresh = False
@@ -201,7 +193,11 @@ class Session:
         assert self.client is not None
         if self.last_conversation is None:
             self.last_conversation = self.client.recall("last_conversation")  # open at the last quit
+        self._load_conversations()
         self.client.start()
+
+    def _load_conversations(self) -> None:
+        self._conversations = {c.peer: c for c in self.client.conversations()} if self.client is not None else {}
 
     async def stop(self) -> None:
         if self.client is not None:
@@ -219,37 +215,69 @@ class Session:
             yield batch
 
     def describe(self, events: list[Any]) -> Change:
-        """Apply a batch of events to the UI's own caches and say, once, what must be redrawn."""
+        """Apply a batch of events to the UI's own state and say, once, what must be redrawn."""
         change = Change()
-        timelines: dict[str, tuple[int, int]] = {}
-        """Per conversation: rows appended, rows prepended; (0, 0) when rows changed otherwise."""
         for event in events:
             match event:
                 case cs.ConnectionChanged():
                     self._link, self._link_at = event, self._monotonic()
-                    if event.kind != "online" and self._presence_fresh:
+                    if event.kind != cs.ConnectionState.ONLINE and self._presence_fresh:
                         self._presence_fresh = False
                         change.users = True
                     change.connection = True
-                    change.replaced = event.kind == "replaced"
-                    change.signed_out = event.kind == "signed_out"
+                    change.replaced = event.kind == cs.ConnectionState.REPLACED
+                    change.signed_out = event.kind == cs.ConnectionState.SIGNED_OUT
                 case cs.UsersLoaded():
                     self._presence_fresh = True
                     change.users = True
-                case cs.UserChanged() | cs.ConversationChanged():
-                    change.users = True  # statuses and unread counts; rows come with TimelineChanged
+                case cs.UserChanged():
+                    change.users = True
+                case cs.ConversationChanged():
+                    self._conversations[event.conversation.peer] = event.conversation
+                    change.users = True  # unread counts; rows come with TimelineChanged
                 case cs.TimelineChanged():
-                    timelines[event.peer] = _merge_timeline(timelines.get(event.peer), event)
+                    appended = self._apply(event)
+                    if appended is not None:  # appends add up; anything else in the batch means "compare"
+                        merged = change.conversations.get(event.peer)
+                        change.conversations[event.peer] = appended if merged is None else (merged + appended if merged and appended else 0)
+                case cs.HistoryReplaced():
+                    self._windows.clear()
+                    self._load_conversations()
+                    change.users = True
+                    change.conversations.update((peer, 0) for peer in self._conversations)
                 case cs.MessageReceived():
                     change.incoming.append(Incoming(event.peer, event.sender, event.body))
                 case cs.TypingChanged():
                     change.typing = True
                 case cs.Notice():
                     change.notices.append(event.text)
-        for peer, (appended, prepended) in timelines.items():
-            self._reload(peer, appended, prepended)
-            change.conversations[peer] = appended
         return change
+
+    def _apply(self, event: cs.TimelineChanged) -> int | None:
+        """Bring the window of one conversation up to date from ``event`` alone. None when it
+        is not shown (nothing to redraw); else how many rows were appended at the end, 0 when
+        the change was anything other than a plain append."""
+        window = self._windows.get(event.peer)
+        if window is None:
+            return None
+        if event.reload:
+            del self._windows[event.peer]
+            return 0
+        plain = not (event.removed or event.older or event.peer_read_seq is not None)
+        for key in event.removed:
+            window.remove(key)
+        if event.older:
+            window.prepend(self._convert(event.older), [item.seq for item in event.older])
+            window.more_on_server = self.client is not None and self.client.has_older(event.peer)
+        appended = 0
+        for item in event.rows:
+            if window.put(self._convert([item])[0], item.seq):
+                appended += 1
+            else:
+                plain = False
+        if event.peer_read_seq is not None:
+            window.read_up_to(event.peer_read_seq)
+        return appended if plain else 0
 
     # --- ChatData ----------------------------------------------------------------------------
 
@@ -257,7 +285,7 @@ class Session:
         client = self.client
         if client is None:
             return []
-        unread = {c.peer: c.unread for c in client.conversations()}
+        unread = {peer: c.unread for peer, c in self._conversations.items()}
         known = dict(client.users)
         rows = [
             UserRow(name, self._shown_status(user.status), user.text, unread.get(name, 0), name == client.me, user.last_seen)
@@ -273,49 +301,33 @@ class Session:
         return status if status in ("online", "away", "busy") else "offline"
 
     def rows(self, conversation: str) -> Sequence[MessageRow]:
-        rows = self._rows.get(conversation)
-        if rows is None:
-            rows = self._rows[conversation] = self._convert(self._slice(conversation, 0, None))
-        return rows
+        return self._window(conversation).rows
 
-    def _slice(self, peer: str, start: int, stop: int | None) -> list[cs.TimelineItem]:
-        client = self.client
-        if client is None:
-            return []
-        length = client.timeline_length(peer)
-        return client.timeline_slice(peer, start, length if stop is None else stop)
+    def has_more(self, conversation: str) -> bool:
+        window = self._window(conversation)
+        return not window.complete or window.more_on_server
 
-    def _convert(self, items: list[cs.TimelineItem]) -> list[MessageRow]:
+    def _window(self, peer: str) -> ConversationWindow:
+        """The conversation's window, read from the cache the first time it is shown: its
+        newest ``WINDOW_ROWS`` sent rows and everything queued."""
+        window = self._windows.get(peer)
+        if window is None:
+            client = self.client
+            items = client.newest_rows(peer, WINDOW_ROWS) if client is not None else []
+            sent = sum(1 for item in items if item.seq is not None)
+            window = self._windows[peer] = ConversationWindow(
+                self._convert(items), [item.seq for item in items],
+                complete=client is None or sent < WINDOW_ROWS, more_on_server=client is not None and client.has_older(peer),
+            )  # fmt: skip
+        return window
+
+    def _convert(self, items: Sequence[cs.TimelineItem]) -> list[MessageRow]:
         me = self.me
         return [
             MessageRow(item.id, item.sender, item.body, item.ts, mine=item.sender == me,
                        mark=item.state if item.sender == me else "none", reason=item.error or "")
             for item in items
         ]  # fmt: skip
-
-    def _reload(self, peer: str, appended: int, prepended: int) -> None:
-        """Bring the cached rows of ``peer`` up to date, reading as little as possible: a plain
-        append reads only the new rows, whatever the conversation's length."""
-        cached = self._rows.get(peer)
-        if cached is None or self.client is None:
-            return  # not shown yet: read when first asked for
-        length = self.client.timeline_length(peer)
-        if prepended and length == len(cached) + prepended:
-            self._rows[peer] = self._convert(self._slice(peer, 0, prepended)) + cached
-        elif appended and length == len(cached) + appended:
-            self._rows[peer] = cached + self._convert(self._slice(peer, len(cached), length))
-        elif length <= FULL_REBUILD_ROWS:
-            self._rows[peer] = self._convert(self._slice(peer, 0, length))
-        else:
-            keep = max(0, min(len(cached), length) - TAIL_WINDOW - appended)
-            self._rows[peer] = cached[:keep] + self._convert(self._slice(peer, keep, length))
-
-    def has_more(self, conversation: str) -> bool:
-        client = self.client
-        if client is None or client.cache is None or conversation in self._exhausted:
-            return False
-        oldest = client.cache.oldest_seq(conversation)
-        return oldest is not None and oldest > 1
 
     def typing(self, conversation: str) -> bool:
         return self.client is not None and conversation in self.client.typing_peers
@@ -330,9 +342,7 @@ class Session:
                              note=self.embedded_note, detail=link.detail if link is not None else "")  # fmt: skip
 
     def unread_total(self) -> int:
-        if self.client is None:
-            return 0
-        return sum(c.unread for c in self.client.conversations())
+        return sum(c.unread for c in self._conversations.values())
 
     def my_status(self) -> str:
         client = self.client
@@ -379,8 +389,19 @@ class Session:
             self.client.remember("last_conversation", conversation)
 
     async def load_older(self, conversation: str) -> None:
-        if self.client is not None and not await self.client.load_older(conversation):
-            self._exhausted.add(conversation)
+        """Scrolled to the top: the page before the window, from the cache while it has one,
+        else from the server (whose page then arrives as an event)."""
+        window = self._window(conversation)
+        client = self.client
+        if client is None:
+            return
+        if not window.complete:
+            oldest = window.oldest_seq
+            items = client.older_rows(conversation, oldest, WINDOW_ROWS) if oldest is not None else []
+            window.prepend(self._convert(items), [item.seq for item in items])
+            window.complete = len(items) < WINDOW_ROWS
+        elif window.more_on_server and not await client.load_older(conversation):
+            window.more_on_server = False
 
     async def mark_read(self, conversation: str) -> None:
         if self.client is not None:
@@ -398,7 +419,8 @@ class Session:
         if self.client is not None:
             await self.client.sign_out()
         self.client = None
-        self._rows.clear()
+        self._windows.clear()
+        self._conversations.clear()
         self._link = None
         self._presence_fresh = False
 

@@ -252,7 +252,7 @@ class ConversationView(ScrollView, can_focus=True):
         elif old and len(rows) > len(old) and rows[len(rows) - len(old) :] == old:
             self._prepend(rows[: len(rows) - len(old)])
         elif rows != old:
-            self._replace(rows)
+            self._replace(rows, keep=_common_prefix(old, rows))
         else:
             self._loading_older = False
             return
@@ -329,11 +329,20 @@ class ConversationView(ScrollView, can_focus=True):
             self._heights.append(self._height(index, width))
         self._offsets = [0, *accumulate(self._heights)]
 
-    def _replace(self, rows: list[MessageRow]) -> None:
+    def _replace(self, rows: list[MessageRow], *, keep: int = 0) -> None:
+        """Show ``rows``; the first ``keep`` are unchanged and keep their layout (a mark that
+        changed near the end costs the rows after it, not the whole conversation)."""
+        width = self._current_width()
+        if width != self._layout_width:
+            keep = 0
+        for row in self._rows[keep:]:
+            self._positions.pop(row.key, None)
+        if keep == 0:
+            self._positions = {}
         self._rows = rows
-        self._positions = {row.key: i for i, row in enumerate(rows)}
-        self._layout_width = self._current_width()
-        self._relayout(0)
+        self._positions.update((row.key, i) for i, row in enumerate(rows[keep:], keep))
+        self._layout_width = width
+        self._relayout(keep)
 
     def _append(self, added: list[MessageRow]) -> None:
         start = len(self._rows)
@@ -499,6 +508,16 @@ class ConversationView(ScrollView, can_focus=True):
             keys = f"{RETRY_KEY} retry · {DISCARD_KEY} discard"
             strips.append(finish([Segment(" " * (INDENT + 2) + keys, failed)]))
         return strips
+
+
+def _common_prefix(old: Sequence[MessageRow], new: Sequence[MessageRow]) -> int:
+    """How many leading rows two states share."""
+    count = 0
+    for before, after in zip(old, new):
+        if before != after:
+            break
+        count += 1
+    return count
 
 
 def _safe_segments(text: str, style: Style, placeholder_style: Style) -> list[Segment]:

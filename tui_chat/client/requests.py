@@ -1,0 +1,70 @@
+"""Requests and their replies, matched by ``rid`` (catch-up, paging: anything that waits for an answer).
+
+One job: send an action with a fresh ``rid`` on one connection and hand back the event the
+server answered it with, waiting out ``rate_limited`` refusals. When the link drops, every
+request still waiting fails at once with ``ConnectionError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+
+from tui_chat import protocol as p
+from tui_chat.client.connection import Connection
+
+REQUEST_TIMEOUT_S = 15.0
+RATE_LIMIT_RETRIES = 5
+
+
+class RequestFailed(Exception):
+    """The server answered a request with an error (or kept refusing it for the rate)."""
+
+
+class Requests:
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self._replies: dict[str, asyncio.Future[p.Event]] = {}
+        self._rids = itertools.count(1)
+
+    async def ask(self, generation: int, action: p.Action, kind: type) -> p.Event:
+        """Send ``action`` on connection ``generation``; its reply, which must be a ``kind``."""
+        for _ in range(RATE_LIMIT_RETRIES):
+            reply = await self._request(generation, action)
+            if isinstance(reply, kind):
+                return reply
+            if isinstance(reply, p.Error) and reply.code == p.RATE_LIMITED:
+                self.connection.pacer.hold((reply.retry_after_ms or 1000) / 1000)
+                continue
+            raise RequestFailed(f"{action.action} was answered {getattr(reply, 'code', reply)!r}: {getattr(reply, 'message', '')}")
+        raise RequestFailed(f"{action.action} was refused for the rate {RATE_LIMIT_RETRIES} times")
+
+    async def _request(self, generation: int, action: p.Action) -> p.Event:
+        rid = f"c{next(self._rids)}"
+        future = asyncio.get_running_loop().create_future()
+        self._replies[rid] = future
+        try:
+            if not await self.connection.send(dataclasses.replace(action, rid=rid), generation=generation):
+                raise ConnectionError("not connected")
+            return await asyncio.wait_for(future, REQUEST_TIMEOUT_S)
+        finally:
+            self._replies.pop(rid, None)
+
+    def answer(self, event: p.Event) -> bool:
+        """Hand ``event`` to the request waiting for it; False when none is (an ack is never a reply)."""
+        rid = getattr(event, "rid", None)
+        if rid is None or isinstance(event, p.Ack):
+            return False
+        future = self._replies.pop(rid, None)
+        if future is None:
+            return False
+        if not future.done():
+            future.set_result(event)
+        return True
+
+    def link_lost(self) -> None:
+        for future in self._replies.values():
+            if not future.done():
+                future.set_exception(ConnectionError("the connection was lost"))
+        self._replies.clear()
