@@ -410,3 +410,39 @@ async def test_a_broken_config_file_is_said_even_when_the_app_goes_on(live_serve
         await app.wait_for(lambda: isinstance(app.screen, SignInScreen), pilot, "the sign-in screen")
         warnings = [n for n in app._notifications if n.severity == "warning"]
         assert warnings and "server must be a URL" in str(warnings[0].message)
+
+
+async def test_following_a_conversation_reads_nothing_from_the_cache_and_shows_what_it_holds(live_server, make_app, monkeypatch):
+    """The UI keeps the shown conversation in memory from the service's events: arrivals, our
+    sends and their acks, read receipts. Only opening it and scrolling back read the cache."""
+    me, other = unique("lea"), unique("max")
+    await signup(live_server.http_url, me, PASSWORD)
+    mx = await peer(live_server, other)
+    app = make_app(me)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await sign_in(app, pilot)
+        screen.open_conversation(other)
+        await pilot.pause()
+        client = app.session.client
+        reads: list[str] = []
+        for name in ("timeline_slice", "newest_rows", "older_rows", "conversations", "timeline_length"):
+            real = getattr(client, name)
+            monkeypatch.setattr(client, name, lambda *a, _real=real, _name=name, **k: (reads.append(_name), _real(*a, **k))[1])
+        for i in range(20):
+            await mx.send({"action": "sendMessage", "id": f"max-follow-{i:04d}", "to": me, "body": f"from max {i}"})
+            if i % 5 == 0:
+                await pilot.press(*f"reply {i}", "enter")
+        await app.wait_for(lambda: len(screen.conversation_view.rows) == 24 and all(r.mark in ("none", "read") for r in screen.conversation_view.rows), pilot, "all 24 shown")
+        # max wrote after each of our replies, and writing moves his read mark: ✓✓ without a read event
+        await pilot.press(*"last word", "enter")  # after all of max's: his read marker can reach it
+        await app.wait_for(lambda: screen.conversation_view.rows[-1].mark == "sent", pilot, "the last word sent")
+        while (frame := await mx.expect("message"))["message"]["body"] != "last word":
+            pass
+        await mx.send({"action": "markRead", "with": me, "seq": frame["message"]["seq"]})
+        await app.wait_for(lambda: {r.mark for r in screen.conversation_view.rows if r.mine} == {"read"}, pilot, "ours read")
+        assert reads == [], "following along read the cache"
+        shown = [(r.key, r.mark) for r in screen.conversation_view.rows]
+        monkeypatch.undo()
+        kept = [(item.id, item.state if item.sender == me else "none") for item in client.timeline(other)]
+        assert shown == kept, "the window is exactly what the cache holds, in server order"
+    await mx.close()

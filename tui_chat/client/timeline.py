@@ -170,6 +170,7 @@ class Timeline:
             return False
         if message.sender != self.me:
             self.cache.bump_unread(peer)
+            self._their_read_mark(peer, message.seq)  # their send moved it, with no read event (PROTOCOL.md 4)
         self.announce(peer)
         return message.sender != self.me
 
@@ -190,11 +191,14 @@ class Timeline:
 
     def peer_read(self, peer: str, seq: int) -> None:
         """The other side has read up to ``seq``: own messages up to it show as read."""
+        self._their_read_mark(peer, seq)
+        self.announce(peer)
+
+    def _their_read_mark(self, peer: str, seq: int) -> None:
         before = self._peer_read_seq(peer)
         self.cache.set_read(peer, theirs=seq)
         if seq > before and peer != self.me:
             self._emit(TimelineChanged(peer, peer_read_seq=seq))
-        self.announce(peer)
 
     def own_read(self, peer: str, seq: int) -> None:
         """Another device of ours read up to ``seq``."""

@@ -254,16 +254,16 @@ class Session:
         return change
 
     def _apply(self, event: cs.TimelineChanged) -> int | None:
-        """Bring the window of one conversation up to date from ``event`` alone. None when it
-        is not shown (nothing to redraw); else how many rows were appended at the end, 0 when
-        the change was anything other than a plain append."""
+        """Bring the window of one conversation up to date from ``event`` alone. None when
+        nothing shown changed; else how many rows were appended at the end, 0 when the change
+        was anything other than a plain append."""
         window = self._windows.get(event.peer)
         if window is None:
             return None
         if event.reload:
             del self._windows[event.peer]
             return 0
-        plain = not (event.removed or event.older or event.peer_read_seq is not None)
+        plain = not (event.removed or event.older)
         for key in event.removed:
             window.remove(key)
         if event.older:
@@ -275,8 +275,10 @@ class Session:
                 appended += 1
             else:
                 plain = False
-        if event.peer_read_seq is not None:
-            window.read_up_to(event.peer_read_seq)
+        if event.peer_read_seq is not None and window.read_up_to(event.peer_read_seq):
+            plain = False
+        if plain and not appended and not event.rows:
+            return None  # e.g. a read mark that reached no row of ours
         return appended if plain else 0
 
     # --- ChatData ----------------------------------------------------------------------------

@@ -62,9 +62,10 @@ class ConversationWindow:
         self.seqs[:0] = [s for _, s in older]
         self._keys.update(r.key for r, _ in older)
 
-    def read_up_to(self, seq: int) -> None:
-        """The other side read up to ``seq``: our sent rows up to it become read. Marks only
-        ever advance, so the walk back stops at the first row already read."""
+    def read_up_to(self, seq: int) -> bool:
+        """The other side read up to ``seq``: our sent rows up to it become read (True when
+        any did). Marks only ever advance, so the walk back stops at the first row already read."""
+        changed = False
         for index in range(len(self.rows) - 1, -1, -1):
             row, row_seq = self.rows[index], self.seqs[index]
             if row_seq is None or not row.mine or row_seq > seq:
@@ -73,6 +74,8 @@ class ConversationWindow:
                 break
             if row.mark == "sent":
                 self.rows[index] = replace(row, mark="read")
+                changed = True
+        return changed
 
     @property
     def oldest_seq(self) -> int | None:
