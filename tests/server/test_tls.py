@@ -78,3 +78,4 @@ async def test_an_untrusted_certificate_is_said_as_such_and_ssl_cert_file_trusts
         assert (await AuthClient(server.http_url).info()).auth == "accounts"
     finally:
         server.stop()
+

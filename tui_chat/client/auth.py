@@ -19,6 +19,7 @@ import keyring
 import keyring.errors
 
 from tui_chat.client.identity import valid_server_id
+from tui_chat.client.tls import client_ssl_context
 from tui_chat.paths import data_dir, write_private
 from tui_chat.protocol import is_valid_device_id
 
@@ -87,9 +88,12 @@ class AuthClient:
         self.base = http_base(server_url)
         self.transport = transport
 
+    def _http(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.base, timeout=HTTP_TIMEOUT_S, transport=self.transport, verify=client_ssl_context())
+
     async def _post(self, path: str, body: dict) -> httpx.Response:
         try:
-            async with httpx.AsyncClient(base_url=self.base, timeout=HTTP_TIMEOUT_S, transport=self.transport) as http:
+            async with self._http() as http:
                 return await http.post(path, json=body)
         except httpx.HTTPError as exc:
             raise self._unreachable(exc) from None
@@ -107,7 +111,7 @@ class AuthClient:
 
     async def info(self) -> ServerInfo:
         try:
-            async with httpx.AsyncClient(base_url=self.base, timeout=HTTP_TIMEOUT_S, transport=self.transport) as http:
+            async with self._http() as http:
                 response = await http.get("/info")
             data = response.json()
         except httpx.HTTPError as exc:

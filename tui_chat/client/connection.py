@@ -36,6 +36,7 @@ from tui_chat import protocol as p
 from tui_chat.client.backoff import Backoff
 from tui_chat.client.pacing import Pacer
 from tui_chat.client.state import ConnectionState
+from tui_chat.client.tls import client_ssl_context
 
 log = logging.getLogger("tui_chat.client.connection")
 
@@ -207,6 +208,7 @@ class Connection:
                     open_timeout=self.open_timeout,
                     close_timeout=2,
                     max_size=p.MAX_FRAME_BYTES,
+                    ssl=client_ssl_context() if self.url.startswith("wss:") else None,
                     compression=None,  # chat frames are small; deflate doubles server memory per socket
                 )
             except InvalidStatus as exc:
