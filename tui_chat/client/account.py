@@ -142,9 +142,24 @@ class Account:
             tokens = Tokens(access="", refresh=saved, user=username)
         return self._keep(tokens)
 
+    def assume(self, username: str) -> None:
+        """Act as ``username`` before any token is at hand (the app opened from disk): the
+        connection's first handshake is refused, and :meth:`refresh` then reads the vault."""
+        self.tokens = Tokens(access="", refresh="", user=username)
+
+    def folder_exists(self, username: str) -> bool:
+        """Whether this device keeps files for ``username`` on the server last seen here."""
+        return bool(self.server_id) and (self.folder(username) / "client.db").is_file()
+
     async def refresh(self) -> None:
         """The connection's 401 handler: renew the access token, or say that sign-in is needed."""
         assert self.tokens is not None
+        if not self.tokens.refresh:  # assumed: the saved session is read only now, off the start path
+            saved = self.vault.load(self.tokens.user)
+            self._notice_vault()
+            if not saved:
+                raise NeedsSignIn("no session is kept for this account on this device")
+            self.tokens = Tokens(access="", refresh=saved, user=self.tokens.user)
         try:
             self._keep(await self._renew(self.tokens.refresh, self.tokens.user))
         except SignInError as exc:

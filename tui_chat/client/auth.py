@@ -13,15 +13,18 @@ import secrets
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
-
-import httpx
-import keyring
-import keyring.errors
+from typing import TYPE_CHECKING
 
 from tui_chat.client.identity import valid_server_id
 from tui_chat.client.tls import client_ssl_context
 from tui_chat.paths import data_dir, write_private
 from tui_chat.protocol import is_valid_device_id
+
+if TYPE_CHECKING:
+    import httpx
+
+# httpx and keyring are imported where first used, not here: the app shows the cached chat
+# before it needs either, and importing them costs about 130 ms of a cold start.
 
 HTTP_TIMEOUT_S = 10.0
 
@@ -89,9 +92,13 @@ class AuthClient:
         self.transport = transport
 
     def _http(self) -> httpx.AsyncClient:
+        import httpx
+
         return httpx.AsyncClient(base_url=self.base, timeout=HTTP_TIMEOUT_S, transport=self.transport, verify=client_ssl_context())
 
     async def _post(self, path: str, body: dict) -> httpx.Response:
+        import httpx
+
         try:
             async with self._http() as http:
                 return await http.post(path, json=body)
@@ -110,6 +117,8 @@ class AuthClient:
         return SignInError("unreachable", f"cannot reach {self.base}: {exc.__class__.__name__}")
 
     async def info(self) -> ServerInfo:
+        import httpx
+
         try:
             async with self._http() as http:
                 response = await http.get("/info")
@@ -174,6 +183,8 @@ class TokenVault:
         self.memory: dict[str, str] = {}
         self.warning: str | None = None
         """Set once when no keyring works; the app shows it."""
+        self.kept_in = ""
+        """Where the last token saved outlives this process: "keyring", "file", or "" (memory)."""
 
     def _key(self, user: str) -> str:
         return f"{user}#{self.server_id}" if self.server_id else user
@@ -184,16 +195,19 @@ class TokenVault:
             self.warning = f"No system keyring is available ({exc.__class__.__name__}); the session is kept in {where}."
 
     def save(self, user: str, refresh_token: str) -> None:
+        keyring = _keyring()
         key = self._key(user)
         try:
             _usable_keyring()
             keyring.set_password(self.service, key, refresh_token)
             if key != user:
                 _forget_in_keyring(self.service, user)  # kept by an earlier release under the name alone
+            self.kept_in = "keyring"
             return
         except keyring.errors.KeyringError as exc:
             self._no_keyring(exc)
         self.memory[key] = refresh_token
+        self.kept_in = "file" if self.file_fallback is not None else ""
         if self.file_fallback is not None:
             write_private(self.file_fallback, f"{key}\n{refresh_token}\n")
 
@@ -201,6 +215,7 @@ class TokenVault:
         """The saved token; one an earlier release kept under the name alone is taken too (the
         server it was for refuses it if this is another one)."""
         keys = [self._key(user), user] if self.server_id else [user]
+        keyring = _keyring()
         try:
             _usable_keyring()
             for key in keys:
@@ -218,6 +233,13 @@ class TokenVault:
                 return lines[1]
         return None
 
+    def may_hold(self, kept_in: str) -> bool:
+        """Whether a token kept in ``kept_in`` by an earlier start can be read now, judged
+        without importing the keyring (a file must still be there, and allowed)."""
+        if kept_in == "file":
+            return self.file_fallback is not None and self.file_fallback.exists()
+        return kept_in == "keyring"
+
     def forget(self, user: str) -> None:
         for key in {self._key(user), user}:
             self.memory.pop(key, None)
@@ -226,16 +248,25 @@ class TokenVault:
             self.file_fallback.unlink(missing_ok=True)
 
 
+def _keyring():
+    import keyring
+    import keyring.errors
+
+    return keyring
+
+
 def _usable_keyring() -> None:
     """Raise ``NoKeyringError`` for the null backend (``PYTHON_KEYRING_BACKEND`` set to it to
     turn keyrings off): it accepts every token and keeps none, so the fallback must be used."""
     from keyring.backends import null
 
+    keyring = _keyring()
     if isinstance(keyring.get_keyring(), null.Keyring):
         raise keyring.errors.NoKeyringError("the null keyring keeps nothing")
 
 
 def _forget_in_keyring(service: str, key: str) -> None:
+    keyring = _keyring()
     try:
         keyring.delete_password(service, key)
     except keyring.errors.KeyringError:

@@ -27,16 +27,17 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode
-
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from tui_chat import protocol as p
 from tui_chat.client.backoff import Backoff
 from tui_chat.client.pacing import Pacer
 from tui_chat.client.state import ConnectionState
 from tui_chat.client.tls import client_ssl_context
+
+if TYPE_CHECKING:
+    from websockets.asyncio.client import ClientConnection
 
 log = logging.getLogger("tui_chat.client.connection")
 
@@ -144,6 +145,8 @@ class Connection:
         """Send one action, paced under the rate limit (a batch costs one per ten messages).
         False when there is no open socket or it is no longer the one ``generation`` names: the
         caller keeps the action queued."""
+        from websockets.exceptions import ConnectionClosed
+
         cost = p.batch_cost(len(action.items)) if isinstance(action, p.SendMessages) else 1
         while True:
             ws = self.ws
@@ -188,6 +191,9 @@ class Connection:
             self._set(LinkState(OFFLINE, detail=f"the connection stopped after an internal error ({exc.__class__.__name__})"))
 
     async def _connect_until_done(self) -> None:
+        from websockets.asyncio.client import connect  # here, not at import: see tui_chat.client.auth
+        from websockets.exceptions import InvalidHandshake, InvalidStatus
+
         refreshed = False
         while True:
             await self._close_socket()  # never two sockets
@@ -252,6 +258,8 @@ class Connection:
 
     async def _serve(self, ws: ClientConnection) -> int | None:
         """Read events until the socket closes; returns the close code."""
+        from websockets.exceptions import ConnectionClosed
+
         opened = time.monotonic()
         self.generation += 1
         self.pacer.reset()

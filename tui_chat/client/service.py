@@ -49,7 +49,7 @@ from tui_chat.client.auth import (
     token_file_path,
     ws_url,
 )
-from tui_chat.client.connection import Connection, LinkState
+from tui_chat.client.connection import Connection, LinkState, NeedsSignIn
 from tui_chat.client.localdb import open_db
 from tui_chat.client.outbox import Outbox
 from tui_chat.client.people import People
@@ -74,6 +74,9 @@ if TYPE_CHECKING:
     from tui_chat.client.config import Config
 
 log = logging.getLogger("tui_chat.client")
+
+SESSION_KEPT = "session_kept"
+"""A setting of the account: where this device keeps its session ("keyring" or "file"), or ""."""
 
 
 def now_ms() -> int:
@@ -187,6 +190,7 @@ class ChatClient:
         :class:`~tui_chat.client.auth.SignInError` whose ``kind`` says what went wrong."""
         await self.account.sign_in(username, password, create=create)
         self._open_timeline()
+        self._session_kept(True)
 
     async def resume(self, username: str) -> bool:
         """Sign in with the session kept from last time; False when there is none or it
@@ -194,16 +198,43 @@ class ChatClient:
         if await self.account.resume(username) is None:
             return False
         self._open_timeline()
+        self._session_kept(True)
         return True
+
+    def open_saved(self, username: str) -> bool:
+        """Open the session this device kept for ``username`` from disk alone, with no network
+        and no keyring: history and outbox show at once, and the saved token is read and renewed
+        when the connection first asks (a session that turns out to be gone ends in
+        ``signed_out``). False when no session was kept here; then use :meth:`resume`."""
+        if not self.account.folder_exists(username):
+            return False
+        self.account.assume(username)
+        self._open_timeline()
+        if self.account.vault.may_hold(self.local.recall(SESSION_KEPT) or ""):
+            return True
+        self._close_timeline()
+        self.account.tokens = None
+        return False
+
+    def _session_kept(self, kept: bool) -> None:
+        """Note in the account's files whether a session outlives this process, for :meth:`open_saved`."""
+        if self.local is not None:
+            self.local.remember(SESSION_KEPT, self.account.vault.kept_in if kept else "")
 
     async def _refresh(self) -> None:
         """The connection's 401 handler (a new server found there opens its own files)."""
-        await self.account.refresh()
+        try:
+            await self.account.refresh()
+        except NeedsSignIn:
+            self._session_kept(False)
+            raise
         self._open_timeline()
+        self._session_kept(True)
 
     async def sign_out(self) -> None:
         """Stop and forget the saved session (the outbox and history stay for next time)."""
         await self.stop()
+        self._session_kept(False)
         self.account.forget()
 
     def account_folder(self, user: str) -> Path:

@@ -178,13 +178,14 @@ class ChatApp(App[int]):
 
         session = self.session
         assert session is not None
-        await session.start()
+        session.open()
         screen = ChatScreen(session, clock=self.clock, open_first=session.last_conversation)
         if isinstance(self.screen, SignInScreen):
             self.switch_screen(screen)
         else:
             self.push_screen(screen)
         self.consume_events()
+        self.call_after_refresh(session.connect)  # the cached chat first; the network after it is on screen
         if self._idle_timer is None:
             self._idle_timer = self.set_interval(30, self._check_idle)
         self.update_title()

@@ -167,9 +167,12 @@ class Session:
         self._remember()
 
     async def resume(self) -> bool:
-        """Sign in silently with the refresh token in the keyring, when there is a valid one."""
+        """Sign in silently with the session kept on this device: from disk at once when it
+        was kept for this server (renewed once connected), else with the refresh token now."""
         if not (self.server and self.username):
             return False
+        if self._client_for(self.server).open_saved(self.username):
+            return True
         try:
             resumed = await self._client_for(self.server).resume(self.username)
         except SignInError:
@@ -189,11 +192,17 @@ class Session:
 
     # --- lifecycle ---------------------------------------------------------------------------
 
-    async def start(self) -> None:
+    def open(self) -> None:
+        """Read what the chat screen shows first, from disk: the conversation open at the last
+        quit and the unread counts."""
         assert self.client is not None
         if self.last_conversation is None:
-            self.last_conversation = self.client.recall("last_conversation")  # open at the last quit
+            self.last_conversation = self.client.recall("last_conversation")
         self._load_conversations()
+
+    def connect(self) -> None:
+        """Start connecting (and keep connected) in the background."""
+        assert self.client is not None
         self.client.start()
 
     def _load_conversations(self) -> None:
