@@ -57,3 +57,11 @@ async def test_a_kept_session_that_is_gone_ends_signed_out_and_is_not_opened_aga
     await wait_until(again, lambda: again.link.kind == "signed_out")
     await again.close()
     assert not reopen(chat_server.http_url, tmp_path, "gonealice").open_saved("gonealice")
+
+
+async def test_a_client_signed_in_already_keeps_its_tokens(chat_server, tmp_path):
+    """The app asks for the saved session after a sign-in in the same process: nothing is reset."""
+    alice = await make_client(chat_server.http_url, tmp_path, "nowalice")
+    tokens = alice.tokens
+    assert alice.open_saved("nowalice") and alice.tokens == tokens and alice.tokens.access
+    await alice.close()

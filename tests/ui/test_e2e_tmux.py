@@ -169,3 +169,23 @@ async def test_started_with_the_server_down_it_shows_history_queues_and_delivers
     finally:
         server.stop()
 
+
+
+async def test_name_tab_password_enter_typed_in_one_burst_signs_in(tmp_path, tmux):
+    """A password manager's auto-type (or a paste) sends ``name<Tab>password<Enter>`` in one write:
+    the terminal delivers it in one read, and the Tab must still move to the password field."""
+    server = start_server(tmp_path / "srv")
+    try:
+        await signup(server.http_url, "carol")
+        home = tmp_path / "carol"
+        env = {
+            "TUI_CHAT_DATA_DIR": home / "data", "TUI_CHAT_CONFIG_DIR": home / "config",
+            "TUI_CHAT_CACHE_DIR": home / "cache", "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring",
+            "PYTHONPATH": Path(__file__).resolve().parents[2], "TERM": "xterm-256color", "HOME": home,
+        }  # fmt: skip
+        tmux.start("carol", [sys.executable, "-m", "tui_chat", "--server", server.http_url], env)
+        tmux.wait_for("carol", "Password")
+        tmux.type("carol", "carol\tcorrect horse battery\r")  # one send-keys: one write to the terminal
+        tmux.wait_for("carol", "carol (you)")  # signed in as carol: the name did not swallow the rest
+    finally:
+        server.stop()

@@ -446,3 +446,19 @@ async def test_following_a_conversation_reads_nothing_from_the_cache_and_shows_w
         kept = [(item.id, item.state if item.sender == me else "none") for item in client.timeline(other)]
         assert shown == kept, "the window is exactly what the cache holds, in server order"
     await mx.close()
+
+
+@pytest.mark.parametrize("how", ["ctrl+q", "shut_down then exit"])
+async def test_quitting_while_the_link_reports_its_stop_ends_cleanly(live_server, make_app, how):
+    """Quitting stops the connection, which reports "stopped": that must not reach a chat screen
+    whose widgets are already being taken down (it raised NoMatches on the way out)."""
+    me = unique("quin")
+    await signup(live_server.http_url, me, PASSWORD)
+    app = make_app(me)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await sign_in(app, pilot)
+        if how == "ctrl+q":
+            await pilot.press("ctrl+q")
+        else:
+            await app.shut_down()  # what the app's embedder does; run_test then exits the app
+    assert app.return_code in (0, None)

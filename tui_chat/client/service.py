@@ -206,6 +206,8 @@ class ChatClient:
         and no keyring: history and outbox show at once, and the saved token is read and renewed
         when the connection first asks (a session that turns out to be gone ends in
         ``signed_out``). False when no session was kept here; then use :meth:`resume`."""
+        if self.account.tokens is not None and self.account.me == username:
+            return True  # signed in already (e.g. just now, on the sign-in screen)
         if not self.account.folder_exists(username):
             return False
         self.account.assume(username)

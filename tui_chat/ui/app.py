@@ -24,6 +24,7 @@ from textual.screen import Screen
 from tui_chat.ui.commands import ChatCommands
 from tui_chat.ui.screens.sign_in import SignInScreen
 from tui_chat.ui.timefmt import Clock
+from tui_chat.ui.view_model import ConnectionState
 
 
 class BuiltInServer(Protocol):
@@ -245,10 +246,12 @@ class ChatApp(App[int]):
     def _others_on_built_in_server(self) -> int:
         if self.embedded is None:
             return 0
-        own = 1 if self.session is not None and self.session.connection().state == "online" else 0
+        own = 1 if self.session is not None and self.session.connection().state == ConnectionState.ONLINE else 0
         return max(0, self.embedded.connections() - own)
 
     async def shut_down(self) -> None:
+        # No more service events: what stopping reports would reach screens being torn down.
+        self.workers.cancel_group(self, "service-events")
         if self.session is not None:
             await self.session.stop()
         if self.embedded is not None:
@@ -262,7 +265,7 @@ class ChatApp(App[int]):
 
         for screen in reversed(self.screen_stack):
             if isinstance(screen, ChatScreen):
-                return screen
+                return screen if screen.ready else None  # its widgets exist from its mount on (it reads everything then)
         return None
 
     @on(BurstHandled)

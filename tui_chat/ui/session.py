@@ -24,7 +24,6 @@ from tui_chat.ui.window import ConversationWindow
 WINDOW_ROWS = 500
 """Sent rows read from the cache when a conversation is first shown (and per page scrolled
 back past them); queued ones are always all shown."""
-CONNECTION_STATES = {"connecting", "online", "reconnecting", "offline", "replaced", "signed_out"}
 
 
 MAX_BATCH = 1000
@@ -345,8 +344,7 @@ class Session:
 
     def connection(self) -> ConnectionRow:
         link = self._link
-        kind = link.kind if link is not None else "connecting"
-        state = kind if kind in CONNECTION_STATES else "offline"
+        state = link.kind if link is not None else cs.ConnectionState.CONNECTING
         retry_at = self._link_at + link.retry_in if link is not None and link.retry_in is not None else None
         queued = self.client.queued if self.client is not None else 0
         return ConnectionRow(state, retry_at=retry_at, queued=queued, server=_host(self.server), user=self.me,

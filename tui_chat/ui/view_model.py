@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from tui_chat.client.state import ConnectionState  # the link's one vocabulary (a plain data module)
+
 Mark = Literal["none", "pending", "sent", "read", "failed"]
 """``none`` for other people's messages; the rest describe one of our own."""
 
@@ -44,12 +46,11 @@ class UserRow:
 STATUS_MARKS: dict[str, str] = {"online": "●", "away": "◐", "busy": "⊘", "offline": "○", "unknown": "◌"}
 """Status marks that differ in shape, not only in colour."""
 
-ConnectionState = Literal["connecting", "online", "reconnecting", "offline", "replaced", "signed_out"]
 
 
 @dataclass(frozen=True, slots=True)
 class ConnectionRow:
-    state: ConnectionState = "connecting"
+    state: ConnectionState = ConnectionState.CONNECTING
     retry_at: float | None = None
     """``time.monotonic()`` of the next reconnect attempt, while ``reconnecting``."""
     queued: int = 0

@@ -117,6 +117,8 @@ class ChatScreen(Screen[None]):
         self._shown: dict[str, object] = {}
         """What each one-line Static shows: updating one re-lays the screen out, so only on change."""
         self._had_failed = False
+        self.ready = False
+        """True from its mount on: its widgets exist, and it has read everything once."""
 
     def _show(self, selector: str, content) -> None:
         """Update a Static only when its content changes (a burst would re-lay out the screen each time)."""
@@ -141,6 +143,7 @@ class ChatScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
+        self.ready = True
         self.watch(self.conversation_view, "unseen", self._unseen_changed)
         self.query_one("#new-below").display = False
         self.query_one("#composer-problem").display = False

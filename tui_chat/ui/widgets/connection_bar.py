@@ -10,15 +10,16 @@ from textual.reactive import reactive
 from textual.widgets import Static
 
 from tui_chat.ui.safe_text import safe_content
-from tui_chat.ui.view_model import ConnectionRow
+from tui_chat.ui.view_model import ConnectionRow, ConnectionState
 
 LABELS = {
-    "connecting": ("◌", "connecting…"),
-    "online": ("●", "connected"),  # not "online": that is a presence, and yours may be away or busy
-    "reconnecting": ("◌", "reconnecting"),
-    "offline": ("○", "offline"),
-    "replaced": ("⊘", "replaced by another session of this device — not reconnecting"),
-    "signed_out": ("○", "signed out"),
+    ConnectionState.CONNECTING: ("◌", "connecting…"),
+    ConnectionState.ONLINE: ("●", "connected"),  # not "online": that is a presence, and yours may be away or busy
+    ConnectionState.RECONNECTING: ("◌", "reconnecting"),
+    ConnectionState.OFFLINE: ("○", "offline"),
+    ConnectionState.STOPPED: ("○", "offline"),
+    ConnectionState.REPLACED: ("⊘", "replaced by another session of this device — not reconnecting"),
+    ConnectionState.SIGNED_OUT: ("○", "signed out"),
 }
 
 
@@ -31,7 +32,7 @@ class ConnectionBar(Static):
         color: $text-muted;
         &.-online { color: $text; }
         &.-reconnecting, &.-connecting { background: $warning-muted; color: $text; }
-        &.-offline, &.-replaced, &.-signed_out { background: $error-muted; color: $text; }
+        &.-offline, &.-stopped, &.-replaced, &.-signed_out { background: $error-muted; color: $text; }
     }
     """
 
@@ -45,7 +46,7 @@ class ConnectionBar(Static):
         self.set_interval(1.0, self._tick)
 
     def _tick(self) -> None:
-        if self.connection.state == "reconnecting" and self.connection.retry_at is not None:
+        if self.connection.state == ConnectionState.RECONNECTING and self.connection.retry_at is not None:
             self.update(self.describe(self.connection))
 
     def watch_connection(self, old: ConnectionRow, new: ConnectionRow) -> None:
@@ -55,15 +56,15 @@ class ConnectionBar(Static):
 
     def describe(self, row: ConnectionRow) -> Content:
         mark, label = LABELS.get(row.state, ("?", row.state))
-        if row.state == "reconnecting" and row.retry_at is not None:
+        if row.state == ConnectionState.RECONNECTING and row.retry_at is not None:
             seconds = max(0, math.ceil(row.retry_at - self._monotonic()))
             label = f"reconnecting in {seconds} s" if seconds else "reconnecting now"
         parts: list[Content | str | tuple[str, str]] = [(f"{mark} {label}", "bold")]
-        if row.queued and row.state != "online":
+        if row.queued and row.state != ConnectionState.ONLINE:
             parts.append(f" — {row.queued} queued")
         elif row.queued:
             parts.append(f" — sending {row.queued}")
-        if row.detail and row.state != "online":
+        if row.detail and row.state != ConnectionState.ONLINE:
             parts.extend([" (", safe_content(row.detail), ")"])
         where = f"{row.user}@{row.server}" if row.user else row.server
         if where:
