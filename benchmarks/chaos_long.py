@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import keyring  # noqa: E402
 from keyring.backends import fail  # noqa: E402
 
-from tests.chaos.harness import ChaosPlan, ChaosRun  # noqa: E402
-from tests.serverproc import start_server  # noqa: E402
+from tui_chat_dev.chaos.harness import ChaosPlan, ChaosRun  # noqa: E402
+from tui_chat_dev.serverproc import start_server  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

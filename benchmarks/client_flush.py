@@ -26,9 +26,9 @@ sys.path.insert(0, str(ROOT))
 import keyring  # noqa: E402
 import keyring.backends.fail  # noqa: E402
 
-from tests.client.conftest import wait_until as until  # noqa: E402
-from tests.faultproxy import FaultProxy  # noqa: E402
-from tests.serverproc import start_server  # noqa: E402
+from tui_chat_dev.waiting import wait_until as until  # noqa: E402
+from tui_chat_dev.faultproxy import FaultProxy  # noqa: E402
+from tui_chat_dev.serverproc import start_server  # noqa: E402
 from benchmarks.server_bench import ServerProcess  # noqa: E402
 from tui_chat.client.service import ChatClient  # noqa: E402
 from tui_chat.protocol import RATE_LIMIT_BURST, RATE_LIMIT_PER_SECOND  # noqa: E402

@@ -97,7 +97,7 @@ def timed_start(kind: str, env: dict) -> float:
 
 async def prepare(home: Path) -> dict:
     """A user signed in once (session in a file), 500 messages cached; the server then stopped."""
-    from tests.serverproc import signup, start_server
+    from tui_chat_dev.serverproc import signup, start_server
     from tui_chat.client.service import ChatClient
     from tui_chat.client.config import load_config
 

@@ -28,8 +28,8 @@ import keyring  # noqa: E402
 import keyring.backends.fail  # noqa: E402
 from textual import events  # noqa: E402
 
-from tests.serverproc import signup, start_server  # noqa: E402
-from tests.wsclient import login  # noqa: E402
+from tui_chat_dev.serverproc import signup, start_server  # noqa: E402
+from tui_chat_dev.wsclient import login  # noqa: E402
 from tui_chat.ui.app import ChatApp  # noqa: E402
 from tui_chat.ui.screens.chat import ChatScreen  # noqa: E402
 from tui_chat.ui.session import Session  # noqa: E402
@@ -43,7 +43,7 @@ OTHER_RATE, OPEN_RATE = 100, 20
 def send_load(ws_url: str, tokens: dict[str, str], me: str, seconds: float) -> None:
     """Run as its own process (``--load``): ``loud`` writes 100/s to ``me``, ``chatty`` 20/s,
     each paced evenly; prints ``ready`` once both are connected."""
-    from tests.wsclient import WsClient
+    from tui_chat_dev.wsclient import WsClient
 
     async def main() -> None:
         clients = {name: await WsClient.open(ws_url, tokens[name], name, device=f"{name}-bench-1") for name in tokens}

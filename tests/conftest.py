@@ -3,12 +3,12 @@ import itertools
 
 import pytest
 
-from tests.serverproc import RunningServer, start_server
+from tui_chat_dev.serverproc import RunningServer, start_server
 
 _names = itertools.count(1)
 
 
-RUNTIMES = {"local": (), "lambda": ("--runtime", "lambda")}
+RUNTIMES = ("local", "lambda")
 """``lambda``: the AWS Lambda handlers behind the local API Gateway emulator, over moto's DynamoDB."""
 
 
@@ -21,12 +21,12 @@ def server(request, tmp_path_factory) -> RunningServer:
 
 
 def start_runtime(runtime: str, folder, extra_args: tuple[str, ...] = ()) -> RunningServer:
-    """A ``tui-chat serve`` of ``runtime`` (a key of ``RUNTIMES``); skips when its packages are missing."""
+    """A ``tui-chat serve`` of ``runtime`` (one of ``RUNTIMES``); skips when its packages are missing."""
     if runtime == "lambda":
         missing = [m for m in ("boto3", "moto", "flask") if importlib.util.find_spec(m) is None]
         if missing:
             pytest.skip(f"the lambda runtime needs {', '.join(missing)} (the test extra installs them)")
-    return start_server(folder, extra_args=(*RUNTIMES[runtime], *extra_args))
+    return start_server(folder, extra_args=extra_args, runtime=runtime)
 
 
 @pytest.fixture

@@ -57,8 +57,10 @@ def _existing_file(value: str) -> Path:
     return path
 
 
-def _add_serve_parser(commands: argparse._SubParsersAction) -> None:
-    serve = commands.add_parser("serve", help="run the self-hosted chat server", description="Run the self-hosted chat server (WebSocket at /ws, sign-in over HTTP).")
+def add_serve_parser(commands: argparse._SubParsersAction, name: str = "serve",
+                     description: str = "Run the self-hosted chat server (WebSocket at /ws, sign-in over HTTP).") -> argparse.ArgumentParser:  # fmt: skip
+    """The serve flags (the development tools reuse them for the Lambda emulator)."""
+    serve = commands.add_parser(name, help=description.split(" (")[0].rstrip(".").lower(), description=description)
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s; 0.0.0.0 for every interface)")
     serve.add_argument("--port", type=_port, default=8765, help="port to listen on (default: %(default)s)")
     serve.add_argument("--db", type=Path, default=None, help="SQLite database file (default: server.db in the user data folder)")
@@ -74,11 +76,9 @@ def _add_serve_parser(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--cognito-user-pool-id", help="--auth cognito: the user pool id")
     serve.add_argument("--cognito-client-id", help="--auth cognito: the app client id (the tokens' audience)")
     serve.add_argument("--cognito-group", help="--auth cognito: only members of this group may connect")
-    serve.add_argument("--runtime", choices=("local", "lambda"), default="local", help="local: the self-hosted server; lambda: the AWS Lambda handlers behind a local API Gateway emulator over DynamoDB (needs the cloud extra and moto)")
-    serve.add_argument("--dynamodb-endpoint", help="--runtime lambda: DynamoDB endpoint URL (default: an in-process moto server on 127.0.0.1)")
-    serve.add_argument("--table-prefix", default="tui-chat-", help="--runtime lambda: DynamoDB table name prefix (default: %(default)s)")
     serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
     serve.add_argument("--log-format", choices=("text", "json"), default="text", help="json: one JSON object a line")
+    return serve
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--server", help="server URL, e.g. http://chat.example.org:8765 (default: from the config file)")
     parser.add_argument("--user", help="username to sign in as (default: the last one)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    _add_serve_parser(commands)
+    add_serve_parser(commands)
     return parser
 
 
@@ -100,7 +100,9 @@ def fast_loop():
     return uvloop.new_event_loop
 
 
-def run_serve(args: argparse.Namespace) -> int:
+def run_serve(args: argparse.Namespace, build=None) -> int:
+    """``tui-chat serve``; ``build`` makes the ASGI app from the options (the self-hosted server
+    by default; the development tools pass the API Gateway emulator)."""
     from tui_chat.server.logs import configure_logging
     from tui_chat.ratelimit import RateLimit
     from tui_chat.server.serve import ServeOptions, build_app, make_server
@@ -117,16 +119,14 @@ def run_serve(args: argparse.Namespace) -> int:
         host=args.host, port=args.port, db=args.db, auth=args.auth, signup=args.signup,
         commit_window_ms=args.commit_window_ms, request_timeout_s=args.request_timeout,
         rate_limit=RateLimit(args.rate_limit, args.rate_burst),
-        certfile=args.certfile, keyfile=args.keyfile, log_level=args.log_level, runtime=args.runtime,
+        certfile=args.certfile, keyfile=args.keyfile, log_level=args.log_level,
         cognito_region=args.cognito_region, cognito_user_pool_id=args.cognito_user_pool_id,
         cognito_client_id=args.cognito_client_id, cognito_group=args.cognito_group,
-        dynamodb_endpoint=args.dynamodb_endpoint, table_prefix=args.table_prefix,
     )  # fmt: skip
     try:
-        app = build_app(options)
+        app = (build or build_app)(options)
     except ImportError as exc:
-        print(f"tui-chat serve: --runtime {args.runtime} needs a package that is not installed: {exc.name} "
-              "(pip install 'tui-chat[cloud]' moto[server])", file=sys.stderr)  # fmt: skip
+        print(f"tui-chat serve: a package this needs is not installed: {exc.name}", file=sys.stderr)
         return 1
     except (OSError, RuntimeError) as exc:
         print(f"tui-chat serve: cannot open {options.db_path}: {exc}", file=sys.stderr)

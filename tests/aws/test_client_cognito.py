@@ -9,7 +9,7 @@ import keyring
 
 from tests.aws.conftest import REGION
 from tests.client.conftest import MemoryKeyring, wait_until
-from tests.serverproc import start_server
+from tui_chat_dev.serverproc import start_server
 from tui_chat.client.service import ChatClient
 
 

@@ -1,4 +1,4 @@
-"""``tui-chat serve --runtime lambda``: the emulator's own surface (the protocol itself is checked by
+"""``python -m tui_chat_dev serve-lambda``: the emulator's own surface (the protocol itself is checked by
 ``tests/server/test_live_protocol.py``, which runs against this runtime too)."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from tests.aws.conftest import REGION
-from tests.serverproc import start_server
-from tests.wsclient import RECV_TIMEOUT_S, WsClient, signup
+from tui_chat_dev.serverproc import start_server
+from tui_chat_dev.wsclient import RECV_TIMEOUT_S, WsClient, signup
 from tui_chat.cognito_auth import CognitoConfig, sign_in
 
 pytest.importorskip("flask", reason="moto's server mode needs moto[server]")
@@ -23,7 +23,7 @@ pytest.importorskip("flask", reason="moto's server mode needs moto[server]")
 
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory):
-    running = start_server(tmp_path_factory.mktemp("emulator"), extra_args=("--runtime", "lambda"))
+    running = start_server(tmp_path_factory.mktemp("emulator"), runtime="lambda")
     yield running
     running.stop()
 
@@ -101,8 +101,8 @@ async def test_cognito_sign_in_on_both_runtimes(tmp_path, cognito_pool, runtime)
     if runtime == "local" and importlib.util.find_spec("tui_chat.server.stores.sqlite") is None:
         pytest.skip("the self-hosted SQLite store is not there yet")
     server = start_server(
-        tmp_path, auth="cognito",
-        extra_args=("--runtime", runtime, "--cognito-region", REGION, "--cognito-user-pool-id", cognito_pool["pool_id"],
+        tmp_path, auth="cognito", runtime=runtime,
+        extra_args=("--cognito-region", REGION, "--cognito-user-pool-id", cognito_pool["pool_id"],
                     "--cognito-client-id", cognito_pool["client_id"], "--cognito-group", "chatters"),
         env={"TUI_CHAT_COGNITO_JWKS_URL": cognito_pool["jwks_url"]},
     )  # fmt: skip

@@ -5,8 +5,8 @@ long form."""
 
 from __future__ import annotations
 
-from tests.chaos.harness import ChaosPlan, ChaosRun
-from tests.serverproc import start_server
+from tui_chat_dev.chaos.harness import ChaosPlan, ChaosRun
+from tui_chat_dev.serverproc import start_server
 
 
 async def test_nothing_acked_is_lost_duplicated_or_reordered_through_faults_and_two_server_kills(tmp_path):

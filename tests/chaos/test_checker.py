@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.chaos.checker import Attempt, Stored, check
+from tui_chat_dev.chaos.checker import Attempt, Stored, check
 
 A = [Attempt(f"id{n}", "ann", "ann/d1", "bob", f"ann #{n}") for n in range(4)]
 KEY = ("ann", "bob")

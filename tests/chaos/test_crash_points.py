@@ -9,8 +9,8 @@ import asyncio
 import sqlite3
 
 from tests.client.conftest import fast_link, make_client, wait_until
-from tests.faultproxy import FaultProxy
-from tests.serverproc import start_server
+from tui_chat_dev.faultproxy import FaultProxy
+from tui_chat_dev.serverproc import start_server
 
 COMMIT_WINDOW_MS = "1500"
 """Long enough that a kill right after the frame reaches the server lands before the commit."""

@@ -1,15 +1,13 @@
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
-
 import keyring
 import pytest
-from keyring.backend import KeyringBackend
 
-from tests.serverproc import start_server
 from tui_chat.client.backoff import Backoff
 from tui_chat.client.service import ChatClient
+from tui_chat_dev.memory_keyring import MemoryKeyring
+from tui_chat_dev.serverproc import start_server
+from tui_chat_dev.waiting import wait_until  # noqa: F401 - tests import it from here
 
 PASSWORD = "correct horse battery"
 FAST_LINK = {
@@ -19,22 +17,6 @@ FAST_LINK = {
     "open_timeout": 2.0,
     "backoff": None,
 }
-
-
-class MemoryKeyring(KeyringBackend):
-    priority = 1
-
-    def __init__(self) -> None:
-        self.passwords: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service, username):
-        return self.passwords.get((service, username))
-
-    def set_password(self, service, username, password):
-        self.passwords[(service, username)] = password
-
-    def delete_password(self, service, username):
-        self.passwords.pop((service, username), None)
 
 
 @pytest.fixture(autouse=True)
@@ -64,13 +46,3 @@ async def make_client(url: str, folder, name: str, *, create: bool = True, devic
     client = ChatClient(url, data_folder=folder / name / (device or "main"), device=device or f"{name}-device-1", connection_options=link or fast_link())
     await client.sign_in(name, PASSWORD, create=create)
     return client
-
-
-async def wait_until(client: ChatClient, condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    """Consume the client's events until ``condition`` holds (event-driven, bounded)."""
-    if condition():
-        return
-    async with asyncio.timeout(timeout):
-        async for _ in client.events():
-            if condition():
-                return

@@ -8,8 +8,8 @@ import signal
 import sys
 from pathlib import Path
 
-from tests.faultproxy import FaultProxy
-from tests.wsclient import WsClient, signup
+from tui_chat_dev.faultproxy import FaultProxy
+from tui_chat_dev.wsclient import WsClient, signup
 
 SCRIPT = Path(__file__).with_name("outbox_script.py")
 

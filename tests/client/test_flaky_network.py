@@ -6,9 +6,9 @@ import asyncio
 import random
 
 from tests.client.conftest import make_client, wait_until
-from tests.faultproxy import FaultProxy
-from tests.serverproc import start_server
-from tests.wsclient import WsClient
+from tui_chat_dev.faultproxy import FaultProxy
+from tui_chat_dev.serverproc import start_server
+from tui_chat_dev.wsclient import WsClient
 
 
 async def test_two_clients_send_500_each_through_random_cuts(chat_server, tmp_path):

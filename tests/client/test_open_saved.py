@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.client.conftest import fast_link, make_client, wait_until
-from tests.serverproc import start_server
+from tui_chat_dev.serverproc import start_server
 from tui_chat.client.service import ChatClient
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 
 from tests.client.conftest import make_client, wait_until
-from tests.serverproc import RunningServer, start_server
+from tui_chat_dev.serverproc import RunningServer, start_server
 from tui_chat.client.state import Notice
 
 
@@ -61,7 +61,7 @@ def _drain(client) -> list:
 
 
 async def _history(server: RunningServer, user: str, other: str) -> list[dict]:
-    from tests.wsclient import WsClient, login
+    from tui_chat_dev.wsclient import WsClient, login
     from tests.client.conftest import PASSWORD
 
     client = await WsClient.open(server.ws_url, await login(server.http_url, user, PASSWORD), user, device="history-check")
@@ -92,7 +92,7 @@ def test_files_kept_for_an_address_by_an_earlier_release_become_the_first_known_
 async def test_a_late_handshake_of_our_own_does_not_stop_the_client(chat_server, tmp_path):
     """PROTOCOL.md 7.8: a handshake we gave up on reaches the server after we reconnected and
     replaces our live connection; we take it back at once instead of stopping for good."""
-    from tests.wsclient import WsClient
+    from tui_chat_dev.wsclient import WsClient
 
     alice = await make_client(chat_server.http_url, tmp_path, "lateattempt")
     try:

@@ -22,8 +22,8 @@ from collections.abc import Callable
 import pytest
 
 from tests.client.conftest import make_client, wait_until
-from tests.faultproxy import FaultProxy
-from tests.wsclient import WsClient, signup
+from tui_chat_dev.faultproxy import FaultProxy
+from tui_chat_dev.wsclient import WsClient, signup
 from tui_chat import protocol as p
 from tui_chat.client.cache import Cache
 from tui_chat.client.localdb import open_db, transaction

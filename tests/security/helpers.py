@@ -13,7 +13,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from tests.wsclient import WsClient, signup
+from tui_chat_dev.wsclient import WsClient, signup
 
 PASSWORD = "correct horse battery"
 

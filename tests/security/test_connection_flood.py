@@ -16,7 +16,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from tests.security.helpers import claims, hs256, server_errors
-from tests.wsclient import WsClient, signup
+from tui_chat_dev.wsclient import WsClient, signup
 
 FLOOD = 480
 """Connections opened in the flood: 300 refused handshakes, 120 sockets held silent or half-open, 60 garbage."""

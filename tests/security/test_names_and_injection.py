@@ -8,7 +8,7 @@ import asyncio
 import httpx
 
 from tests.security.helpers import PASSWORD, all_users, conversation, user
-from tests.wsclient import WsClient
+from tui_chat_dev.wsclient import WsClient
 
 
 def lookalikes(name: str) -> dict[str, str]:

@@ -8,8 +8,8 @@ import time
 
 import httpx
 
-from tests.serverproc import start_server
-from tests.wsclient import WsClient, signup
+from tui_chat_dev.serverproc import start_server
+from tui_chat_dev.wsclient import WsClient, signup
 
 TIMEOUT_S = 1.0
 WAIT_LIMIT_S = 30.0

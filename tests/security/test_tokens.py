@@ -11,7 +11,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from tests.security.helpers import all_users, b64, claims, handshake_status, hs256, secret_of, server_errors, user
-from tests.wsclient import WsClient, signup
+from tui_chat_dev.wsclient import WsClient, signup
 
 
 def forged_tokens(secret: bytes, victim: str, bob_token: str, refresh_token: str, info: bytes) -> dict[str, str]:

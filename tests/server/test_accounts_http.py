@@ -11,7 +11,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from tests.serverproc import start_server
+from tui_chat_dev.serverproc import start_server
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 
-from tests.wsclient import WsClient, signup
+from tui_chat_dev.wsclient import WsClient, signup
 
 
 async def test_every_acked_message_survives_kill_9(fresh_server):

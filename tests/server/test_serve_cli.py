@@ -27,6 +27,7 @@ import pytest
         (["--rate-burst", "2.5"], "not a whole number of actions"),
         (["--auth", "magic"], "invalid choice: 'magic'"),
         (["--certfile", "/no/such/cert.pem"], "no such file"),
+        (["--runtime", "lambda"], "unrecognized arguments: --runtime"),  # the emulator is a development tool now
     ],
 )
 def test_bad_flags_exit_2_with_a_reason(tmp_path, flags, message):

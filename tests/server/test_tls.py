@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from websockets.asyncio.client import connect
 
-from tests.serverproc import RunningServer
+from tui_chat_dev.serverproc import RunningServer
 
 
 def self_signed(folder):

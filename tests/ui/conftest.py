@@ -4,28 +4,9 @@ from __future__ import annotations
 
 import keyring
 import pytest
-from keyring.backend import KeyringBackend
 
-from tests.serverproc import start_server
-
-
-class MemoryKeyring(KeyringBackend):
-    """Never the OS keyring: passwords live in a dict for one test."""
-
-    priority = 1
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.items: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service, username):
-        return self.items.get((service, username))
-
-    def set_password(self, service, username, password):
-        self.items[(service, username)] = password
-
-    def delete_password(self, service, username):
-        self.items.pop((service, username), None)
+from tui_chat_dev.memory_keyring import MemoryKeyring
+from tui_chat_dev.serverproc import start_server
 
 
 @pytest.fixture

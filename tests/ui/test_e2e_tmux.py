@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.serverproc import signup, start_server
+from tui_chat_dev.serverproc import signup, start_server
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (apt-get install tmux)")
 
@@ -114,7 +114,7 @@ async def test_a_message_typed_in_one_terminal_appears_in_another(tmp_path, tmux
 
 async def test_started_with_the_server_down_it_shows_history_queues_and_delivers_once(tmp_path, tmux):
     """No keyring here: the session is kept in a 0600 file because config.toml asks for it."""
-    from tests.wsclient import WsClient, login
+    from tui_chat_dev.wsclient import WsClient, login
 
     server = start_server(tmp_path / "srv")
     try:

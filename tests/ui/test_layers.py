@@ -34,3 +34,12 @@ def test_the_client_and_the_server_import_no_textual():
     for layer in ("client", "server"):
         offenders = {path: names for path, names in imported_modules(PACKAGE / layer).items() if any(n.startswith("textual") for n in names)}
         assert not offenders, layer
+
+
+def test_the_installed_package_imports_no_development_tool():
+    """moto, the API Gateway emulator and test helpers live in ``tui_chat_dev``, outside the wheel."""
+    offenders = {
+        path: sorted(n for n in names if n.split(".")[0] in ("moto", "tui_chat_dev", "tests", "pytest"))
+        for path, names in imported_modules(PACKAGE).items()
+    }
+    assert not {path: names for path, names in offenders.items() if names}

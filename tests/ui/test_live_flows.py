@@ -12,7 +12,7 @@ import itertools
 
 import pytest
 
-from tests.wsclient import WsClient, login, signup
+from tui_chat_dev.wsclient import WsClient, login, signup
 from tui_chat.client.backoff import Backoff
 from tui_chat.client.service import ChatClient
 from tui_chat.ui.app import ChatApp
@@ -186,8 +186,8 @@ async def test_signs_in_without_asking_when_the_keyring_has_a_session(live_serve
         screen = await sign_in(first, pilot)
         screen.open_conversation(me)  # notes to self
         await pilot.pause()
-    assert memory_keyring.items  # the refresh token, never the password
-    assert PASSWORD not in memory_keyring.items.values()
+    assert memory_keyring.passwords  # the refresh token, never the password
+    assert PASSWORD not in memory_keyring.passwords.values()
     remembered = (private_dirs / "config" / "config.toml").read_text()
     assert f'username = "{me}"' in remembered and live_server.http_url in remembered
     assert Session.from_config().username == me  # the next start fills the form in

@@ -6,7 +6,6 @@ them (``tests/ui/__snapshots__/``) before committing.
 
 from __future__ import annotations
 
-import pytest
 
 from tests.ui.fixtures import FixedData, fixed_clock, hostile_messages
 from tui_chat.ui.app import ChatApp

@@ -40,15 +40,10 @@ class ServeOptions:
     certfile: Path | None = None
     keyfile: Path | None = None
     log_level: str = "info"
-    runtime: str = "local"
-    """``local``: this process is the server; ``lambda``: the AWS Lambda handlers behind a local
-    API Gateway emulator, over DynamoDB (``tui_chat.server.emulator``)."""
     cognito_region: str | None = None
     cognito_user_pool_id: str | None = None
     cognito_client_id: str | None = None
     cognito_group: str | None = None
-    dynamodb_endpoint: str | None = None
-    table_prefix: str = "tui-chat-"
 
     @property
     def db_path(self) -> Path:
@@ -60,10 +55,6 @@ class ServeOptions:
 
 
 def build_app(options: ServeOptions, *, clock: Callable[[], int] = now_ms) -> ChatServerApp:
-    if options.runtime == "lambda":
-        from tui_chat.server.emulator import build_emulator
-
-        return build_emulator(options, clock=clock)
     from tui_chat.server.stores.sqlite import SQLiteStore  # the embedded default store
 
     db_path = options.db_path

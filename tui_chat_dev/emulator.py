@@ -1,4 +1,4 @@
-"""``tui-chat serve --runtime lambda``: the Lambda handlers of ``aws.py`` behind a local API Gateway.
+"""``python -m tui_chat_dev serve-lambda``: the Lambda handlers of ``aws.py`` behind a local API Gateway.
 
 An ASGI app (served by uvicorn like the self-hosted server) that does what API Gateway's
 WebSocket API does, so the cloud code path runs — and is tested — on 127.0.0.1:
@@ -48,6 +48,7 @@ from urllib.parse import parse_qs
 
 from tui_chat import protocol as p
 from tui_chat.server import aws
+from tui_chat.server.aws import CognitoVerifier
 from tui_chat.server.core import Caller, now_ms
 from tui_chat.server.local import (
     REFUSALS_BEFORE_CLOSE,
@@ -102,9 +103,6 @@ class ApiGatewayEmulator:
         self.stage = stage
         self.sockets: dict[str, _Socket] = {}
         self._pool = ThreadPoolExecutor(max_workers=LAMBDA_WORKERS, thread_name_prefix="lambda")
-        # Handlers, boto3 and (by default) moto share this process: hand the GIL over sooner than
-        # every 5 ms, or each of a message's dozen HTTP round trips waits for it.
-        sys.setswitchinterval(0.0005)
         self._on_startup = on_startup
         self._on_shutdown = on_shutdown
         aws.configure(lambda_app)
@@ -366,32 +364,32 @@ async def _aws_error(send: Any, status: int, error_type: str, message: str) -> N
     await send({"type": "http.response.body", "body": body})
 
 
-# -- building it (``tui-chat serve --runtime lambda``) -----------------------------------------------
+# -- building it (``python -m tui_chat_dev serve-lambda``) ------------------------------------------
 
 
-def build_emulator(options: Any, *, clock: Any = now_ms) -> ApiGatewayEmulator:
-    """The emulator for :class:`~tui_chat.server.serve.ServeOptions` (``runtime="lambda"``)."""
+def build_emulator(options: Any, *, dynamodb_endpoint: str | None = None, table_prefix: str = "tui-chat-",
+                   clock: Any = now_ms) -> ApiGatewayEmulator:  # fmt: skip
+    """The emulator for :class:`~tui_chat.server.serve.ServeOptions`, over the DynamoDB at
+    ``dynamodb_endpoint`` (an in-process moto server when None). The process's AWS credentials
+    and region must be set (:func:`use_fake_credentials` for moto)."""
     from tui_chat.server.accounts import AccountService, load_or_create_secret
     from tui_chat.server.stores.dynamodb import DynamoDBStore
 
-    for name, value in (("AWS_ACCESS_KEY_ID", "emulator"), ("AWS_SECRET_ACCESS_KEY", "emulator"),
-                        ("AWS_DEFAULT_REGION", options.cognito_region or "us-east-1")):  # fmt: skip
-        os.environ.setdefault(name, value)  # moto and the emulator accept any credentials
     region = os.environ["AWS_DEFAULT_REGION"]
     moto_server = None
-    endpoint = options.dynamodb_endpoint
+    endpoint = dynamodb_endpoint
     if endpoint is None:
         moto_server = _start_moto()
         host, port = moto_server.get_host_and_port()
         endpoint = f"http://{host}:{port}"
-    store = DynamoDBStore(prefix=options.table_prefix, endpoint_url=endpoint, region=region, create_tables=True)
+    store = DynamoDBStore(prefix=table_prefix, endpoint_url=endpoint, region=region, create_tables=True)
 
     db_path = options.db_path
     db_path.parent.mkdir(parents=True, exist_ok=True)
     secret = load_or_create_secret(db_path.with_name(db_path.name + ".secret"))
     verifier = None
     if options.auth == "cognito":
-        verifier = aws.CognitoVerifier(
+        verifier = CognitoVerifier(
             options.cognito_region, options.cognito_user_pool_id, options.cognito_client_id,
             required_group=options.cognito_group, jwks_url=getattr(options, "cognito_jwks_url", None),
         )  # fmt: skip
@@ -400,9 +398,23 @@ def build_emulator(options: Any, *, clock: Any = now_ms) -> ApiGatewayEmulator:
         accounts = AccountService(store, secret, mode=options.auth, allow_signup=options.signup, clock=clock)
     lambda_app = aws.LambdaApp(store, verifier=verifier or accounts, accounts=accounts, region=region, clock=clock)
     http_app = ChatServerApp(store, accounts, verifier=verifier, clock=clock, rate_limit=options.rate_limit)
-    log.info("lambda runtime", extra={"dynamodb": endpoint, "tables": options.table_prefix + "*"})
+    log.info("lambda runtime", extra={"dynamodb": endpoint, "tables": table_prefix + "*"})
     return ApiGatewayEmulator(lambda_app, http_app, store=store,
                               on_shutdown=moto_server.stop if moto_server is not None else None)  # fmt: skip
+
+
+def tune_process() -> None:
+    """Handlers, boto3 and (by default) moto share the emulator's process: hand the GIL over
+    sooner than every 5 ms, or each of a message's dozen HTTP round trips waits for it. For the
+    emulator's own process (its command line calls this), never on import."""
+    sys.setswitchinterval(0.0005)
+
+
+def use_fake_credentials(region: str = "us-east-1") -> None:
+    """moto and the emulator accept any credentials; boto3 only wants some to be set. For the
+    emulator's own process (its command line calls this), never on import."""
+    for name, value in (("AWS_ACCESS_KEY_ID", "emulator"), ("AWS_SECRET_ACCESS_KEY", "emulator"), ("AWS_DEFAULT_REGION", region)):
+        os.environ.setdefault(name, value)
 
 
 def _start_moto() -> Any:

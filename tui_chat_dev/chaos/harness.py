@@ -1,7 +1,7 @@
 """A chaos run: real clients of several users (the first user on two devices), each behind its
 own fault-injecting proxy, sending to each other while a nemesis cuts, black-holes, delays and
 slices their links and SIGKILLs the server. Then everything heals, every device settles, and
-:mod:`tests.chaos.checker` compares what was attempted, acked, stored and held.
+:mod:`tui_chat_dev.chaos.checker` compares what was attempted, acked, stored and held.
 
 Used by ``tests/chaos/test_chaos.py`` (quick form) and ``benchmarks/chaos_long.py`` (long form).
 """
@@ -14,10 +14,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.chaos.checker import Attempt, Report, Stored, check, pair
-from tests.faultproxy import FaultProxy
-from tests.serverproc import RunningServer
-from tests.wsclient import WsClient
+from tui_chat_dev.chaos.checker import Attempt, Report, Stored, check, pair
+from tui_chat_dev.faultproxy import FaultProxy
+from tui_chat_dev.serverproc import RunningServer
+from tui_chat_dev.wsclient import WsClient
 from tui_chat import protocol as p
 from tui_chat.client.backoff import Backoff
 from tui_chat.client.service import ChatClient

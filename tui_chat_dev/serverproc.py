@@ -1,4 +1,5 @@
-"""Run the real ``tui-chat serve`` in a subprocess on 127.0.0.1 for integration tests."""
+"""Run the real ``tui-chat serve`` (or, with ``runtime="lambda"``, the Lambda handlers behind the
+API Gateway emulator) in a subprocess on 127.0.0.1, for integration tests and benchmarks."""
 
 from __future__ import annotations
 
@@ -14,15 +15,20 @@ from pathlib import Path
 
 import httpx
 
+CHECKOUT = Path(__file__).resolve().parents[1]
+
 START_TIMEOUT_S = 20.0
 
 
 class RunningServer:
     """A ``tui-chat serve`` subprocess; ``restart()`` keeps its port and database."""
 
-    def __init__(self, db_path: Path, *, auth: str = "accounts", extra_args: tuple[str, ...] = (), env: dict | None = None):
+    def __init__(self, db_path: Path, *, auth: str = "accounts", extra_args: tuple[str, ...] = (), env: dict | None = None,
+                 runtime: str = "local"):  # fmt: skip
         self.db_path = Path(db_path)
         self.auth = auth
+        self.runtime = runtime
+        """``local``: ``tui-chat serve``; ``lambda``: ``python -m tui_chat_dev serve-lambda``."""
         self.extra_args = tuple(extra_args)
         self.env = env
         self.port = 0
@@ -39,11 +45,13 @@ class RunningServer:
         return f"ws://127.0.0.1:{self.port}/ws"
 
     def start(self) -> "RunningServer":
+        command = ["tui_chat", "serve"] if self.runtime == "local" else ["tui_chat_dev", "serve-lambda"]
         cmd = [
-            sys.executable, "-m", "tui_chat", "serve", "--host", "127.0.0.1", "--port", str(self.port),
+            sys.executable, "-m", *command, "--host", "127.0.0.1", "--port", str(self.port),
             "--db", str(self.db_path), "--auth", self.auth, "--log-format", "json", *self.extra_args,
         ]  # fmt: skip
         env = {**os.environ, **(self.env or {})}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(CHECKOUT), env.get("PYTHONPATH", "")]))  # tui_chat_dev
         self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env, text=True)
         ready = threading.Event()
         self._log_reader = threading.Thread(target=self._read_logs, args=(self.proc, ready), daemon=True)
@@ -113,8 +121,9 @@ class RunningServer:
         return self.start()
 
 
-def start_server(tmp_path: Path, *, auth: str = "accounts", extra_args: tuple[str, ...] = (), env: dict | None = None) -> RunningServer:
-    return RunningServer(Path(tmp_path) / "server.db", auth=auth, extra_args=extra_args, env=env).start()
+def start_server(tmp_path: Path, *, auth: str = "accounts", extra_args: tuple[str, ...] = (), env: dict | None = None,
+                 runtime: str = "local") -> RunningServer:  # fmt: skip
+    return RunningServer(Path(tmp_path) / "server.db", auth=auth, extra_args=extra_args, env=env, runtime=runtime).start()
 
 
 async def signup(http_url: str, username: str, password: str = "correct horse battery") -> dict:
