@@ -48,16 +48,10 @@ from urllib.parse import parse_qs
 
 from tui_chat import protocol as p
 from tui_chat.server import aws
-from tui_chat.server.aws import CognitoVerifier
+from tui_chat.server.auth.cognito import CognitoVerifier
 from tui_chat.server.core import Caller, now_ms
-from tui_chat.server.local import (
-    REFUSALS_BEFORE_CLOSE,
-    ChatServerApp,
-    LiveConnection,
-    _deny,
-    _rate_limited_frame,
-    header,
-)
+from tui_chat.server.asgi import deny, header, rate_limited_frame
+from tui_chat.server.local import REFUSALS_BEFORE_CLOSE, ChatServerApp, LiveConnection
 from tui_chat.server.store import Store
 
 log = logging.getLogger("tui_chat.emulator")
@@ -187,7 +181,7 @@ class ApiGatewayEmulator:
 
     async def _websocket(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["path"] not in ("/ws", f"/{self.stage}"):
-            await _deny(send, 404, "not found")
+            await deny(send, 404, "not found")
             return
         if (await receive())["type"] != "websocket.connect":
             return
@@ -201,7 +195,7 @@ class ApiGatewayEmulator:
                 "stageVariables": None, "isBase64Encoded": False}  # fmt: skip
 
         if not query.get("token") and not headers.get("authorization"):  # no identity source: no authorizer call
-            await _deny(send, 401, "Unauthorized")
+            await deny(send, 401, "Unauthorized")
             return
         auth_event = {**base, "type": "REQUEST",
                       "methodArn": f"arn:aws:execute-api:local:000000000000:{API_ID}/{self.stage}/$connect",
@@ -210,11 +204,11 @@ class ApiGatewayEmulator:
             policy = await self._invoke("authorizer", auth_event)
         except Exception as exc:
             status = 401 if str(exc) == "Unauthorized" else 500
-            await _deny(send, status, "Unauthorized" if status == 401 else "Internal server error")
+            await deny(send, status, "Unauthorized" if status == 401 else "Internal server error")
             return
         statement = (policy.get("policyDocument") or {}).get("Statement") or [{}]
         if statement[0].get("Effect") != "Allow":
-            await _deny(send, 403, "Forbidden")
+            await deny(send, 403, "Forbidden")
             return
         authorizer = {"principalId": policy.get("principalId"), **(policy.get("context") or {})}
 
@@ -233,7 +227,7 @@ class ApiGatewayEmulator:
             status = 500
         if not 200 <= status < 300:
             self.sockets.pop(conn_id, None)
-            await _deny(send, status, str(result.get("body", "refused")) if status != 500 else "Internal server error")
+            await deny(send, status, str(result.get("body", "refused")) if status != 500 else "Internal server error")
             return
         await send({"type": "websocket.accept"})
         sock.established = True
@@ -270,7 +264,7 @@ class ApiGatewayEmulator:
                 if live.bucket.refused_in_a_row > REFUSALS_BEFORE_CLOSE:
                     live.close(p.CLOSE_POLICY, "far past the rate limit")
                     return "rate limit"
-                live.push(_rate_limited_frame(text, wait_ms))
+                live.push(rate_limited_frame(text, wait_ms))
                 continue
             route = _select_route(text)
             event = {"body": text, "isBase64Encoded": False,
@@ -372,7 +366,7 @@ def build_emulator(options: Any, *, dynamodb_endpoint: str | None = None, table_
     """The emulator for :class:`~tui_chat.server.serve.ServeOptions`, over the DynamoDB at
     ``dynamodb_endpoint`` (an in-process moto server when None). The process's AWS credentials
     and region must be set (:func:`use_fake_credentials` for moto)."""
-    from tui_chat.server.accounts import AccountService, load_or_create_secret
+    from tui_chat.server.auth.accounts import AccountService, load_or_create_secret
     from tui_chat.server.stores.dynamodb import DynamoDBStore
 
     region = os.environ["AWS_DEFAULT_REGION"]

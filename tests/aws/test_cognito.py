@@ -14,8 +14,8 @@ import pytest
 
 from tests.aws.conftest import moto_signing_key
 from tui_chat.cognito_auth import CognitoAuthError, CognitoConfig, refresh, sign_in, sign_in_async
-from tui_chat.server.accounts import AuthError
-from tui_chat.server.aws import CognitoVerifier
+from tui_chat.server.auth.cognito import CognitoVerifier
+from tui_chat.server.auth.identity import AuthError
 
 pytest.importorskip("pycognito", reason="the cloud extra (pycognito) is not installed")
 

@@ -19,6 +19,7 @@ from moto import mock_aws
 
 from tests.aws.conftest import REGION, moto_private_jwk, moto_signing_key
 from tui_chat.server import aws
+from tui_chat.server.auth.cognito import CognitoVerifier
 from tui_chat.server.stores.dynamodb import DynamoDBStore
 
 POOL = "us-east-1_testpool"
@@ -75,7 +76,7 @@ def cloud():
         store = DynamoDBStore(prefix="test-", region=REGION, create_tables=True)
         store.create_tables()
         client = RecordingClient()
-        verifier = aws.CognitoVerifier(REGION, POOL, CLIENT, fetch_jwks=public_jwks, required_group=None)
+        verifier = CognitoVerifier(REGION, POOL, CLIENT, fetch_jwks=public_jwks, required_group=None)
         app = aws.LambdaApp(store, verifier=verifier, gateway_factory=lambda url: aws.AwsGateway(url, client=client))
         aws.configure(app)
         yield app, client

@@ -8,19 +8,17 @@ writer task, so fan-out never waits on a slow reader: a consumer that falls more
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import json
 import logging
-import re
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
 from urllib.parse import parse_qs
 
 from tui_chat import __version__
 from tui_chat import protocol as p
-from tui_chat.server.accounts import AccountService, AuthError, Identity
+from tui_chat.server.asgi import Receive, Scope, Send, deny, header, json_response, rate_limited_frame, read_json_body
+from tui_chat.server.auth.accounts import AccountService
+from tui_chat.server.auth.identity import AuthError, TokenVerifier
 from tui_chat.server.core import Caller, ChatCore, Gateway, now_ms
 from tui_chat.ratelimit import RateLimit, TokenBucket
 from tui_chat.server.store import Store, StoreUnavailable
@@ -35,22 +33,6 @@ REFUSALS_BEFORE_CLOSE = 1000
 CLOSE_SLOW_CONSUMER = 1013
 """'Try again later': the client reconnects and catches up."""
 
-Scope = dict[str, Any]
-
-
-class TokenVerifier(Protocol):
-    """Checks tokens issued elsewhere (``aws.CognitoVerifier``) in place of ``AccountService``."""
-
-    mode: str
-
-    def verify_token(self, token: str) -> Identity:
-        """The token's user, or ``AuthError`` (401 bad token, 403 not allowed, 503 keys unreachable)."""
-
-    def load_keys(self) -> None: ...
-
-    def info(self) -> dict: ...
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 class LiveConnection:
@@ -215,20 +197,20 @@ class ChatServerApp:
         method, path = scope["method"], scope["path"]
         if path == "/healthz" and method in ("GET", "HEAD"):
             ok = await self._healthy()
-            await _json_response(send, 200 if ok else 503, {"status": "ok" if ok else "unavailable"})
+            await json_response(send, 200 if ok else 503, {"status": "ok" if ok else "unavailable"})
             return
         if path == "/info" and method in ("GET", "HEAD"):
-            await _json_response(send, 200, self.info())
+            await json_response(send, 200, self.info())
             return
         handler = self._routes.get((method, path))
         if handler is None:
             known = any(route_path == path for _, route_path in self._routes) or path in ("/healthz", "/info")
             status = 405 if known else 404
-            await _json_response(send, status, {"error": "method not allowed" if known else "not found"})
+            await json_response(send, status, {"error": "method not allowed" if known else "not found"})
             return
-        body, problem = await _read_json_body(receive)
+        body, problem = await read_json_body(receive, MAX_HTTP_BODY_BYTES)
         if problem is not None:
-            await _json_response(send, problem[0], {"error": problem[1]})
+            await json_response(send, problem[0], {"error": problem[1]})
             return
         try:
             status, payload = await handler(body)
@@ -239,7 +221,7 @@ class ChatServerApp:
         except Exception:
             log.exception("HTTP handler failed", extra={"path": path})
             status, payload = 500, {"error": "internal error"}
-        await _json_response(send, status, payload)
+        await json_response(send, status, payload)
 
     async def _load_verifier_keys(self) -> None:
         try:  # fetched now so the first sign-in does not wait; a failure is retried on first use
@@ -277,7 +259,7 @@ class ChatServerApp:
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["path"] != "/ws":
-            await _deny(send, 404, "not found")
+            await deny(send, 404, "not found")
             return
         message = await receive()
         if message["type"] != "websocket.connect":
@@ -285,10 +267,10 @@ class ChatServerApp:
         try:
             caller = await self._authenticate(scope)
         except AuthError as exc:
-            await _deny(send, exc.status, exc.message)
+            await deny(send, exc.status, exc.message)
             return
         except StoreUnavailable:
-            await _deny(send, 503, "the server cannot reach its store")
+            await deny(send, 503, "the server cannot reach its store")
             return
         await send({"type": "websocket.accept"})
         conn = LiveConnection(caller, send, self.rate_limit.bucket())
@@ -347,109 +329,6 @@ class ChatServerApp:
                 if conn.bucket.refused_in_a_row > REFUSALS_BEFORE_CLOSE:
                     conn.close(p.CLOSE_POLICY, "far past the rate limit")
                     return
-                conn.push(_rate_limited_frame(text, wait_ms))
+                conn.push(rate_limited_frame(text, wait_ms))
                 continue
             await self.core.handle_frame(caller, text)
-
-
-def header(scope: Scope, name: str) -> str:
-    """A request header's value (``name`` in lower case), ``""`` when absent."""
-    wanted = name.encode("latin-1")
-    for key, value in scope.get("headers", []):
-        if key.lower() == wanted:
-            return value.decode("latin-1")
-    return ""
-
-
-def _rate_limited_frame(text: str, wait_ms: int) -> str:
-    """The refusal names the frame's ``rid`` and message ``id`` when it can be parsed."""
-    frame: dict[str, Any] = {"type": "error", "code": p.RATE_LIMITED, "message": "slow down", "retryAfterMs": wait_ms}
-    try:
-        action = p.parse_action(text)
-    except p.ProtocolError:
-        return p.encode(frame)
-    if action.rid is not None:
-        frame["rid"] = action.rid
-    if isinstance(action, p.SendMessage):
-        frame["id"] = action.id
-    return p.encode(frame)
-
-
-async def _read_json_body(receive: Receive) -> tuple[dict, tuple[int, str] | None]:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return {}, (400, "the request ended early")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_HTTP_BODY_BYTES:
-            return {}, (413, f"the body is larger than {MAX_HTTP_BODY_BYTES // 1024} KiB")
-        chunks.append(chunk)
-        if not message.get("more_body"):
-            break
-    try:
-        return p.decode_object(b"".join(chunks)), None
-    except p.ProtocolError as exc:
-        return {}, (400, f"the body must be a JSON object ({exc.message})")
-
-
-async def _json_response(send: Send, status: int, payload: dict) -> None:
-    body = json.dumps(payload, ensure_ascii=False).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    if status == 429:
-        headers.append((b"retry-after", b"900"))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-_DENIED = contextvars.ContextVar("denied_handshake", default=False)
-
-
-class _ClientFaultFilter(logging.Filter):
-    """Keep what clients do wrong out of the error log, where anyone could flood it.
-
-    - uvicorn 0.54's websockets-sansio protocol does not count a denial response as a finished
-      handshake and logs an error after every one (uvicorn PR #3138): dropped when we denied.
-    - A text frame that is not UTF-8 is closed with 1007 and logged as an exception with its
-      traceback: kept as one INFO line without the traceback."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if message == "ASGI callable returned without completing handshake.":
-            return not _DENIED.get()
-        if message == "Invalid UTF-8 sequence received from client.":
-            record.levelno, record.levelname = logging.INFO, "INFO"
-            record.msg, record.args, record.exc_info, record.exc_text = "a text frame was not UTF-8; closed with 1007", (), None, None
-            return logging.getLogger(record.name).isEnabledFor(logging.INFO)
-        return True
-
-
-class _RedactTokens(logging.Filter):
-    """uvicorn logs each WebSocket's path with its query string: a ``token`` there (clients that
-    cannot set the Authorization header) must not reach the log (PROTOCOL.md 7.6)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if "token=" in message:
-            record.msg, record.args = _TOKEN_IN_QUERY.sub(r"\1[redacted]", message), ()
-        return True
-
-
-_TOKEN_IN_QUERY = re.compile(r"((?:^|[?&\s])(?:token|refreshToken)=)[^&\s\"']*")
-
-logging.getLogger("uvicorn.error").addFilter(_ClientFaultFilter())
-for _name in ("uvicorn.error", "uvicorn.access"):
-    logging.getLogger(_name).addFilter(_RedactTokens())
-
-
-async def _deny(send: Send, status: int, message: str) -> None:
-    """Refuse a WebSocket handshake with a real HTTP status (the ASGI denial-response extension)."""
-    _DENIED.set(True)  # uvicorn logs in the same task once the app returns
-    body = json.dumps({"error": message}).encode()
-    await send({
-        "type": "websocket.http.response.start", "status": status,
-        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-    })  # fmt: skip
-    await send({"type": "websocket.http.response.body", "body": body})

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
+
+from tui_chat.server.asgi import DENIED
 
 # Attributes every LogRecord has; anything else was passed with ``extra=`` and is logged as a field.
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName", "color_message"}
@@ -50,3 +53,46 @@ def configure_logging(level: str = "info", fmt: str = "text") -> None:
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
+
+
+class _ClientFaultFilter(logging.Filter):
+    """Keep what clients do wrong out of the error log, where anyone could flood it.
+
+    - uvicorn 0.54's websockets-sansio protocol does not count a denial response as a finished
+      handshake and logs an error after every one (uvicorn PR #3138): dropped when we denied.
+    - A text frame that is not UTF-8 is closed with 1007 and logged as an exception with its
+      traceback: kept as one INFO line without the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message == "ASGI callable returned without completing handshake.":
+            return not DENIED.get()
+        if message == "Invalid UTF-8 sequence received from client.":
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg, record.args, record.exc_info, record.exc_text = "a text frame was not UTF-8; closed with 1007", (), None, None
+            return logging.getLogger(record.name).isEnabledFor(logging.INFO)
+        return True
+
+
+class _RedactTokens(logging.Filter):
+    """uvicorn logs each WebSocket's path with its query string: a ``token`` there (clients that
+    cannot set the Authorization header) must not reach the log (PROTOCOL.md 7.6)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "token=" in message:
+            record.msg, record.args = _TOKEN_IN_QUERY.sub(r"\1[redacted]", message), ()
+        return True
+
+
+_TOKEN_IN_QUERY = re.compile(r"((?:^|[?&\s])(?:token|refreshToken)=)[^&\s\"']*")
+
+
+def filter_uvicorn_logs() -> None:
+    """Install the filters above on uvicorn's loggers, once (whoever starts a uvicorn server)."""
+    error, access = logging.getLogger("uvicorn.error"), logging.getLogger("uvicorn.access")
+    if any(isinstance(f, _RedactTokens) for f in error.filters):
+        return
+    error.addFilter(_ClientFaultFilter())
+    for logger in (error, access):
+        logger.addFilter(_RedactTokens())

@@ -13,8 +13,9 @@ import uvicorn
 from tui_chat import protocol as p
 from tui_chat.paths import data_dir
 from tui_chat.ratelimit import RateLimit
-from tui_chat.server.accounts import AccountService, load_or_create_secret
+from tui_chat.server.auth.accounts import AccountService, load_or_create_secret
 from tui_chat.server.core import now_ms
+from tui_chat.server.logs import filter_uvicorn_logs
 from tui_chat.server.deadline import DEFAULT_REQUEST_HEAD_TIMEOUT_S, with_head_deadline
 from tui_chat.server.local import ChatServerApp
 
@@ -62,7 +63,7 @@ def build_app(options: ServeOptions, *, clock: Callable[[], int] = now_ms) -> Ch
     store = SQLiteStore(db_path, group_commit_window_ms=options.commit_window_ms)
     secret = load_or_create_secret(db_path.with_name(db_path.name + ".secret"))
     if options.auth == "cognito":
-        from tui_chat.server.aws import CognitoVerifier  # PyJWT and httpx only; boto3 is not needed
+        from tui_chat.server.auth.cognito import CognitoVerifier
 
         verifier = CognitoVerifier(
             options.cognito_region, options.cognito_user_pool_id, options.cognito_client_id,
@@ -105,6 +106,7 @@ def _url_host(host: str) -> str:
 
 
 def make_server(options: ServeOptions, app: ChatServerApp, on_ready: Callable[[str], None] | None = None) -> ChatServer:
+    filter_uvicorn_logs()
     config = uvicorn.Config(
         app,
         host=options.host,

@@ -18,7 +18,6 @@ import os
 import secrets
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import jwt
@@ -26,6 +25,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from tui_chat import protocol as p
+from tui_chat.server.auth.identity import AuthError, Identity
 from tui_chat.server.store import Store
 
 ACCESS_TOKEN_TTL_MS = 60 * 60 * 1000
@@ -37,24 +37,6 @@ MAX_PASSWORD_CHARS = 1024
 JWT_ISSUER = "tui-chat"
 JWT_AUDIENCE = "tui-chat"
 LOGIN_FAILED = "wrong username or password"
-
-
-class AuthError(Exception):
-    """A refusal with the HTTP status to answer."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-@dataclass(frozen=True, slots=True)
-class Identity:
-    """Who a valid access token speaks for."""
-
-    username: str
-    device: str | None
-    """Open-mode tokens are bound to the device they were issued for."""
 
 
 def load_or_create_secret(path: Path) -> bytes:
