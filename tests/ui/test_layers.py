@@ -43,3 +43,14 @@ def test_the_installed_package_imports_no_development_tool():
         for path, names in imported_modules(PACKAGE).items()
     }
     assert not {path: names for path, names in offenders.items() if names}
+
+
+def test_server_frames_are_built_from_protocols_typed_events():
+    """No chat frame is written by hand in the servers: ``protocol.event_to_wire`` is the one source."""
+    hand_built = []
+    for path in (PACKAGE / "server").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) == "encode":
+                if node.args and isinstance(node.args[0], ast.Dict):
+                    hand_built.append(f"{path.relative_to(PACKAGE)}:{node.lineno}")
+    assert not hand_built

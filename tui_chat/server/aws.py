@@ -481,10 +481,7 @@ ROUTE_HANDLERS: dict[str, str] = {
     "$connect": "connect_handler",
     "$disconnect": "disconnect_handler",
     "$default": "message_handler",
-    **{action: "message_handler" for action in (
-        "sendMessage", "sendMessages", "getMessages", "getConversations", "getClients", "setStatus", "markRead",
-        "typing", "ping",
-    )},
+    **{action: "message_handler" for action in p.ACTIONS},
 }  # fmt: skip
 """Which entry point serves each route of the template (and of the emulator)."""
 

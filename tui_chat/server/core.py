@@ -87,7 +87,7 @@ class ChatCore:
         try:
             action = p.parse_action(raw)
         except p.ProtocolError as exc:
-            await self._reply(caller, p.event_to_wire(exc.to_event()))
+            await self._reply(caller, exc.to_event())
             return
         await self.dispatch(caller, action)
 
@@ -123,7 +123,7 @@ class ChatCore:
             case p.Typing():
                 await self.typing(caller, action)
             case p.Ping():
-                await self._reply(caller, p.event_to_wire(p.Pong(rid=action.rid)))
+                await self._reply(caller, p.Pong(rid=action.rid))
 
     # -- routes ---------------------------------------------------------------------------
 
@@ -131,18 +131,18 @@ class ChatCore:
         await self._require_user(action.to)
         saved = await self.store.save_message(caller.username, action.id, action.to, action.body, self.clock())
         message = saved.message
-        await self._reply(caller, {"type": "ack", "id": message.id, "message": message.to_wire(), **_rid(action.rid)})
+        await self._reply(caller, p.Ack(id=message.id, message=message, rid=action.rid))
         if saved.created:  # a retry stores nothing: the recipients already have it
             await self._deliver(caller, message)
 
     async def send_messages(self, caller: Caller, action: p.SendMessages) -> None:
         """A batch (PROTOCOL.md 7.3): stored in the order given, one ``acks`` reply with what each
         message alone would have got; a refused one does not stop the rest."""
-        entries: list[dict] = []
+        entries: list[p.Ack | p.Error] = []
         created: list[p.Message] = []
 
         def refused(code: str, message: str, msg_id: str | None) -> None:
-            entries.append(p.event_to_wire(p.Error(code=code, message=message, id=msg_id)))
+            entries.append(p.Error(code=code, message=message, id=msg_id))
 
         for item in action.items:
             if isinstance(item, p.ProtocolError):
@@ -158,16 +158,16 @@ class ChatCore:
                 log.error("store unavailable", extra={"action": action.action, "user": caller.username})
                 refused(p.INTERNAL, "the server cannot reach its store; try again", item.id)
                 continue
-            entries.append({"type": "ack", "id": item.id, "message": saved.message.to_wire()})
+            entries.append(p.Ack(id=item.id, message=saved.message))
             if saved.created:
                 created.append(saved.message)
-        await self._reply(caller, {"type": "acks", "items": entries, **_rid(action.rid)})
+        await self._reply(caller, p.Acks(items=tuple(entries), rid=action.rid))
         for message in created:
             await self._deliver(caller, message)
 
     async def _deliver(self, caller: Caller, message: p.Message) -> None:
         """A newly stored message to the recipient's connections and the sender's other ones."""
-        frame = p.encode({"type": "message", "message": message.to_wire()})
+        frame = _text(p.MessageEvent(message))
         targets = {c.conn_id for c in await self.store.user_connections(message.to)}
         if message.to != caller.username:
             targets.update(c.conn_id for c in await self.store.user_connections(caller.username))
@@ -179,13 +179,9 @@ class ChatCore:
         items, has_more = await self.store.get_messages(
             caller.username, action.with_, before=action.before, after=action.after, limit=action.limit
         )
-        wire = [m.to_wire() for m in items]
-        head = {"type": "messages", "with": action.with_, "items": [], "hasMore": has_more, **_rid(action.rid)}
-        kept = _fit(wire, len(p.encode(head).encode()), drop_from_start=action.after is None)
-        if len(kept) < len(wire):
-            head["hasMore"] = True
-        head["items"] = kept
-        await self._reply(caller, head)
+        empty = p.Messages(with_=action.with_, items=(), has_more=has_more, rid=action.rid)
+        kept = _fit(items, len(_text(empty).encode()), drop_from_start=action.after is None)
+        await self._reply(caller, p.Messages(with_=action.with_, items=tuple(kept), has_more=has_more or len(kept) < len(items), rid=action.rid))
 
     async def get_conversations(self, caller: Caller, action: p.GetConversations) -> None:
         limit = CONVERSATIONS_PAGE
@@ -194,12 +190,10 @@ class ChatCore:
                 items, next_cursor = await self.store.list_conversations(caller.username, action.cursor, limit)
             except ValueError:
                 raise p.ProtocolError(p.BAD_REQUEST, "'cursor' is not valid") from None
-            frame = {"type": "conversations", "items": [c.to_wire() for c in items], **_rid(action.rid)}
-            if next_cursor is not None:
-                frame["next"] = next_cursor
+            reply = p.Conversations(items=tuple(items), next=next_cursor, rid=action.rid)
             # Each item may carry a 16 KiB body: ask for fewer until the reply fits.
-            if limit == 1 or p.frame_size(p.encode(frame)) <= p.MAX_FRAME_BYTES:
-                await self._reply(caller, frame)
+            if limit == 1 or p.frame_size(_text(reply)) <= p.MAX_FRAME_BYTES:
+                await self._reply(caller, reply)
                 return
             limit //= 2
 
@@ -210,11 +204,8 @@ class ChatCore:
         listed = []
         for user in page:
             online = bool(await self.store.user_connections(user.username))
-            listed.append(_client_info(user.username, user.status if online else "offline", user.text, None if online else user.last_seen))
-        frame = {"type": "clients", "users": listed, **_rid(action.rid)}
-        if more:
-            frame["next"] = page[-1].username
-        await self._reply(caller, frame)
+            listed.append(p.ClientInfo(user.username, user.status if online else "offline", user.text, None if online else user.last_seen))
+        await self._reply(caller, p.Clients(users=tuple(listed), next=page[-1].username if more else None, rid=action.rid))
 
     async def set_status(self, caller: Caller, action: p.SetStatus) -> None:
         user = await self.store.get_user(caller.username)
@@ -229,15 +220,15 @@ class ChatCore:
         if moved is None:
             return
         me, other = caller.username, action.with_
-        await self._fan_out(await self._conn_ids(me), p.encode({"type": "read", "with": other, "by": me, "seq": moved}))
+        await self._fan_out(await self._conn_ids(me), _text(p.Read(with_=other, by=me, seq=moved)))
         if other != me:
-            await self._fan_out(await self._conn_ids(other), p.encode({"type": "read", "with": me, "by": me, "seq": moved}))
+            await self._fan_out(await self._conn_ids(other), _text(p.Read(with_=me, by=me, seq=moved)))
 
     async def typing(self, caller: Caller, action: p.Typing) -> None:
         await self._require_user(action.to)
         targets = await self._conn_ids(action.to)
         targets.discard(caller.conn_id)
-        await self._fan_out(targets, p.encode({"type": "typing", "from": caller.username}))
+        await self._fan_out(targets, _text(p.TypingEvent(sender=caller.username)))
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -254,16 +245,15 @@ class ChatCore:
         if user is None:
             return
         online = bool(await self.store.user_connections(username))
-        info = _client_info(username, user.status if online else "offline", user.text, None if online else user.last_seen)
-        frame = p.encode({"type": "presence", **info})
-        await self._fan_out(await self.store.presence_audience(username), frame)
+        presence = p.PresenceEvent(username, user.status if online else "offline", user.text, None if online else user.last_seen)
+        await self._fan_out(await self.store.presence_audience(username), _text(presence))
 
-    async def _reply(self, caller: Caller, frame: dict) -> None:
-        if not await self.gateway.send(caller.conn_id, p.encode(frame)):
+    async def _reply(self, caller: Caller, event: p.Event) -> None:
+        if not await self.gateway.send(caller.conn_id, _text(event)):
             await self.disconnect(caller.conn_id)
 
     async def _error(self, caller: Caller, code: str, message: str, *, rid: str | None, id: str | None) -> None:
-        await self._reply(caller, p.event_to_wire(p.Error(code=code, message=message, id=id, rid=rid)))
+        await self._reply(caller, p.Error(code=code, message=message, id=id, rid=rid))
 
     async def _fan_out(self, conn_ids: Iterable[str], text: str) -> None:
         gone = [cid for cid in conn_ids if not await self.gateway.send(cid, text)]
@@ -271,21 +261,18 @@ class ChatCore:
             await self.disconnect(cid)
 
 
-def _rid(rid: str | None) -> dict:
-    return {"rid": rid} if rid is not None else {}
+def _text(event: p.Event) -> str:
+    """An event as the frame sent for it: protocol's typed events are the only source of frames."""
+    return p.encode(p.event_to_wire(event))
 
 
-def _client_info(user: str, status: str, text: str, last_seen: int | None) -> dict:
-    return {"user": user, "status": status, "text": text, "lastSeen": last_seen}
-
-
-def _fit(items: list[dict], overhead: int, *, drop_from_start: bool) -> list[dict]:
-    """Keep as many items as fit in one server frame, dropping from the far end of the page."""
+def _fit(items: list[p.Message], overhead: int, *, drop_from_start: bool) -> list[p.Message]:
+    """Keep as many messages as fit in one server frame, dropping from the far end of the page."""
     budget = p.MAX_FRAME_BYTES - overhead
     order = reversed(items) if drop_from_start else iter(items)
-    kept: list[dict] = []
+    kept: list[p.Message] = []
     for item in order:
-        size = len(p.encode(item).encode()) + 1  # +1 for the comma between items
+        size = len(p.encode(item.to_wire()).encode()) + 1  # +1 for the comma between items
         if size > budget:
             break
         budget -= size
