@@ -105,7 +105,8 @@ def run_serve(args: argparse.Namespace, build=None) -> int:
     by default; the development tools pass the API Gateway emulator)."""
     from tui_chat.server.logs import configure_logging
     from tui_chat.ratelimit import RateLimit
-    from tui_chat.server.serve import ServeOptions, build_app, make_server
+    from tui_chat.server.serve import build_app, make_server
+    from tui_chat.server.settings import Settings
 
     if bool(args.certfile) != bool(args.keyfile):
         print("tui-chat serve: --certfile and --keyfile go together", file=sys.stderr)
@@ -115,7 +116,7 @@ def run_serve(args: argparse.Namespace, build=None) -> int:
         print("tui-chat serve: --auth cognito needs --cognito-region, --cognito-user-pool-id and --cognito-client-id", file=sys.stderr)
         return 2
     configure_logging(args.log_level, args.log_format)
-    options = ServeOptions(
+    options = Settings(
         host=args.host, port=args.port, db=args.db, auth=args.auth, signup=args.signup,
         commit_window_ms=args.commit_window_ms, request_timeout_s=args.request_timeout,
         rate_limit=RateLimit(args.rate_limit, args.rate_burst),

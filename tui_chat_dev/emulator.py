@@ -48,7 +48,6 @@ from urllib.parse import parse_qs
 
 from tui_chat import protocol as p
 from tui_chat.server import aws
-from tui_chat.server.auth.cognito import CognitoVerifier
 from tui_chat.server.core import Caller, now_ms
 from tui_chat.server.asgi import deny, header, rate_limited_frame
 from tui_chat.server.local import REFUSALS_BEFORE_CLOSE, ChatServerApp, LiveConnection
@@ -363,10 +362,11 @@ async def _aws_error(send: Any, status: int, error_type: str, message: str) -> N
 
 def build_emulator(options: Any, *, dynamodb_endpoint: str | None = None, table_prefix: str = "tui-chat-",
                    clock: Any = now_ms) -> ApiGatewayEmulator:  # fmt: skip
-    """The emulator for :class:`~tui_chat.server.serve.ServeOptions`, over the DynamoDB at
+    """The emulator for :class:`~tui_chat.server.settings.Settings`, over the DynamoDB at
     ``dynamodb_endpoint`` (an in-process moto server when None). The process's AWS credentials
     and region must be set (:func:`use_fake_credentials` for moto)."""
-    from tui_chat.server.auth.accounts import AccountService, load_or_create_secret
+    from tui_chat.server.auth.accounts import load_or_create_secret
+    from tui_chat.server.auth.wiring import sign_in_services
     from tui_chat.server.stores.dynamodb import DynamoDBStore
 
     region = os.environ["AWS_DEFAULT_REGION"]
@@ -381,17 +381,9 @@ def build_emulator(options: Any, *, dynamodb_endpoint: str | None = None, table_
     db_path = options.db_path
     db_path.parent.mkdir(parents=True, exist_ok=True)
     secret = load_or_create_secret(db_path.with_name(db_path.name + ".secret"))
-    verifier = None
-    if options.auth == "cognito":
-        verifier = CognitoVerifier(
-            options.cognito_region, options.cognito_user_pool_id, options.cognito_client_id,
-            required_group=options.cognito_group, jwks_url=getattr(options, "cognito_jwks_url", None),
-        )  # fmt: skip
-        accounts = AccountService(store, secret, mode="accounts", allow_signup=False, clock=clock)
-    else:
-        accounts = AccountService(store, secret, mode=options.auth, allow_signup=options.signup, clock=clock)
-    lambda_app = aws.LambdaApp(store, verifier=verifier or accounts, accounts=accounts, region=region, clock=clock)
-    http_app = ChatServerApp(store, accounts, verifier=verifier, clock=clock, rate_limit=options.rate_limit)
+    accounts, verifier = sign_in_services(options, store, secret, clock)
+    lambda_app = aws.LambdaApp(store, verifier=verifier, accounts=accounts, region=region, clock=clock)
+    http_app = ChatServerApp(store, accounts, verifier=None if verifier is accounts else verifier, clock=clock, rate_limit=options.rate_limit)
     log.info("lambda runtime", extra={"dynamodb": endpoint, "tables": table_prefix + "*"})
     return ApiGatewayEmulator(lambda_app, http_app, store=store,
                               on_shutdown=moto_server.stop if moto_server is not None else None)  # fmt: skip

@@ -19,6 +19,7 @@ from moto import mock_aws
 
 from tests.aws.conftest import REGION, moto_private_jwk, moto_signing_key
 from tui_chat.server import aws
+from tui_chat.server.settings import Settings
 from tui_chat.server.auth.cognito import CognitoVerifier
 from tui_chat.server.stores.dynamodb import DynamoDBStore
 
@@ -315,11 +316,11 @@ def test_logs_are_json_lines_with_route_connection_and_user(cloud, monkeypatch, 
 
 
 def test_settings_from_the_environment():
-    settings = aws.Settings.from_env({
+    settings = Settings.from_env({
         "AWS_REGION": "eu-west-1", "TUI_CHAT_TABLE_PREFIX": "prod-chat-", "TUI_CHAT_COGNITO_USER_POOL_ID": "eu-west-1_x",
         "TUI_CHAT_COGNITO_CLIENT_ID": "cid", "TUI_CHAT_RETENTION_DAYS": "0",
     })  # fmt: skip
     assert (settings.table_prefix, settings.cognito_region, settings.retention_days, settings.auth) == (
         "prod-chat-", "eu-west-1", None, "cognito")
     with pytest.raises(RuntimeError, match="TUI_CHAT_COGNITO"):
-        aws.LambdaApp.from_settings(aws.Settings(auth="cognito"))
+        aws.LambdaApp.from_settings(Settings(auth="cognito"))

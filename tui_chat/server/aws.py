@@ -55,13 +55,14 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from tui_chat import protocol as p
 from tui_chat.server.auth.cognito import CognitoVerifier
 from tui_chat.server.auth.identity import AuthError
+from tui_chat.server.auth.wiring import sign_in_services
 from tui_chat.server.core import Caller, ChatCore, Gateway, now_ms
+from tui_chat.server.settings import Settings
 from tui_chat.server.store import Store, StoreUnavailable
 
 log = logging.getLogger("tui_chat.aws")
@@ -175,40 +176,6 @@ class Unauthorized(Exception):
         super().__init__("Unauthorized")  # the exact message API Gateway looks for
 
 
-@dataclass
-class Settings:
-    table_prefix: str = "tui-chat-"
-    dynamodb_endpoint: str | None = None
-    region: str | None = None
-    retention_days: int | None = 365
-    auth: str = "cognito"
-    cognito_region: str | None = None
-    cognito_user_pool_id: str | None = None
-    cognito_client_id: str | None = None
-    cognito_group: str | None = None
-    cognito_jwks_url: str | None = None
-    token_secret: str | None = None
-    management_endpoint: str | None = None
-
-    @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
-        e = os.environ if env is None else env
-        region = e.get("AWS_REGION") or e.get("AWS_DEFAULT_REGION")
-        retention = int(e.get("TUI_CHAT_RETENTION_DAYS", "365"))
-        return cls(
-            table_prefix=e.get("TUI_CHAT_TABLE_PREFIX", "tui-chat-"),
-            dynamodb_endpoint=e.get("TUI_CHAT_DYNAMODB_ENDPOINT") or None, region=region,
-            retention_days=retention or None, auth=e.get("TUI_CHAT_AUTH", "cognito"),
-            cognito_region=e.get("TUI_CHAT_COGNITO_REGION") or region,
-            cognito_user_pool_id=e.get("TUI_CHAT_COGNITO_USER_POOL_ID") or None,
-            cognito_client_id=e.get("TUI_CHAT_COGNITO_CLIENT_ID") or None,
-            cognito_group=e.get("TUI_CHAT_COGNITO_GROUP") or None,
-            cognito_jwks_url=e.get("TUI_CHAT_COGNITO_JWKS_URL") or None,
-            token_secret=e.get("TUI_CHAT_TOKEN_SECRET") or None,
-            management_endpoint=e.get("TUI_CHAT_MANAGEMENT_ENDPOINT") or None,
-        )  # fmt: skip
-
-
 class LambdaApp:
     """What a warm Lambda container keeps between invocations: the store, the token verifier and
     one :class:`AwsGateway` per API endpoint. Its coroutines are the four routes."""
@@ -246,24 +213,8 @@ class LambdaApp:
             prefix=settings.table_prefix, endpoint_url=settings.dynamodb_endpoint, region=settings.region,
             retention_days=settings.retention_days,
         )  # fmt: skip
-        if settings.auth == "cognito":
-            missing = [n for n in ("cognito_region", "cognito_user_pool_id", "cognito_client_id") if not getattr(settings, n)]
-            if missing:
-                raise RuntimeError(f"cognito sign-in needs {', '.join(missing)} (TUI_CHAT_COGNITO_* variables)")
-            verifier: Any = CognitoVerifier(
-                settings.cognito_region, settings.cognito_user_pool_id, settings.cognito_client_id,
-                required_group=settings.cognito_group, jwks_url=settings.cognito_jwks_url,
-            )  # fmt: skip
-            accounts = None
-        elif settings.auth in ("accounts", "open"):
-            from tui_chat.server.auth.accounts import AccountService
-
-            if not settings.token_secret or len(settings.token_secret) < 32:
-                raise RuntimeError("accounts sign-in needs TUI_CHAT_TOKEN_SECRET (32 characters or more)")
-            accounts = AccountService(store, settings.token_secret.encode(), mode=settings.auth, clock=now_ms)
-            verifier = accounts
-        else:
-            raise RuntimeError(f"unknown TUI_CHAT_AUTH {settings.auth!r}")
+        secret = settings.token_secret.encode() if settings.token_secret and settings.auth != "cognito" else None
+        accounts, verifier = sign_in_services(settings, store, secret, now_ms)
         return cls(store, verifier=verifier, accounts=accounts,
                    management_endpoint=settings.management_endpoint, region=settings.region)  # fmt: skip
 

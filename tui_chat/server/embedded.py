@@ -15,9 +15,8 @@ import socket
 from pathlib import Path
 
 from tui_chat.paths import data_dir
+from tui_chat.server.settings import DEFAULT_HOST, DEFAULT_PORT
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8765
 START_TIMEOUT_S = 15.0
 
 
@@ -51,10 +50,11 @@ class EmbeddedServer:
 
     async def start(self) -> str:
         """Start listening and return the server's URL; raises ``RuntimeError`` with a reason."""
-        from tui_chat.server.serve import ServeOptions, build_app, make_server  # only when needed
+        from tui_chat.server.serve import build_app, make_server  # only when needed
+        from tui_chat.server.settings import Settings
 
         _log_to_file(self.db.with_name("server.log"))
-        options = ServeOptions(host=self.host, port=self.port, db=self.db, log_level="warning")
+        options = Settings(host=self.host, port=self.port, db=self.db, log_level="warning")
         app = await asyncio.to_thread(build_app, options)
         ready = asyncio.Event()
 

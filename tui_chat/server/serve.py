@@ -5,74 +5,30 @@ from __future__ import annotations
 import logging
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 
 import uvicorn
 
 from tui_chat import protocol as p
-from tui_chat.paths import data_dir
-from tui_chat.ratelimit import RateLimit
-from tui_chat.server.auth.accounts import AccountService, load_or_create_secret
+from tui_chat.server.auth.accounts import load_or_create_secret
+from tui_chat.server.auth.wiring import sign_in_services
 from tui_chat.server.core import now_ms
 from tui_chat.server.logs import filter_uvicorn_logs
-from tui_chat.server.deadline import DEFAULT_REQUEST_HEAD_TIMEOUT_S, with_head_deadline
+from tui_chat.server.deadline import with_head_deadline
 from tui_chat.server.local import ChatServerApp
+from tui_chat.server.settings import Settings
 
 log = logging.getLogger("tui_chat.server")
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8765
+def build_app(settings: Settings, *, clock: Callable[[], int] = now_ms) -> ChatServerApp:
+    """The self-hosted server over SQLite (the embedded default store)."""
+    from tui_chat.server.stores.sqlite import SQLiteStore
 
-
-@dataclass(frozen=True)
-class ServeOptions:
-    host: str = DEFAULT_HOST
-    port: int = DEFAULT_PORT
-    db: Path | None = None
-    auth: str = "accounts"
-    signup: bool = True
-    commit_window_ms: float = 0.0
-    """How long the SQLite writer waits for more writes to commit with the first."""
-    request_timeout_s: float = DEFAULT_REQUEST_HEAD_TIMEOUT_S
-    """How long a connection may take to send each request head before it is closed."""
-    rate_limit: RateLimit = RateLimit()
-    """Each connection's token bucket (PROTOCOL.md section 5's default: 100/s, bursts of 500)."""
-    certfile: Path | None = None
-    keyfile: Path | None = None
-    log_level: str = "info"
-    cognito_region: str | None = None
-    cognito_user_pool_id: str | None = None
-    cognito_client_id: str | None = None
-    cognito_group: str | None = None
-
-    @property
-    def db_path(self) -> Path:
-        return self.db if self.db is not None else data_dir() / "server.db"
-
-    @property
-    def scheme(self) -> str:
-        return "https" if self.certfile else "http"
-
-
-def build_app(options: ServeOptions, *, clock: Callable[[], int] = now_ms) -> ChatServerApp:
-    from tui_chat.server.stores.sqlite import SQLiteStore  # the embedded default store
-
-    db_path = options.db_path
+    db_path = settings.db_path
     db_path.parent.mkdir(parents=True, exist_ok=True)
-    store = SQLiteStore(db_path, group_commit_window_ms=options.commit_window_ms)
+    store = SQLiteStore(db_path, group_commit_window_ms=settings.commit_window_ms)
     secret = load_or_create_secret(db_path.with_name(db_path.name + ".secret"))
-    if options.auth == "cognito":
-        from tui_chat.server.auth.cognito import CognitoVerifier
-
-        verifier = CognitoVerifier(
-            options.cognito_region, options.cognito_user_pool_id, options.cognito_client_id,
-            required_group=options.cognito_group,
-        )  # fmt: skip
-        accounts = AccountService(store, secret, mode="accounts", allow_signup=False, clock=clock)
-        return ChatServerApp(store, accounts, verifier=verifier, clock=clock, rate_limit=options.rate_limit)
-    accounts = AccountService(store, secret, mode=options.auth, allow_signup=options.signup, clock=clock)
-    return ChatServerApp(store, accounts, clock=clock, rate_limit=options.rate_limit)
+    accounts, verifier = sign_in_services(settings, store, secret, clock)
+    return ChatServerApp(store, accounts, verifier=None if verifier is accounts else verifier, clock=clock, rate_limit=settings.rate_limit)
 
 
 class ChatServer(uvicorn.Server):
@@ -105,7 +61,7 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def make_server(options: ServeOptions, app: ChatServerApp, on_ready: Callable[[str], None] | None = None) -> ChatServer:
+def make_server(options: Settings, app: ChatServerApp, on_ready: Callable[[str], None] | None = None) -> ChatServer:
     filter_uvicorn_logs()
     config = uvicorn.Config(
         app,
