@@ -219,3 +219,18 @@ def test_a_conversation_list_older_than_live_messages_does_not_lose_their_unread
     assert cache.conversation("bob").unread == 5, "3 counted by the server, 2 arrived after its snapshot"
     cache.apply_summary(ConversationSummary("bob", last_seq=5, read_seq=5, unread=0, last=None))
     assert cache.conversation("bob").unread == 0
+
+
+def test_a_cache_written_by_a_newer_release_is_refused_not_misread(tmp_path):
+    """The client's database goes through the same migration runner as the server's."""
+    import sqlite3
+
+    from tui_chat.migrations import SchemaTooNew
+
+    path = tmp_path / "client.db"
+    open_db(path).close()
+    raw = sqlite3.connect(path)
+    raw.execute("PRAGMA user_version = 99")
+    raw.close()
+    with pytest.raises(SchemaTooNew, match="upgrade tui-chat"):
+        open_db(path)

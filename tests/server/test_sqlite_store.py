@@ -61,7 +61,7 @@ async def writer_held(store: SQLiteStore):
 
 async def queued(store: SQLiteStore, count: int) -> None:
     """Let the tasks just created run up to the point where their write is queued."""
-    while store._jobs.qsize() < count:
+    while store._writer.queued() < count:
         await asyncio.sleep(0)  # a yield to the tasks, not a timed wait
 
 
@@ -84,7 +84,7 @@ async def test_a_commit_window_gathers_writes_that_arrive_apart(tmp_path):
     before = store.commit_count
     first = asyncio.ensure_future(store.save_message("alice", "w-00000001", "bob", "one", 1))
     await queued(store, 1)
-    while store._jobs.qsize():  # the writer has taken the first write and waits for more
+    while store._writer.queued():  # the writer has taken the first write and waits for more
         await asyncio.sleep(0)
     second = await store.save_message("alice", "w-00000002", "bob", "two", 2)
     assert (await first).message.seq == 1 and second.message.seq == 2

@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tui_chat.migrations import migrate
+
 _SCHEMA = [
     """
     CREATE TABLE outbox (
@@ -42,14 +44,7 @@ def open_db(path: Path) -> sqlite3.Connection:
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
-    version = db.execute("PRAGMA user_version").fetchone()[0]
-    for target in range(version + 1, len(_SCHEMA) + 1):
-        db.execute("BEGIN IMMEDIATE")
-        for statement in _SCHEMA[target - 1].split(";"):
-            if statement.strip():
-                db.execute(statement)
-        db.execute(f"PRAGMA user_version = {target}")
-        db.execute("COMMIT")
+    migrate(db, _SCHEMA, what=str(path))
     return db
 
 

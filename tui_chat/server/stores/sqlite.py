@@ -36,23 +36,18 @@ Connections
     rows behind after a crash. Only ``last_seen`` is persisted, through the writer.
 
 Schema
-    ``PRAGMA user_version`` is the schema version; ``MIGRATIONS[i]`` takes a database from
-    version i to i + 1 in one transaction. A database newer than this code is refused with
-    :class:`SchemaTooNew` rather than misread.
+    ``sqlite_schema.py`` (migrations through the shared :mod:`tui_chat.migrations` runner);
+    the writer thread is ``sqlite_writer.py``; this module holds the queries.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import functools
 import logging
 import os
-import queue
 import re
 import sqlite3
-import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -60,6 +55,8 @@ from pathlib import Path
 from typing import Any
 
 from tui_chat.protocol import ConversationSummary, Message
+from tui_chat.server.stores.sqlite_schema import MIGRATIONS, SCHEMA_VERSION, SchemaTooNew, connect
+from tui_chat.server.stores.sqlite_writer import GroupCommitWriter, is_unavailable
 from tui_chat.server.store import (
     ConnectionRecord,
     ConnectResult,
@@ -71,6 +68,8 @@ from tui_chat.server.store import (
     UserRecord,
 )
 
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SQLiteStore", "SchemaTooNew"]
+
 log = logging.getLogger("tui_chat.store")
 
 LOGIN_FAILURE_RETENTION_MS = 24 * 60 * 60 * 1000
@@ -78,171 +77,6 @@ LOGIN_FAILURE_RETENTION_MS = 24 * 60 * 60 * 1000
 window of ``accounts.py`` is 15 minutes)."""
 
 _INT64_MAX = 2**63 - 1
-
-
-# -- schema ----------------------------------------------------------------------------------
-
-
-def _run_script(db: sqlite3.Connection, script: str) -> None:
-    # Not executescript(): it commits first, and a migration must stay one transaction.
-    for statement in script.split(";"):
-        if statement.strip():
-            db.execute(statement)
-
-
-def _migrate_to_1(db: sqlite3.Connection) -> None:
-    _run_script(
-        db,
-        """
-        CREATE TABLE users (
-            username TEXT PRIMARY KEY, password_hash TEXT, status TEXT NOT NULL DEFAULT 'online',
-            text TEXT NOT NULL DEFAULT '', last_seen INTEGER, created_at INTEGER NOT NULL
-        ) WITHOUT ROWID;
-        -- One row per conversation: the pair (user_a <= user_b) and its seq counter.
-        CREATE TABLE conversations (
-            user_a TEXT NOT NULL, user_b TEXT NOT NULL, last_seq INTEGER NOT NULL,
-            PRIMARY KEY (user_a, user_b)
-        ) WITHOUT ROWID;
-        CREATE TABLE messages (
-            user_a TEXT NOT NULL, user_b TEXT NOT NULL, seq INTEGER NOT NULL,
-            id TEXT NOT NULL, sender TEXT NOT NULL, recipient TEXT NOT NULL,
-            body TEXT NOT NULL, ts INTEGER NOT NULL,
-            PRIMARY KEY (user_a, user_b, seq)
-        ) WITHOUT ROWID;
-        CREATE UNIQUE INDEX messages_idempotency ON messages (sender, id);
-        -- Each side of a conversation: for listing a user's conversations newest first,
-        -- and that side's read marker.
-        CREATE TABLE sides (
-            user TEXT NOT NULL, other TEXT NOT NULL, last_ts INTEGER NOT NULL DEFAULT 0,
-            read_seq INTEGER NOT NULL DEFAULT 0,
-            PRIMARY KEY (user, other)
-        ) WITHOUT ROWID;
-        CREATE INDEX sides_by_activity ON sides (user, last_ts DESC, other);
-        CREATE TABLE refresh_tokens (
-            token_hash TEXT PRIMARY KEY, username TEXT NOT NULL, device TEXT, expires_at INTEGER NOT NULL
-        ) WITHOUT ROWID;
-        CREATE TABLE login_failures (username TEXT NOT NULL, ts INTEGER NOT NULL);
-        CREATE INDEX login_failures_by_user ON login_failures (username, ts);
-        """
-    )
-
-
-def _migrate_to_2(db: sqlite3.Connection) -> None:
-    _run_script(
-        db,
-        """
-        -- Unread kept as a counter, so listing conversations does not count messages.
-        ALTER TABLE sides ADD COLUMN unread INTEGER NOT NULL DEFAULT 0;
-        UPDATE sides SET unread = (
-            SELECT count(*) FROM messages AS m
-            WHERE m.user_a = min(sides.user, sides.other) AND m.user_b = max(sides.user, sides.other)
-              AND m.seq > sides.read_seq AND m.sender = sides.other AND sides.other <> sides.user
-        );
-        -- The purges are range deletes, not scans.
-        CREATE INDEX refresh_tokens_by_expiry ON refresh_tokens (expires_at);
-        CREATE INDEX login_failures_by_ts ON login_failures (ts);
-        """
-    )
-
-
-def _migrate_to_3(db: sqlite3.Connection) -> None:
-    _run_script(
-        db,
-        """
-        -- The server's identity (PROTOCOL.md 7.5): created once, with the database.
-        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
-        INSERT INTO meta (key, value) VALUES ('server_id', lower(hex(randomblob(16))));
-        """
-    )
-
-
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_to_1, _migrate_to_2, _migrate_to_3]
-"""``MIGRATIONS[i]`` takes a database from schema version i to i + 1. Append, never edit."""
-SCHEMA_VERSION = len(MIGRATIONS)
-
-
-class SchemaTooNew(RuntimeError):
-    """The database was written by a newer tui-chat."""
-
-
-def _migrate(db: sqlite3.Connection) -> None:
-    version = db.execute("PRAGMA user_version").fetchone()[0]
-    if version > SCHEMA_VERSION:
-        raise SchemaTooNew(
-            f"the database has schema version {version}, newer than this tui-chat understands"
-            f" ({SCHEMA_VERSION}); upgrade tui-chat"
-        )
-    for target in range(version + 1, SCHEMA_VERSION + 1):
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            MIGRATIONS[target - 1](db)
-            db.execute(f"PRAGMA user_version = {int(target)}")  # PRAGMA takes no parameters
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        log.info("database migrated", extra={"schema_version": target})
-
-
-def _connect(path: str, *, writer: bool) -> sqlite3.Connection:
-    # Autocommit mode (isolation_level=None): transactions are exactly the ones we open.
-    db = sqlite3.connect(path, isolation_level=None, timeout=30)
-    if writer:
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")  # fsync the WAL on every commit
-    else:
-        db.execute("PRAGMA query_only=ON")
-    return db
-
-
-# -- errors ----------------------------------------------------------------------------------
-
-# SQLite result codes that mean "the database cannot be used right now", as opposed to one
-# statement being wrong: they fail a whole batch.
-_UNAVAILABLE_CODES = {
-    sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_NOMEM, sqlite3.SQLITE_READONLY,
-    sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_FULL, sqlite3.SQLITE_CANTOPEN,
-    sqlite3.SQLITE_PROTOCOL, sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_PERM,
-}  # fmt: skip
-
-
-def _is_unavailable(exc: BaseException) -> bool:
-    code = getattr(exc, "sqlite_errorcode", None)
-    return isinstance(exc, sqlite3.Error) and code is not None and (code & 0xFF) in _UNAVAILABLE_CODES
-
-
-def _rollback(db: sqlite3.Connection) -> None:
-    if db.in_transaction:
-        try:
-            db.execute("ROLLBACK")
-        except sqlite3.Error:
-            pass  # SQLite may already have rolled back on its own after an I/O error
-
-
-# -- the writer's jobs -----------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class _Job:
-    fn: Callable[[sqlite3.Connection], Any]
-    loop: asyncio.AbstractEventLoop
-    future: asyncio.Future
-    result: Any = None
-    error: BaseException | None = None
-
-
-_STOP = object()
-
-
-def _settle(jobs: list[_Job]) -> None:
-    """On the caller's event loop: hand each job's outcome to its awaiting caller."""
-    for job in jobs:
-        if job.future.cancelled():
-            continue  # the caller gave up; the write itself stands (or failed) all the same
-        if job.error is not None:
-            job.future.set_exception(job.error)
-        else:
-            job.future.set_result(job.result)
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -303,12 +137,7 @@ class SQLiteStore(Store):
         one of a batch. 0 (the default) takes only what is already queued: no added latency
         when idle, and natural batching under load. ``max_batch`` bounds one transaction."""
         self.path = str(Path(path))
-        self.group_commit_window = max(0.0, group_commit_window_ms) / 1000
-        self.max_batch = max(1, max_batch)
-        self.commit_count = 0
-        """Transactions committed by the writer (tests and benchmarks read it)."""
-        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
-        self._writer: threading.Thread | None = None
+        self._writer = GroupCommitWriter(self.path, window_s=group_commit_window_ms / 1000, max_batch=max_batch)
         self._reader: ThreadPoolExecutor | None = None
         self._read_db: sqlite3.Connection | None = None
         self._conns = _Connections()
@@ -318,18 +147,19 @@ class SQLiteStore(Store):
         self._closed = False
         self._closing: asyncio.Future | None = None
 
+    @property
+    def commit_count(self) -> int:
+        """Transactions committed by the writer (tests and benchmarks read it)."""
+        return self._writer.commit_count
+
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def open(self) -> None:
-        ready: concurrent.futures.Future = concurrent.futures.Future()
-        self._writer = threading.Thread(target=self._write_loop, args=(ready,), name="sqlite-writer", daemon=True)
-        self._writer.start()
         try:
-            await asyncio.wrap_future(ready)  # the writer opened and migrated the database
+            await self._writer.start()  # the writer opened and migrated the database
             self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-reader")
             loop = asyncio.get_running_loop()
-            connect_reader = functools.partial(_connect, self.path, writer=False)
-            self._read_db = await loop.run_in_executor(self._reader, connect_reader)
+            self._read_db = await loop.run_in_executor(self._reader, functools.partial(connect, self.path, writer=False))
             names = await self._read(lambda db: [row[0] for row in db.execute("SELECT username FROM users")])
             self.server_id = await self._read(lambda db: db.execute("SELECT value FROM meta WHERE key = 'server_id'").fetchone()[0])
         except BaseException:
@@ -345,16 +175,14 @@ class SQLiteStore(Store):
         await asyncio.shield(self._closing)
 
     async def _shutdown(self) -> None:
-        if self._writer is not None:
-            self._jobs.put(_STOP)
-            await asyncio.to_thread(self._writer.join)
+        await self._writer.stop()
         if self._reader is not None:
             if self._read_db is not None:
                 await asyncio.get_running_loop().run_in_executor(self._reader, self._read_db.close)
             await asyncio.to_thread(self._reader.shutdown, wait=True)
 
     async def healthy(self) -> bool:
-        if self._writer is None or not self._writer.is_alive():
+        if not self._writer.alive:
             return False
         try:
             return await self._read(lambda db: db.execute("SELECT 1").fetchone()[0] == 1)
@@ -365,12 +193,9 @@ class SQLiteStore(Store):
 
     async def _write(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
         """Run ``fn`` on the writer's connection, inside the next group commit."""
-        if self._closed or self._writer is None or not self._writer.is_alive():
+        if self._closed or not self._writer.alive:
             raise StoreUnavailable("the store is closed")
-        loop = asyncio.get_running_loop()
-        job = _Job(fn, loop, loop.create_future())
-        self._jobs.put(job)
-        return await job.future
+        return await self._writer.write(fn)
 
     async def _read(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
         if self._closed or self._read_db is None:
@@ -378,94 +203,9 @@ class SQLiteStore(Store):
         try:
             return await asyncio.get_running_loop().run_in_executor(self._reader, fn, self._read_db)
         except sqlite3.Error as exc:
-            if _is_unavailable(exc):
+            if is_unavailable(exc):
                 raise StoreUnavailable(f"the database could not be read: {exc}") from exc
             raise
-
-    def _write_loop(self, ready: concurrent.futures.Future) -> None:
-        try:
-            db = _connect(self.path, writer=True)
-            try:
-                _migrate(db)
-            except BaseException:
-                db.close()
-                raise
-        except BaseException as exc:
-            ready.set_exception(exc)
-            return
-        ready.set_result(None)
-        try:
-            stopping = False
-            while not stopping:
-                batch, stopping = self._take_batch()
-                if batch:
-                    self._run_batch(db, batch)
-        finally:
-            db.close()
-            # Anything that raced in behind the stop marker is refused, never left waiting.
-            leftovers = []
-            while True:
-                try:
-                    job = self._jobs.get_nowait()
-                except queue.Empty:
-                    break
-                if job is not _STOP:
-                    job.error = StoreUnavailable("the store is closed")
-                    leftovers.append(job)
-            self._settle_batch(leftovers)
-
-    def _take_batch(self) -> tuple[list[_Job], bool]:
-        """The next batch: the first job (waiting for it), then whatever else is queued."""
-        first = self._jobs.get()
-        if first is _STOP:
-            return [], True
-        batch = [first]
-        deadline = time.monotonic() + self.group_commit_window
-        while len(batch) < self.max_batch:
-            remaining = deadline - time.monotonic()
-            try:
-                job = self._jobs.get(timeout=remaining) if remaining > 0 else self._jobs.get_nowait()
-            except queue.Empty:
-                break
-            if job is _STOP:
-                return batch, True
-            batch.append(job)
-        return batch, False
-
-    def _run_batch(self, db: sqlite3.Connection, batch: list[_Job]) -> None:
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            for job in batch:
-                db.execute("SAVEPOINT job")
-                try:
-                    job.result = job.fn(db)
-                except Exception as exc:
-                    if _is_unavailable(exc):
-                        raise  # the database is failing, not this job: fail the batch
-                    db.execute("ROLLBACK TO job")  # undo this job alone
-                    job.error = exc
-                db.execute("RELEASE job")
-            db.execute("COMMIT")
-            self.commit_count += 1
-        except Exception as exc:
-            log.error("commit failed", extra={"error": str(exc), "jobs": len(batch)})
-            _rollback(db)
-            failure = StoreUnavailable(f"the database could not be written: {exc}")
-            for job in batch:
-                job.result, job.error = None, failure
-        self._settle_batch(batch)
-
-    @staticmethod
-    def _settle_batch(batch: list[_Job]) -> None:
-        # One wake-up per event loop, not one per job.
-        by_loop: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
-        for job in batch:
-            by_loop.setdefault(job.loop, []).append(job)
-        for loop, jobs in by_loop.items():
-            try:
-                loop.call_soon_threadsafe(_settle, jobs)
-            except RuntimeError:
-                pass  # that loop is closed: nobody is waiting any more
 
     # -- users --------------------------------------------------------------------------------
 

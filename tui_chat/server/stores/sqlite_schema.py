@@ -1,0 +1,97 @@
+"""The SQLite store's schema: its migrations (``PRAGMA user_version``; append, never edit) and
+how its connections are opened (WAL, ``synchronous=FULL`` for the writer, read-only readers)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+from tui_chat.migrations import SchemaTooNew, migrate, run_script
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SchemaTooNew", "connect", "migrate_store"]
+
+
+def _migrate_to_1(db: sqlite3.Connection) -> None:
+    run_script(
+        db,
+        """
+        CREATE TABLE users (
+            username TEXT PRIMARY KEY, password_hash TEXT, status TEXT NOT NULL DEFAULT 'online',
+            text TEXT NOT NULL DEFAULT '', last_seen INTEGER, created_at INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        -- One row per conversation: the pair (user_a <= user_b) and its seq counter.
+        CREATE TABLE conversations (
+            user_a TEXT NOT NULL, user_b TEXT NOT NULL, last_seq INTEGER NOT NULL,
+            PRIMARY KEY (user_a, user_b)
+        ) WITHOUT ROWID;
+        CREATE TABLE messages (
+            user_a TEXT NOT NULL, user_b TEXT NOT NULL, seq INTEGER NOT NULL,
+            id TEXT NOT NULL, sender TEXT NOT NULL, recipient TEXT NOT NULL,
+            body TEXT NOT NULL, ts INTEGER NOT NULL,
+            PRIMARY KEY (user_a, user_b, seq)
+        ) WITHOUT ROWID;
+        CREATE UNIQUE INDEX messages_idempotency ON messages (sender, id);
+        -- Each side of a conversation: for listing a user's conversations newest first,
+        -- and that side's read marker.
+        CREATE TABLE sides (
+            user TEXT NOT NULL, other TEXT NOT NULL, last_ts INTEGER NOT NULL DEFAULT 0,
+            read_seq INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (user, other)
+        ) WITHOUT ROWID;
+        CREATE INDEX sides_by_activity ON sides (user, last_ts DESC, other);
+        CREATE TABLE refresh_tokens (
+            token_hash TEXT PRIMARY KEY, username TEXT NOT NULL, device TEXT, expires_at INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        CREATE TABLE login_failures (username TEXT NOT NULL, ts INTEGER NOT NULL);
+        CREATE INDEX login_failures_by_user ON login_failures (username, ts);
+        """
+    )
+
+
+def _migrate_to_2(db: sqlite3.Connection) -> None:
+    run_script(
+        db,
+        """
+        -- Unread kept as a counter, so listing conversations does not count messages.
+        ALTER TABLE sides ADD COLUMN unread INTEGER NOT NULL DEFAULT 0;
+        UPDATE sides SET unread = (
+            SELECT count(*) FROM messages AS m
+            WHERE m.user_a = min(sides.user, sides.other) AND m.user_b = max(sides.user, sides.other)
+              AND m.seq > sides.read_seq AND m.sender = sides.other AND sides.other <> sides.user
+        );
+        -- The purges are range deletes, not scans.
+        CREATE INDEX refresh_tokens_by_expiry ON refresh_tokens (expires_at);
+        CREATE INDEX login_failures_by_ts ON login_failures (ts);
+        """
+    )
+
+
+def _migrate_to_3(db: sqlite3.Connection) -> None:
+    run_script(
+        db,
+        """
+        -- The server's identity (PROTOCOL.md 7.5): created once, with the database.
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+        INSERT INTO meta (key, value) VALUES ('server_id', lower(hex(randomblob(16))));
+        """
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_to_1, _migrate_to_2, _migrate_to_3]
+"""``MIGRATIONS[i]`` takes a database from schema version i to i + 1. Append, never edit."""
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate_store(db: sqlite3.Connection) -> None:
+    migrate(db, MIGRATIONS, what="the server database")
+
+
+def connect(path: str, *, writer: bool) -> sqlite3.Connection:
+    # Autocommit mode (isolation_level=None): transactions are exactly the ones we open.
+    db = sqlite3.connect(path, isolation_level=None, timeout=30)
+    if writer:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")  # fsync the WAL on every commit
+    else:
+        db.execute("PRAGMA query_only=ON")
+    return db
