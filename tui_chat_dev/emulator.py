@@ -49,8 +49,8 @@ from urllib.parse import parse_qs
 from tui_chat import protocol as p
 from tui_chat.server import aws
 from tui_chat.server.core import Caller, now_ms
-from tui_chat.server.asgi import deny, header, rate_limited_frame
-from tui_chat.server.local import REFUSALS_BEFORE_CLOSE, ChatServerApp, LiveConnection
+from tui_chat.server.asgi import LiveConnection, close_all, deny, header, run_lifespan, serve_frames
+from tui_chat.server.local import ChatServerApp
 from tui_chat.server.store import Store
 
 log = logging.getLogger("tui_chat.emulator")
@@ -115,34 +115,23 @@ class ApiGatewayEmulator:
     # -- lifespan -------------------------------------------------------------------------------
 
     async def _lifespan(self, receive: Any, send: Any) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                try:
-                    if self._on_startup is not None:
-                        await asyncio.to_thread(self._on_startup)
-                    await self.store.open()
-                    await self.store.clear_connections()  # sockets of a previous run are gone
-                except Exception as exc:
-                    log.exception("the emulator failed to start")
-                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
-                    return
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await self.going_away()
-                await self.store.close()
-                self._pool.shutdown(wait=False, cancel_futures=True)
-                if self._on_shutdown is not None:
-                    await asyncio.to_thread(self._on_shutdown)
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await run_lifespan(receive, send, startup=self._start, shutdown=self._stop)
+
+    async def _start(self) -> None:
+        if self._on_startup is not None:
+            await asyncio.to_thread(self._on_startup)
+        await self.store.open()
+        await self.store.clear_connections()  # sockets of a previous run are gone
+
+    async def _stop(self) -> None:
+        await self.going_away()
+        await self.store.close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._on_shutdown is not None:
+            await asyncio.to_thread(self._on_shutdown)
 
     async def going_away(self, timeout: float = 2.0) -> None:
-        live = [s.live for s in self.sockets.values()]
-        for conn in live:
-            conn.close(p.CLOSE_GOING_AWAY, "server shutting down")
-        if live:
-            await asyncio.wait([asyncio.ensure_future(c.wait_drained()) for c in live], timeout=timeout)
+        await close_all([s.live for s in self.sockets.values()], timeout)
 
     # -- invoking the handlers ------------------------------------------------------------------
 
@@ -248,31 +237,20 @@ class ApiGatewayEmulator:
                 log.exception("$disconnect failed")
 
     async def _serve_frames(self, scope: Scope, sock: _Socket, receive: Any) -> str:
-        live = sock.live
-        while True:
-            message = await receive()
-            if message["type"] == "websocket.disconnect":
-                return f"client closed ({message.get('code', 1005)})"
+        def seen() -> None:
             sock.last_active = now_ms()
-            text = message.get("text")
-            if text is None:
-                live.close(p.CLOSE_POLICY, "binary frames are not part of the protocol")
-                return "binary frame"
-            wait_ms = live.bucket.take(p.frame_cost(text))
-            if wait_ms:
-                if live.bucket.refused_in_a_row > REFUSALS_BEFORE_CLOSE:
-                    live.close(p.CLOSE_POLICY, "far past the rate limit")
-                    return "rate limit"
-                live.push(rate_limited_frame(text, wait_ms))
-                continue
-            route = _select_route(text)
+
+        async def route(text: str) -> None:
+            name = _select_route(text)
             event = {"body": text, "isBase64Encoded": False,
-                     "requestContext": {**self._request_context(scope, sock.conn_id, route, "MESSAGE", sock.authorizer),
+                     "requestContext": {**self._request_context(scope, sock.conn_id, name, "MESSAGE", sock.authorizer),
                                         "messageId": uuid.uuid4().hex[:16], "connectedAt": sock.connected_at}}  # fmt: skip
             try:
-                await self._invoke(route, event)
+                await self._invoke(name, event)
             except Exception:
-                log.exception("route handler failed", extra={"route": route})
+                log.exception("route handler failed", extra={"route": name})
+
+        return await serve_frames(receive, sock.live, route, on_frame=seen)
 
     # -- @connections ---------------------------------------------------------------------------
 

@@ -1,14 +1,24 @@
 """ASGI pieces both servers share (the self-hosted one and the development API Gateway emulator):
+the lifespan, one socket's outgoing buffer and its frame loop, closing everything on shutdown,
 request headers, JSON bodies and answers, refused handshakes, the rate-limit refusal."""
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import json
+import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tui_chat import protocol as p
+from tui_chat.ratelimit import TokenBucket
+
+if TYPE_CHECKING:
+    from tui_chat.server.core import Caller
+
+log = logging.getLogger("tui_chat.server")
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -80,3 +90,140 @@ def rate_limited_frame(text: str, wait_ms: int) -> str:
         rid = action.rid
         msg_id = action.id if isinstance(action, p.SendMessage) else None
     return p.encode(p.event_to_wire(p.Error(code=p.RATE_LIMITED, message="slow down", id=msg_id, rid=rid, retry_after_ms=wait_ms)))
+
+
+# -- sockets ---------------------------------------------------------------------------------
+
+
+SEND_BUFFER_BYTES = 1024 * 1024
+"""How far one connection may fall behind before it is dropped."""
+REFUSALS_BEFORE_CLOSE = 1000
+"""Rate-limited actions in a row after which a connection is closed with 1008."""
+
+
+
+class LiveConnection:
+    """One open socket: its identity, rate limit and a bounded outgoing buffer drained by its own
+    writer task, so fan-out never waits on a slow reader: a consumer that falls more than
+    ``SEND_BUFFER_BYTES`` behind is dropped instead of stalling others or growing memory."""
+
+    __slots__ = ("caller", "_send", "_queue", "_queued_bytes", "_wakeup", "_writer", "closed", "bucket")
+
+    def __init__(self, caller: Caller, send: Send, bucket: TokenBucket | None = None) -> None:
+        self.caller = caller
+        self._send = send
+        self._queue: deque[str | tuple[int, str]] = deque()
+        self._queued_bytes = 0
+        self._wakeup = asyncio.Event()
+        self._writer: asyncio.Task | None = None
+        self.closed = False
+        self.bucket = bucket or TokenBucket()
+
+    def start(self) -> None:
+        self._writer = asyncio.create_task(self._drain(), name=f"ws-writer-{self.caller.conn_id}")
+
+    def push(self, text: str) -> bool:
+        """Queue a frame; False when the connection is closed or has just been dropped as too slow."""
+        if self.closed:
+            return False
+        self._queued_bytes += len(text)
+        if self._queued_bytes > SEND_BUFFER_BYTES:
+            log.warning("dropping slow consumer", extra={"user": self.caller.username, "conn": self.caller.conn_id})
+            self.abort()
+            return False
+        self._queue.append(text)
+        self._wakeup.set()
+        return True
+
+    def close(self, code: int, reason: str = "") -> None:
+        """Send what is queued, then a close frame."""
+        if not self.closed:
+            self.closed = True
+            self._queue.append((code, reason))
+            self._wakeup.set()
+
+    def abort(self) -> None:
+        self.closed = True
+        self._queue.clear()
+        self._queued_bytes = 0
+        if self._writer is not None:
+            self._writer.cancel()
+
+    async def finish(self, timeout: float = 1.0) -> None:
+        """Let a requested close go out (briefly), then stop the writer."""
+        if self.closed and self._queue and self._writer is not None:
+            await asyncio.wait({self._writer}, timeout=timeout)
+        self.abort()
+
+    async def wait_drained(self) -> None:
+        if self._writer is not None:
+            await asyncio.wait({self._writer})
+
+    async def _drain(self) -> None:
+        try:
+            while True:
+                while self._queue:
+                    item = self._queue.popleft()
+                    if isinstance(item, tuple):
+                        await self._send({"type": "websocket.close", "code": item[0], "reason": item[1]})
+                        return
+                    self._queued_bytes -= len(item)
+                    await self._send({"type": "websocket.send", "text": item})
+                self._wakeup.clear()
+                await self._wakeup.wait()
+        except (OSError, RuntimeError) as exc:  # the peer went away under us
+            log.debug("writer stopped: %s", exc)
+            self.closed = True
+        except Exception as exc:  # uvicorn's ClientDisconnected and friends
+            log.debug("writer stopped: %r", exc)
+            self.closed = True
+
+
+async def serve_frames(receive: Receive, conn: LiveConnection, handle: Callable[[str], Awaitable[None]],
+                       on_frame: Callable[[], None] | None = None) -> str:  # fmt: skip
+    """Read one socket's frames until it ends (returns why): binary frames close it with 1008,
+    frames over its rate limit are refused (and far past it, closed), the rest are handled in order."""
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            return f"client closed ({message.get('code', 1005)})"
+        if on_frame is not None:
+            on_frame()
+        text = message.get("text")
+        if text is None:
+            conn.close(p.CLOSE_POLICY, "binary frames are not part of the protocol")
+            return "binary frame"
+        wait_ms = conn.bucket.take(p.frame_cost(text))
+        if wait_ms:
+            if conn.bucket.refused_in_a_row > REFUSALS_BEFORE_CLOSE:
+                conn.close(p.CLOSE_POLICY, "far past the rate limit")
+                return "rate limit"
+            conn.push(rate_limited_frame(text, wait_ms))
+            continue
+        await handle(text)
+
+
+async def close_all(live: list[LiveConnection], timeout: float) -> None:
+    """Close every socket with 1001 (going away) and give the writers a moment to flush."""
+    for conn in live:
+        conn.close(p.CLOSE_GOING_AWAY, "server shutting down")
+    if live:
+        await asyncio.wait([asyncio.ensure_future(c.wait_drained()) for c in live], timeout=timeout)
+
+
+async def run_lifespan(receive: Receive, send: Send, *, startup: Callable[[], Awaitable[None]], shutdown: Callable[[], Awaitable[None]]) -> None:
+    """The ASGI lifespan protocol around an app's own ``startup`` and ``shutdown``."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            try:
+                await startup()
+            except Exception as exc:
+                log.exception("the server failed to start")
+                await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                return
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await shutdown()
+            await send({"type": "lifespan.shutdown.complete"})
+            return

@@ -1,8 +1,7 @@
 """The self-hosted runtime: one ASGI app (served by uvicorn) for ``/ws`` and the HTTP endpoints.
 
-Each WebSocket gets a :class:`LiveConnection` with a bounded outgoing buffer drained by its own
-writer task, so fan-out never waits on a slow reader: a consumer that falls more than
-``SEND_BUFFER_BYTES`` behind is dropped instead of stalling others or growing memory.
+Each WebSocket gets a :class:`~tui_chat.server.asgi.LiveConnection` (a bounded outgoing buffer
+with its own writer task, so fan-out never waits on a slow reader) and the shared frame loop.
 """
 
 from __future__ import annotations
@@ -10,104 +9,33 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections import deque
 from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qs
 
 from tui_chat import __version__
 from tui_chat import protocol as p
-from tui_chat.server.asgi import Receive, Scope, Send, deny, header, json_response, rate_limited_frame, read_json_body
+from tui_chat.server.asgi import (
+    LiveConnection,
+    Receive,
+    Scope,
+    Send,
+    close_all,
+    deny,
+    header,
+    json_response,
+    read_json_body,
+    run_lifespan,
+    serve_frames,
+)
 from tui_chat.server.auth.accounts import AccountService
 from tui_chat.server.auth.identity import AuthError, TokenVerifier
 from tui_chat.server.core import Caller, ChatCore, Gateway, now_ms
-from tui_chat.ratelimit import RateLimit, TokenBucket
+from tui_chat.ratelimit import RateLimit
 from tui_chat.server.store import Store, StoreUnavailable
 
 log = logging.getLogger("tui_chat.server")
 
-SEND_BUFFER_BYTES = 1024 * 1024
-"""How far one connection may fall behind before it is dropped."""
 MAX_HTTP_BODY_BYTES = 64 * 1024
-REFUSALS_BEFORE_CLOSE = 1000
-"""Rate-limited actions in a row after which a connection is closed with 1008."""
-CLOSE_SLOW_CONSUMER = 1013
-"""'Try again later': the client reconnects and catches up."""
-
-
-
-class LiveConnection:
-    """One open socket: its identity, rate limit and outgoing buffer."""
-
-    __slots__ = ("caller", "_send", "_queue", "_queued_bytes", "_wakeup", "_writer", "closed", "bucket")
-
-    def __init__(self, caller: Caller, send: Send, bucket: TokenBucket | None = None) -> None:
-        self.caller = caller
-        self._send = send
-        self._queue: deque[str | tuple[int, str]] = deque()
-        self._queued_bytes = 0
-        self._wakeup = asyncio.Event()
-        self._writer: asyncio.Task | None = None
-        self.closed = False
-        self.bucket = bucket or TokenBucket()
-
-    def start(self) -> None:
-        self._writer = asyncio.create_task(self._drain(), name=f"ws-writer-{self.caller.conn_id}")
-
-    def push(self, text: str) -> bool:
-        """Queue a frame; False when the connection is closed or has just been dropped as too slow."""
-        if self.closed:
-            return False
-        self._queued_bytes += len(text)
-        if self._queued_bytes > SEND_BUFFER_BYTES:
-            log.warning("dropping slow consumer", extra={"user": self.caller.username, "conn": self.caller.conn_id})
-            self.abort()
-            return False
-        self._queue.append(text)
-        self._wakeup.set()
-        return True
-
-    def close(self, code: int, reason: str = "") -> None:
-        """Send what is queued, then a close frame."""
-        if not self.closed:
-            self.closed = True
-            self._queue.append((code, reason))
-            self._wakeup.set()
-
-    def abort(self) -> None:
-        self.closed = True
-        self._queue.clear()
-        self._queued_bytes = 0
-        if self._writer is not None:
-            self._writer.cancel()
-
-    async def finish(self, timeout: float = 1.0) -> None:
-        """Let a requested close go out (briefly), then stop the writer."""
-        if self.closed and self._queue and self._writer is not None:
-            await asyncio.wait({self._writer}, timeout=timeout)
-        self.abort()
-
-    async def wait_drained(self) -> None:
-        if self._writer is not None:
-            await asyncio.wait({self._writer})
-
-    async def _drain(self) -> None:
-        try:
-            while True:
-                while self._queue:
-                    item = self._queue.popleft()
-                    if isinstance(item, tuple):
-                        await self._send({"type": "websocket.close", "code": item[0], "reason": item[1]})
-                        return
-                    self._queued_bytes -= len(item)
-                    await self._send({"type": "websocket.send", "text": item})
-                self._wakeup.clear()
-                await self._wakeup.wait()
-        except (OSError, RuntimeError) as exc:  # the peer went away under us
-            log.debug("writer stopped: %s", exc)
-            self.closed = True
-        except Exception as exc:  # uvicorn's ClientDisconnected and friends
-            log.debug("writer stopped: %r", exc)
-            self.closed = True
 
 
 class LocalGateway(Gateway):
@@ -164,32 +92,21 @@ class ChatServerApp:
     # -- lifespan ---------------------------------------------------------------------------
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                try:
-                    await self.store.open()
-                    await self.store.clear_connections()  # sockets from a previous run are gone
-                except Exception as exc:
-                    log.exception("store failed to open")
-                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
-                    return
-                if self.verifier is not None:
-                    await self._load_verifier_keys()
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await self.going_away()
-                await self.store.close()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await run_lifespan(receive, send, startup=self._start, shutdown=self._stop)
+
+    async def _start(self) -> None:
+        await self.store.open()
+        await self.store.clear_connections()  # sockets from a previous run are gone
+        if self.verifier is not None:
+            await self._load_verifier_keys()
+
+    async def _stop(self) -> None:
+        await self.going_away()
+        await self.store.close()
 
     async def going_away(self, timeout: float = 2.0) -> None:
         """Close every socket with 1001 and give the writers a moment to flush."""
-        live = list(self.gateway.connections.values())
-        for conn in live:
-            conn.close(p.CLOSE_GOING_AWAY, "server shutting down")
-        if live:
-            await asyncio.wait([asyncio.ensure_future(c.wait_drained()) for c in live], timeout=timeout)
+        await close_all(list(self.gateway.connections.values()), timeout)
 
     # -- HTTP -------------------------------------------------------------------------------
 
@@ -316,19 +233,4 @@ class ChatServerApp:
 
     async def _serve_frames(self, conn: LiveConnection, receive: Receive) -> None:
         caller = conn.caller
-        while True:
-            message = await receive()
-            if message["type"] == "websocket.disconnect":
-                return
-            text = message.get("text")
-            if text is None:
-                conn.close(p.CLOSE_POLICY, "binary frames are not part of the protocol")
-                return
-            wait_ms = conn.bucket.take(p.frame_cost(text))
-            if wait_ms:
-                if conn.bucket.refused_in_a_row > REFUSALS_BEFORE_CLOSE:
-                    conn.close(p.CLOSE_POLICY, "far past the rate limit")
-                    return
-                conn.push(rate_limited_frame(text, wait_ms))
-                continue
-            await self.core.handle_frame(caller, text)
+        await serve_frames(receive, conn, lambda text: self.core.handle_frame(caller, text))
