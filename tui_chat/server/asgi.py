@@ -101,7 +101,6 @@ REFUSALS_BEFORE_CLOSE = 1000
 """Rate-limited actions in a row after which a connection is closed with 1008."""
 
 
-
 class LiveConnection:
     """One open socket: its identity, rate limit and a bounded outgoing buffer drained by its own
     writer task, so fan-out never waits on a slow reader: a consumer that falls more than

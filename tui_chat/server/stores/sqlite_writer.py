@@ -74,7 +74,6 @@ def _settle(jobs: list[_Job]) -> None:
             job.future.set_result(job.result)
 
 
-
 class GroupCommitWriter:
     """``window_s``: how long to wait for more jobs after the first one of a batch (0: take only
     what is already queued: no added latency when idle). ``max_batch`` bounds one transaction."""
