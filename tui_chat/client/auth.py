@@ -78,9 +78,8 @@ def device_id(folder: Path | None = None) -> str:
             return existing
     except (OSError, UnicodeDecodeError):
         pass
-    path.parent.mkdir(parents=True, exist_ok=True)
     new = "dev-" + secrets.token_hex(8)
-    path.write_text(new + "\n", encoding="ascii")
+    write_private(path, new + "\n")
     return new
 
 

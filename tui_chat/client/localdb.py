@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from tui_chat.migrations import migrate
+from tui_chat.paths import private_database
 
 _SCHEMA = [
     """
@@ -40,8 +41,7 @@ _SCHEMA = [
 
 
 def open_db(path: Path) -> sqlite3.Connection:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(path, isolation_level=None)
+    db = sqlite3.connect(private_database(path), isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
     migrate(db, _SCHEMA, what=str(path))

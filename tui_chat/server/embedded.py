@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 from pathlib import Path
 
-from tui_chat.paths import data_dir
+from tui_chat.paths import data_dir, private_folder
 from tui_chat.server.settings import DEFAULT_HOST, DEFAULT_PORT
 
 START_TIMEOUT_S = 15.0
@@ -90,7 +91,8 @@ class EmbeddedServer:
 
 def _log_to_file(path: Path) -> None:
     """The server's log goes to a file: the terminal belongs to the UI."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_folder(path.parent)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))  # 0600 before the handler opens it
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     for name in ("tui_chat.server", "uvicorn", "uvicorn.error", "uvicorn.access"):

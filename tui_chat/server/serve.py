@@ -9,6 +9,7 @@ from collections.abc import Callable
 import uvicorn
 
 from tui_chat import protocol as p
+from tui_chat.paths import private_database
 from tui_chat.server.auth.accounts import load_or_create_secret
 from tui_chat.server.auth.wiring import sign_in_services
 from tui_chat.server.core import now_ms
@@ -23,8 +24,7 @@ def build_app(settings: Settings, *, clock: Callable[[], int] = now_ms) -> ChatS
     """The self-hosted server over SQLite (the embedded default store)."""
     from tui_chat.server.stores.sqlite import SQLiteStore
 
-    db_path = settings.db_path
-    db_path.parent.mkdir(parents=True, exist_ok=True)
+    db_path = private_database(settings.db_path)  # 0600, and its folder 0700 when we create it
     store = SQLiteStore(db_path, group_commit_window_ms=settings.commit_window_ms)
     secret = load_or_create_secret(db_path.with_name(db_path.name + ".secret"))
     accounts, verifier = sign_in_services(settings, store, secret, clock)
