@@ -67,3 +67,41 @@ async def test_silent_and_trickling_sockets_are_closed_and_a_chat_connection_sta
     finally:
         server.stop()
     assert not [line for line in server.log_lines if line.get("level") in ("error", "critical")]
+
+
+async def test_a_body_that_trickles_is_cut_at_the_deadline_and_an_oversized_one_refused_at_once(tmp_path):
+    """The deadline covers the whole request, its body included; a declared length over the cap
+    is answered 413 before a byte of the body is read (it was held forever)."""
+    server = start_server(tmp_path / "srv", extra_args=("--request-timeout", str(TIMEOUT_S)))
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"POST /auth/login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 60000\r\n\r\n{")  # fmt: skip
+        await writer.drain()
+        started = time.monotonic()
+
+        async def trickle() -> None:
+            try:
+                for _ in range(3000):  # a byte every 20 ms: a minute for what was declared
+                    writer.write(b" ")
+                    await writer.drain()
+                    await asyncio.sleep(0.02)
+            except ConnectionError:
+                pass
+
+        trickling = asyncio.create_task(trickle())
+        assert await closed_by_server(reader, WAIT_LIMIT_S), "a trickling body is cut"
+        trickling.cancel()
+        assert time.monotonic() - started < 60, "closed before the body could have arrived"
+        writer.close()
+
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"POST /auth/login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 99999999999\r\n\r\n{")  # fmt: skip
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.readuntil(b"\r\n"), 5)  # long before any deadline
+        assert answer.startswith(b"HTTP/1.1 413"), answer
+        writer.close()
+    finally:
+        server.stop()
+    assert not [line for line in server.log_lines if line.get("level") in ("error", "critical")]

@@ -125,7 +125,7 @@ class ChatServerApp:
             status = 405 if known else 404
             await json_response(send, status, {"error": "method not allowed" if known else "not found"})
             return
-        body, problem = await read_json_body(receive, MAX_HTTP_BODY_BYTES)
+        body, problem = await read_json_body(scope, receive, MAX_HTTP_BODY_BYTES)
         if problem is not None:
             await json_response(send, problem[0], {"error": problem[1]})
             return
