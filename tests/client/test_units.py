@@ -234,3 +234,33 @@ def test_a_cache_written_by_a_newer_release_is_refused_not_misread(tmp_path):
     raw.close()
     with pytest.raises(SchemaTooNew, match="upgrade tui-chat"):
         open_db(path)
+
+
+async def test_messages_that_catch_up_fetches_beyond_the_servers_snapshot_count_as_unread(tmp_path):
+    """The conversation list is a snapshot (1 unread); by the time catch-up fetches the page,
+    two more have been stored and come in that page before their live events: 3 unread, not 1.
+    (A race seen under load: the unread count stayed short for good.)"""
+    from tui_chat import protocol as p
+    from tui_chat.client.sync import Sync
+    from tui_chat.client.timeline import Timeline
+
+    def message(seq: int) -> p.Message:
+        return p.Message(id=f"m{seq}", sender="bob", to="alice", body=f"hi {seq}", seq=seq, ts=seq)
+
+    class Server:
+        """Answers catch-up as a server whose conversation grew while it did."""
+
+        connection = None
+
+        async def ask(self, generation, action, kind):
+            if isinstance(action, p.GetConversations):
+                return p.Conversations(items=(p.ConversationSummary("bob", last_seq=1, read_seq=0, unread=1, last=message(1)),))
+            return p.Messages(with_="bob", items=(message(1), message(2), message(3)), has_more=False)
+
+    timeline = Timeline(open_db(tmp_path / "client.db"), "alice", emit=lambda event: None, on_outbox_change=lambda: None)
+    timeline.received(message(1), synced=False)  # live, before the list was answered
+    await Sync(Server(), timeline).conversations(generation=1)
+    assert timeline.conversation("bob").unread == 3
+    timeline.received(message(2), synced=True)  # their live events, late: nothing counted twice
+    timeline.received(message(3), synced=True)
+    assert timeline.conversation("bob").unread == 3

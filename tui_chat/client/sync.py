@@ -43,6 +43,10 @@ class Sync:
                         await self._fetch_newest(generation, peer)
                     else:
                         await self._fetch_after(generation, peer)
+                    # Counted again with what was fetched: messages stored after the server's
+                    # snapshot came in those pages, before their live events (which then count
+                    # nothing, being held already), and are unread all the same.
+                    cache.apply_summary(summary)
                 await self._send_read_marker(generation, peer, summary.read_seq)
                 self.timeline.announce(peer)
             cursor = reply.next
