@@ -75,17 +75,22 @@ class _ClientFaultFilter(logging.Filter):
 
 
 class _RedactTokens(logging.Filter):
-    """uvicorn logs each WebSocket's path with its query string: a ``token`` there (clients that
-    cannot set the Authorization header) must not reach the log (PROTOCOL.md 7.6)."""
+    """No token in the log (PROTOCOL.md 7.6): uvicorn logs each WebSocket's path with its query
+    string (a ``token`` there, from clients that cannot set the Authorization header) and, at
+    debug, every handshake header (``authorization: Bearer …`` among them)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if "token=" in message:
-            record.msg, record.args = _TOKEN_IN_QUERY.sub(r"\1[redacted]", message), ()
+        redacted = _TOKEN_IN_QUERY.sub(r"\1[redacted]", message) if "token=" in message.lower() else message
+        if "authorization" in redacted.lower():
+            redacted = _AUTHORIZATION.sub(r"\1[redacted]", redacted)
+        if redacted != message:
+            record.msg, record.args = redacted, ()
         return True
 
 
-_TOKEN_IN_QUERY = re.compile(r"((?:^|[?&\s])(?:token|refreshToken)=)[^&\s\"']*")
+_TOKEN_IN_QUERY = re.compile(r"((?:^|[?&\s])(?:token|refreshToken)=)[^&\s\"']*", re.IGNORECASE)
+_AUTHORIZATION = re.compile(r"(authorization['\"]?\s*[:=,]\s*['\"]?)[^\r\n'\"]*", re.IGNORECASE)
 
 
 def filter_uvicorn_logs() -> None:
