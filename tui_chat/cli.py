@@ -48,6 +48,7 @@ _commit_window = _bounded(float, 0, MAX_COMMIT_WINDOW_MS, "a number of milliseco
 _request_timeout = _bounded(float, MIN_REQUEST_HEAD_TIMEOUT_S, MAX_REQUEST_HEAD_TIMEOUT_S, "a number of seconds", "the request timeout", " s")
 _rate = _bounded(float, 0.1, MAX_RATE, "a number of actions a second", "the rate limit", " actions a second")
 _burst = _bounded(int, 1, MAX_RATE, "a whole number of actions", "the burst", " actions")
+_auth_rate = _bounded(float, 1, MAX_RATE, "a number of requests a minute", "the sign-in rate", " requests a minute")
 
 
 def _existing_file(value: str) -> Path:
@@ -69,6 +70,7 @@ def add_serve_parser(commands: argparse._SubParsersAction, name: str = "serve",
     serve.add_argument("--request-timeout", type=_request_timeout, default=DEFAULT_REQUEST_HEAD_TIMEOUT_S, metavar="S", help="close a connection that has not sent a whole request head (a WebSocket handshake included) within S seconds (default: %(default)g)")
     serve.add_argument("--rate-limit", type=_rate, default=p.RATE_LIMIT_PER_SECOND, metavar="N", help="actions a second each connection may sustain; more get rate_limited (default: %(default)g)")
     serve.add_argument("--rate-burst", type=_burst, default=p.RATE_LIMIT_BURST, metavar="N", help="actions a connection may send at once before --rate-limit applies (default: %(default)s)")
+    serve.add_argument("--auth-rate", type=_auth_rate, default=30.0, metavar="N", help="sign-up, sign-in and refresh requests each client address may make a minute; more get 429 (default: %(default)g)")
     serve.add_argument("--no-signup", dest="signup", action="store_false", help="refuse new accounts (accounts mode)")
     serve.add_argument("--certfile", type=_existing_file, help="TLS certificate (PEM): serve wss:// and https://")
     serve.add_argument("--keyfile", type=_existing_file, help="TLS private key (PEM), with --certfile")
@@ -119,7 +121,7 @@ def run_serve(args: argparse.Namespace, build=None) -> int:
     options = Settings(
         host=args.host, port=args.port, db=args.db, auth=args.auth, signup=args.signup,
         commit_window_ms=args.commit_window_ms, request_timeout_s=args.request_timeout,
-        rate_limit=RateLimit(args.rate_limit, args.rate_burst),
+        rate_limit=RateLimit(args.rate_limit, args.rate_burst), auth_per_minute=args.auth_rate,
         certfile=args.certfile, keyfile=args.keyfile, log_level=args.log_level,
         cognito_region=args.cognito_region, cognito_user_pool_id=args.cognito_user_pool_id,
         cognito_client_id=args.cognito_client_id, cognito_group=args.cognito_group,

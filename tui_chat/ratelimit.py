@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
 from tui_chat.protocol import RATE_LIMIT_BURST, RATE_LIMIT_PER_SECOND
@@ -22,6 +23,29 @@ class RateLimit:
 
     def bucket(self) -> "TokenBucket":
         return TokenBucket(self.rate, self.burst)
+
+
+class BucketsByKey:
+    """A token bucket per key (a client's address), for costs a stranger could otherwise impose
+    without limit. At most ``max_keys`` are kept: the least recently used is forgotten first (by
+    then it would be nearly full again), so a spray of addresses costs bounded memory."""
+
+    def __init__(self, limit: RateLimit, *, max_keys: int = 10_000, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit = limit
+        self.max_keys = max_keys
+        self.clock = clock
+        self._buckets: OrderedDict[Hashable, TokenBucket] = OrderedDict()
+
+    def take(self, key: Hashable) -> int:
+        """0 when ``key`` may go on, else the milliseconds until it may."""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = TokenBucket(self.limit.rate, self.limit.burst, self.clock)
+            if len(self._buckets) > self.max_keys:
+                self._buckets.popitem(last=False)
+        else:
+            self._buckets.move_to_end(key)
+        return bucket.take()
 
 
 class TokenBucket:

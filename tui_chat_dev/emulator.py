@@ -361,7 +361,8 @@ def build_emulator(options: Any, *, dynamodb_endpoint: str | None = None, table_
     secret = load_or_create_secret(db_path.with_name(db_path.name + ".secret"))
     accounts, verifier = sign_in_services(options, store, secret, clock)
     lambda_app = aws.LambdaApp(store, verifier=verifier, accounts=accounts, region=region, clock=clock)
-    http_app = ChatServerApp(store, accounts, verifier=None if verifier is accounts else verifier, clock=clock, rate_limit=options.rate_limit)
+    http_app = ChatServerApp(store, accounts, verifier=None if verifier is accounts else verifier, clock=clock,
+                              rate_limit=options.rate_limit, auth_per_minute=options.auth_per_minute)  # fmt: skip
     log.info("lambda runtime", extra={"dynamodb": endpoint, "tables": table_prefix + "*"})
     return ApiGatewayEmulator(lambda_app, http_app, store=store,
                               on_shutdown=moto_server.stop if moto_server is not None else None)  # fmt: skip

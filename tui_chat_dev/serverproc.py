@@ -48,7 +48,9 @@ class RunningServer:
         command = ["tui_chat", "serve"] if self.runtime == "local" else ["tui_chat_dev", "serve-lambda"]
         cmd = [
             sys.executable, "-m", *command, "--host", "127.0.0.1", "--port", str(self.port),
-            "--db", str(self.db_path), "--auth", self.auth, "--log-format", "json", *self.extra_args,
+            "--db", str(self.db_path), "--auth", self.auth, "--log-format", "json",
+            # Every test user signs up from 127.0.0.1: the per-address sign-in limit is for strangers.
+            *(() if "--auth-rate" in self.extra_args else ("--auth-rate", "100000")), *self.extra_args,
         ]  # fmt: skip
         env = {**os.environ, **(self.env or {})}
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(CHECKOUT), env.get("PYTHONPATH", "")]))  # tui_chat_dev

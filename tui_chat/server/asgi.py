@@ -28,6 +28,12 @@ DENIED = contextvars.ContextVar("denied_handshake", default=False)
 """Set in the task whose WebSocket handshake was refused (uvicorn's log filter reads it)."""
 
 
+def client_address(scope: Scope) -> str:
+    """The peer's IP address (what uvicorn was told: behind a proxy, configure its forwarding)."""
+    client = scope.get("client") or ("", 0)
+    return str(client[0])
+
+
 def header(scope: Scope, name: str) -> str:
     """A request header's value (``name`` in lower case), ``""`` when absent."""
     wanted = name.encode("latin-1")
@@ -62,11 +68,11 @@ async def read_json_body(scope: Scope, receive: Receive, limit: int) -> tuple[di
         return {}, (400, f"the body must be a JSON object ({exc.message})")
 
 
-async def json_response(send: Send, status: int, payload: dict) -> None:
+async def json_response(send: Send, status: int, payload: dict, *, retry_after_s: int | None = None) -> None:
     body = json.dumps(payload, ensure_ascii=False).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if status == 429:
-        headers.append((b"retry-after", b"900"))
+        headers.append((b"retry-after", str(retry_after_s or 900).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 

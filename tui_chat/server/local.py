@@ -7,6 +7,7 @@ with its own writer task, so fan-out never waits on a slow reader) and the share
 from __future__ import annotations
 
 import asyncio
+import math
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -19,6 +20,7 @@ from tui_chat.server.asgi import (
     Receive,
     Scope,
     Send,
+    client_address,
     close_all,
     deny,
     header,
@@ -30,7 +32,7 @@ from tui_chat.server.asgi import (
 from tui_chat.server.auth.accounts import AccountService
 from tui_chat.server.auth.identity import AuthError, TokenVerifier
 from tui_chat.server.core import Caller, ChatCore, Gateway, now_ms
-from tui_chat.ratelimit import RateLimit
+from tui_chat.ratelimit import BucketsByKey, RateLimit
 from tui_chat.server.store import Store, StoreUnavailable
 
 log = logging.getLogger("tui_chat.server")
@@ -63,11 +65,14 @@ class ChatServerApp:
         verifier: TokenVerifier | None = None,
         clock: Callable[[], int] = now_ms,
         rate_limit: RateLimit = RateLimit(),
+        auth_per_minute: float = 30.0,
     ) -> None:
         """``verifier`` (Cognito sign-in) checks tokens instead of ``accounts``, whose HTTP
         endpoints are then off: users sign in with Cognito, not with this server."""
         self.store = store
         self.rate_limit = rate_limit
+        self.auth_limits = BucketsByKey(RateLimit(auth_per_minute / 60, max(1, int(auth_per_minute))))
+        """Per client address on ``/auth/*``: each request there may cost a password hash."""
         self.accounts = accounts
         self.verifier = verifier
         self.gateway = LocalGateway()
@@ -124,6 +129,11 @@ class ChatServerApp:
             known = any(route_path == path for _, route_path in self._routes) or path in ("/healthz", "/info")
             status = 405 if known else 404
             await json_response(send, status, {"error": "method not allowed" if known else "not found"})
+            return
+        wait_ms = self.auth_limits.take(client_address(scope))
+        if wait_ms:
+            retry_s = math.ceil(wait_ms / 1000)
+            await json_response(send, 429, {"error": f"too many sign-in requests from your address; try again in {retry_s} s"}, retry_after_s=retry_s)
             return
         body, problem = await read_json_body(scope, receive, MAX_HTTP_BODY_BYTES)
         if problem is not None:

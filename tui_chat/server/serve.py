@@ -28,7 +28,8 @@ def build_app(settings: Settings, *, clock: Callable[[], int] = now_ms) -> ChatS
     store = SQLiteStore(db_path, group_commit_window_ms=settings.commit_window_ms)
     secret = load_or_create_secret(db_path.with_name(db_path.name + ".secret"))
     accounts, verifier = sign_in_services(settings, store, secret, clock)
-    return ChatServerApp(store, accounts, verifier=None if verifier is accounts else verifier, clock=clock, rate_limit=settings.rate_limit)
+    return ChatServerApp(store, accounts, verifier=None if verifier is accounts else verifier, clock=clock,
+                         rate_limit=settings.rate_limit, auth_per_minute=settings.auth_per_minute)  # fmt: skip
 
 
 class ChatServer(uvicorn.Server):

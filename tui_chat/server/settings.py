@@ -42,6 +42,8 @@ class Settings:
     """How long a connection may take to send each request head before it is closed."""
     rate_limit: RateLimit = RateLimit()
     """Each connection's token bucket (PROTOCOL.md section 5's default: 100/s, bursts of 500)."""
+    auth_per_minute: float = 30.0
+    """Sign-up, sign-in and refresh requests each client address may make a minute (bursts as many)."""
     certfile: Path | None = None
     keyfile: Path | None = None
     log_level: str = "info"

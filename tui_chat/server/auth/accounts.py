@@ -18,6 +18,7 @@ import os
 import secrets
 import weakref
 from collections.abc import Callable
+from typing import Any
 from pathlib import Path
 
 import jwt
@@ -37,6 +38,10 @@ MAX_PASSWORD_CHARS = 1024
 JWT_ISSUER = "tui-chat"
 JWT_AUDIENCE = "tui-chat"
 LOGIN_FAILED = "wrong username or password"
+HASHING_AT_ONCE = max(2, os.cpu_count() or 2)
+"""Password hashes computed at once (argon2id takes 64 MiB and a core's worth of work each)."""
+HASHING_QUEUE = 64
+"""Sign-ins that may wait for a hash; more are told to try again (503) instead of piling up."""
 
 
 def load_or_create_secret(path: Path) -> bytes:
@@ -85,6 +90,8 @@ class AccountService:
         # One login at a time per username: otherwise parallel guesses all pass the failure count
         # before any of them is recorded. (Weak values: a lock lives only while someone holds it.)
         self._login_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._hashing = asyncio.Semaphore(HASHING_AT_ONCE)
+        self._waiting_to_hash = 0
 
     # -- HTTP endpoints ---------------------------------------------------------------------
 
@@ -93,7 +100,7 @@ class AccountService:
             raise AuthError(403, "sign-up is disabled on this server")
         username = _username(body)
         password = _password(body, check_length=True)
-        password_hash = await asyncio.to_thread(self.hasher.hash, password)
+        password_hash = await self._hashed(self.hasher.hash, password)
         if not await self.store.create_user(username, password_hash, self.clock()):
             raise AuthError(409, f"the username {username!r} is taken")
         return await self._issue(username, None)
@@ -115,7 +122,7 @@ class AccountService:
             raise AuthError(429, "too many failed sign-ins; wait 15 minutes and try again")
         user = await self.store.get_user(username)
         stored = user.password_hash if user and user.password_hash else self._dummy_hash
-        if not await asyncio.to_thread(self._verify, stored, password) or stored is self._dummy_hash:
+        if not await self._hashed(self._verify, stored, password) or stored is self._dummy_hash:
             await self.store.record_login_failure(username, now)
             raise AuthError(401, LOGIN_FAILED)
         await self.store.clear_login_failures(username)
@@ -182,6 +189,18 @@ class AccountService:
         if claims["exp"] * 1000 <= self.clock():
             raise AuthError(401, "invalid token: expired")
         return Identity(username=username, device=device)
+
+    async def _hashed(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run a password hash in a worker thread, at most ``HASHING_AT_ONCE`` at a time, so that
+        a crowd of sign-ins costs bounded memory and leaves the event loop (chat) responsive."""
+        if self._waiting_to_hash >= HASHING_QUEUE:
+            raise AuthError(503, "the server is busy signing people in; try again in a moment")
+        self._waiting_to_hash += 1
+        try:
+            async with self._hashing:
+                return await asyncio.to_thread(fn, *args)
+        finally:
+            self._waiting_to_hash -= 1
 
     def _verify(self, stored: str, password: str) -> bool:
         try:
