@@ -84,3 +84,51 @@ def test_a_bad_auth_rate_is_refused(flag, tmp_path):
     result = subprocess.run([sys.executable, "-m", "tui_chat", "serve", "--db", str(tmp_path / "s.db"), "--auth-rate", flag],
                             capture_output=True, text=True, timeout=30)  # fmt: skip
     assert result.returncode == 2 and "--auth-rate" in result.stderr
+
+
+async def test_guesses_from_elsewhere_never_lock_a_person_out(tmp_path):
+    """Failures count per name and address: a stranger guessing at 127.0.0.2 is made to wait,
+    while the person, from where they are, signs in at once."""
+    server = start_server(tmp_path / "srv")
+    try:
+        async with httpx.AsyncClient(base_url=server.http_url) as http:
+            await http.post("/auth/signup", json={"username": "target", "password": "right password"})
+        stranger = httpx.AsyncHTTPTransport(local_address="127.0.0.2")
+        async with httpx.AsyncClient(base_url=server.http_url, transport=stranger) as http:
+            statuses = [(await http.post("/auth/login", json={"username": "target", "password": f"guess {i}"})).status_code for i in range(7)]
+            assert statuses == [401] * 5 + [429] * 2
+            locked = await http.post("/auth/login", json={"username": "target", "password": "right password"})
+            assert locked.status_code == 429 and locked.headers["retry-after"] == "60", "even the right password waits there"
+        async with httpx.AsyncClient(base_url=server.http_url) as http:
+            assert (await http.post("/auth/login", json={"username": "target", "password": "right password"})).status_code == 200
+    finally:
+        server.stop()
+
+
+async def test_the_wait_grows_with_each_failure_after_the_fifth(tmp_path):
+    class Instant(CountingHasher):
+        def hash(self, password: str) -> str:
+            return "hashed:" + password
+
+    now = [0]
+    store = SQLiteStore(tmp_path / "s.db")
+    await store.open()
+    service = AccountService(store, b"s" * 32, clock=lambda: now[0], hasher=Instant())
+    await service.signup({"username": "slowly", "password": "right password"})
+
+    async def attempt(at_s: float, password: str = "wrong") -> int:
+        now[0] = int(at_s * 1000)
+        try:
+            await service.login({"username": "slowly", "password": password}, "192.0.2.7")
+            return 200
+        except AuthError as exc:
+            return exc.status
+
+    try:
+        assert [await attempt(i) for i in range(5)] == [401] * 5  # the fifth at 4 s
+        assert await attempt(5) == 429 and await attempt(64) == 429 and await attempt(65) == 401, "a minute after the fifth"
+        assert await attempt(65 + 120) == 429 and await attempt(65 + 121) == 401, "then two minutes"
+        assert await attempt(186 + 240) == 429 and await attempt(186 + 241, "right password") == 200, "then four"
+        assert await attempt(428) == 401, "a success starts the count again"
+    finally:
+        await store.close()

@@ -77,7 +77,7 @@ class ChatServerApp:
         self.verifier = verifier
         self.gateway = LocalGateway()
         self.core = ChatCore(store, self.gateway, clock=clock)
-        self._routes: dict[tuple[str, str], Callable[[dict], Awaitable[tuple[int, dict]]]] = {
+        self._routes: dict[tuple[str, str], Callable[[dict, str], Awaitable[tuple[int, dict]]]] = {
             ("POST", "/auth/signup"): self._signup,
             ("POST", "/auth/login"): self._login,
             ("POST", "/auth/refresh"): self._refresh,
@@ -139,16 +139,17 @@ class ChatServerApp:
         if problem is not None:
             await json_response(send, problem[0], {"error": problem[1]})
             return
+        retry_after_s = None
         try:
-            status, payload = await handler(body)
+            status, payload = await handler(body, client_address(scope))
         except AuthError as exc:
-            status, payload = exc.status, {"error": exc.message}
+            status, payload, retry_after_s = exc.status, {"error": exc.message}, exc.retry_after_s
         except StoreUnavailable:
             status, payload = 503, {"error": "the server cannot reach its store; try again"}
         except Exception:
             log.exception("HTTP handler failed", extra={"path": path})
             status, payload = 500, {"error": "internal error"}
-        await json_response(send, status, payload)
+        await json_response(send, status, payload, retry_after_s=retry_after_s)
 
     async def _load_verifier_keys(self) -> None:
         try:  # fetched now so the first sign-in does not wait; a failure is retried on first use
@@ -173,13 +174,13 @@ class ChatServerApp:
         except Exception:
             return False
 
-    async def _signup(self, body: dict) -> tuple[int, dict]:
+    async def _signup(self, body: dict, address: str) -> tuple[int, dict]:
         return 201, await self.accounts.signup(body)
 
-    async def _login(self, body: dict) -> tuple[int, dict]:
-        return 200, await self.accounts.login(body)
+    async def _login(self, body: dict, address: str) -> tuple[int, dict]:
+        return 200, await self.accounts.login(body, address)
 
-    async def _refresh(self, body: dict) -> tuple[int, dict]:
+    async def _refresh(self, body: dict, address: str) -> tuple[int, dict]:
         return 200, await self.accounts.refresh(body)
 
     # -- WebSocket --------------------------------------------------------------------------

@@ -6,8 +6,11 @@
   first start and kept beside the database with 0600 permissions.
 - Refresh tokens are 256-bit random strings; only their SHA-256 is stored, and each one is
   single use (rotated on every refresh).
-- Five failed logins for one username within 15 minutes answer 429 until the window passes.
-  Unknown users and wrong passwords get the same answer and take the same time.
+- Failed logins are counted per username *and* client address: after five within 15 minutes from
+  one address, that address must wait (a minute, then twice as long after each further failure,
+  at most 15 minutes) before trying that name again. Someone else's guesses never lock a person
+  out from where they are. Unknown users and wrong passwords get the same answer and take the
+  same time.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ ACCESS_TOKEN_TTL_MS = 60 * 60 * 1000
 REFRESH_TOKEN_TTL_MS = 30 * 24 * 60 * 60 * 1000
 FAILED_LOGIN_LIMIT = 5
 FAILED_LOGIN_WINDOW_MS = 15 * 60 * 1000
+LOCKOUT_FIRST_MS = 60 * 1000
+"""The wait after ``FAILED_LOGIN_LIMIT`` failures; it doubles with each further one."""
 MIN_PASSWORD_CHARS = 8
 MAX_PASSWORD_CHARS = 1024
 JWT_ISSUER = "tui-chat"
@@ -105,27 +110,34 @@ class AccountService:
             raise AuthError(409, f"the username {username!r} is taken")
         return await self._issue(username, None)
 
-    async def login(self, body: dict) -> dict:
+    async def login(self, body: dict, address: str = "") -> dict:
+        """Sign in from client ``address`` (failures are counted per name and address)."""
         if self.mode == "open":
             return await self._login_open(body)
         username = _username(body, failure=LOGIN_FAILED, status=401)
         password = _password(body, check_length=False)
-        lock = self._login_locks.get(username)
+        who = f"{username}@{address}" if address else username
+        # One attempt at a time per name and address: otherwise parallel guesses all pass the
+        # failure count before any of them is recorded.
+        lock = self._login_locks.get(who)
         if lock is None:
-            lock = self._login_locks[username] = asyncio.Lock()
+            lock = self._login_locks[who] = asyncio.Lock()
         async with lock:
-            return await self._login_checked(username, password)
+            return await self._login_checked(username, password, who)
 
-    async def _login_checked(self, username: str, password: str) -> dict:
+    async def _login_checked(self, username: str, password: str, who: str) -> dict:
         now = self.clock()
-        if await self.store.count_login_failures(username, now - FAILED_LOGIN_WINDOW_MS) >= FAILED_LOGIN_LIMIT:
-            raise AuthError(429, "too many failed sign-ins; wait 15 minutes and try again")
+        failures = await self.store.count_login_failures(who, now - FAILED_LOGIN_WINDOW_MS)
+        if failures >= FAILED_LOGIN_LIMIT:
+            wait_ms = min(FAILED_LOGIN_WINDOW_MS, LOCKOUT_FIRST_MS << min(failures - FAILED_LOGIN_LIMIT, 20))
+            if await self.store.count_login_failures(who, now - wait_ms):
+                raise AuthError(429, "too many failed sign-ins from here; wait and try again", retry_after_s=wait_ms // 1000)
         user = await self.store.get_user(username)
         stored = user.password_hash if user and user.password_hash else self._dummy_hash
         if not await self._hashed(self._verify, stored, password) or stored is self._dummy_hash:
-            await self.store.record_login_failure(username, now)
+            await self.store.record_login_failure(who, now)
             raise AuthError(401, LOGIN_FAILED)
-        await self.store.clear_login_failures(username)
+        await self.store.clear_login_failures(who)
         return await self._issue(username, None)
 
     async def refresh(self, body: dict) -> dict:

@@ -9,10 +9,12 @@ from typing import Protocol
 class AuthError(Exception):
     """A refusal with the HTTP status to answer."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, *, retry_after_s: int | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.retry_after_s = retry_after_s
+        """With 429 and 503: when to try again."""
 
 
 @dataclass(frozen=True, slots=True)
