@@ -71,6 +71,8 @@ def add_serve_parser(commands: argparse._SubParsersAction, name: str = "serve",
     serve.add_argument("--rate-limit", type=_rate, default=p.RATE_LIMIT_PER_SECOND, metavar="N", help="actions a second each connection may sustain; more get rate_limited (default: %(default)g)")
     serve.add_argument("--rate-burst", type=_burst, default=p.RATE_LIMIT_BURST, metavar="N", help="actions a connection may send at once before --rate-limit applies (default: %(default)s)")
     serve.add_argument("--auth-rate", type=_auth_rate, default=30.0, metavar="N", help="sign-up, sign-in and refresh requests each client address may make a minute; more get 429 (default: %(default)g)")
+    serve.add_argument("--public-host", action="append", default=[], metavar="NAME", help="a name clients reach this server by, besides loopback names, IP addresses and this machine's own name (repeatable); requests for any other name are refused (DNS rebinding)")
+    serve.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN", help="a web origin (https://chat.example.org) whose pages may connect (repeatable; none by default)")
     serve.add_argument("--no-signup", dest="signup", action="store_false", help="refuse new accounts (accounts mode)")
     serve.add_argument("--certfile", type=_existing_file, help="TLS certificate (PEM): serve wss:// and https://")
     serve.add_argument("--keyfile", type=_existing_file, help="TLS private key (PEM), with --certfile")
@@ -122,6 +124,7 @@ def run_serve(args: argparse.Namespace, build=None) -> int:
         host=args.host, port=args.port, db=args.db, auth=args.auth, signup=args.signup,
         commit_window_ms=args.commit_window_ms, request_timeout_s=args.request_timeout,
         rate_limit=RateLimit(args.rate_limit, args.rate_burst), auth_per_minute=args.auth_rate,
+        public_hosts=tuple(args.public_host), allowed_origins=tuple(args.allow_origin),
         certfile=args.certfile, keyfile=args.keyfile, log_level=args.log_level,
         cognito_region=args.cognito_region, cognito_user_pool_id=args.cognito_user_pool_id,
         cognito_client_id=args.cognito_client_id, cognito_group=args.cognito_group,

@@ -51,6 +51,7 @@ from tui_chat.server import aws
 from tui_chat.server.core import Caller, now_ms
 from tui_chat.server.asgi import LiveConnection, close_all, deny, header, run_lifespan, serve_frames
 from tui_chat.server.local import ChatServerApp
+from tui_chat.server.origins import Origins
 from tui_chat.server.store import Store
 
 log = logging.getLogger("tui_chat.emulator")
@@ -362,7 +363,8 @@ def build_emulator(options: Any, *, dynamodb_endpoint: str | None = None, table_
     accounts, verifier = sign_in_services(options, store, secret, clock)
     lambda_app = aws.LambdaApp(store, verifier=verifier, accounts=accounts, region=region, clock=clock)
     http_app = ChatServerApp(store, accounts, verifier=None if verifier is accounts else verifier, clock=clock,
-                              rate_limit=options.rate_limit, auth_per_minute=options.auth_per_minute)  # fmt: skip
+                              rate_limit=options.rate_limit, auth_per_minute=options.auth_per_minute,
+                              origins=Origins(options.public_hosts, options.allowed_origins))  # fmt: skip
     log.info("lambda runtime", extra={"dynamodb": endpoint, "tables": table_prefix + "*"})
     return ApiGatewayEmulator(lambda_app, http_app, store=store,
                               on_shutdown=moto_server.stop if moto_server is not None else None)  # fmt: skip

@@ -32,6 +32,7 @@ from tui_chat.server.asgi import (
 from tui_chat.server.auth.accounts import AccountService
 from tui_chat.server.auth.identity import AuthError, TokenVerifier
 from tui_chat.server.core import Caller, ChatCore, Gateway, now_ms
+from tui_chat.server.origins import Origins
 from tui_chat.ratelimit import BucketsByKey, RateLimit
 from tui_chat.server.store import Store, StoreUnavailable
 
@@ -66,11 +67,13 @@ class ChatServerApp:
         clock: Callable[[], int] = now_ms,
         rate_limit: RateLimit = RateLimit(),
         auth_per_minute: float = 30.0,
+        origins: Origins | None = None,
     ) -> None:
         """``verifier`` (Cognito sign-in) checks tokens instead of ``accounts``, whose HTTP
         endpoints are then off: users sign in with Cognito, not with this server."""
         self.store = store
         self.rate_limit = rate_limit
+        self.origins = origins or Origins()
         self.auth_limits = BucketsByKey(RateLimit(auth_per_minute / 60, max(1, int(auth_per_minute))))
         """Per client address on ``/auth/*``: each request there may cost a password hash."""
         self.accounts = accounts
@@ -117,6 +120,9 @@ class ChatServerApp:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         method, path = scope["method"], scope["path"]
+        if not self.origins.host_allowed(header(scope, "host")):
+            await json_response(send, 421, {"error": "this server does not answer to that name (see serve --public-host)"})
+            return
         if path == "/healthz" and method in ("GET", "HEAD"):
             ok = await self._healthy()
             await json_response(send, 200 if ok else 503, {"status": "ok" if ok else "unavailable"})
@@ -129,6 +135,16 @@ class ChatServerApp:
             known = any(route_path == path for _, route_path in self._routes) or path in ("/healthz", "/info")
             status = 405 if known else 404
             await json_response(send, status, {"error": "method not allowed" if known else "not found"})
+            return
+        declared = header(scope, "content-length")
+        if declared.isdigit() and int(declared) > MAX_HTTP_BODY_BYTES:
+            await json_response(send, 413, {"error": f"the body is larger than {MAX_HTTP_BODY_BYTES // 1024} KiB"})
+            return
+        if header(scope, "content-type").split(";", 1)[0].strip().lower() != "application/json":
+            await json_response(send, 415, {"error": "send the body as application/json"})
+            return
+        if not self.origins.origin_allowed(header(scope, "origin")):
+            await json_response(send, 403, {"error": "requests from this web origin are not allowed (see serve --allow-origin)"})
             return
         wait_ms = self.auth_limits.take(client_address(scope))
         if wait_ms:
@@ -191,6 +207,12 @@ class ChatServerApp:
             return
         message = await receive()
         if message["type"] != "websocket.connect":
+            return
+        if not self.origins.host_allowed(header(scope, "host")):
+            await deny(send, 403, "this server does not answer to that name (see serve --public-host)")
+            return
+        if not self.origins.origin_allowed(header(scope, "origin")):
+            await deny(send, 403, "connections from this web origin are not allowed (see serve --allow-origin)")
             return
         try:
             caller = await self._authenticate(scope)

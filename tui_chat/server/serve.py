@@ -16,6 +16,7 @@ from tui_chat.server.core import now_ms
 from tui_chat.server.logs import filter_uvicorn_logs
 from tui_chat.server.deadline import with_head_deadline
 from tui_chat.server.local import ChatServerApp
+from tui_chat.server.origins import Origins
 from tui_chat.server.settings import Settings
 
 log = logging.getLogger("tui_chat.server")
@@ -29,7 +30,8 @@ def build_app(settings: Settings, *, clock: Callable[[], int] = now_ms) -> ChatS
     secret = load_or_create_secret(db_path.with_name(db_path.name + ".secret"))
     accounts, verifier = sign_in_services(settings, store, secret, clock)
     return ChatServerApp(store, accounts, verifier=None if verifier is accounts else verifier, clock=clock,
-                         rate_limit=settings.rate_limit, auth_per_minute=settings.auth_per_minute)  # fmt: skip
+                         rate_limit=settings.rate_limit, auth_per_minute=settings.auth_per_minute,
+                         origins=Origins(settings.public_hosts, settings.allowed_origins))  # fmt: skip
 
 
 class ChatServer(uvicorn.Server):

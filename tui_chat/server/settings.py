@@ -44,6 +44,10 @@ class Settings:
     """Each connection's token bucket (PROTOCOL.md section 5's default: 100/s, bursts of 500)."""
     auth_per_minute: float = 30.0
     """Sign-up, sign-in and refresh requests each client address may make a minute (bursts as many)."""
+    public_hosts: tuple[str, ...] = ()
+    """Names (``Host``) the server answers to besides loopback names, IP addresses and this machine's name."""
+    allowed_origins: tuple[str, ...] = ()
+    """Web origins whose pages may connect (none by default: terminal clients send no Origin)."""
     certfile: Path | None = None
     keyfile: Path | None = None
     log_level: str = "info"
