@@ -187,7 +187,7 @@ class AccountService:
                 options={"require": ["exp", "iat", "sub", "iss", "aud"]},
                 leeway=0,
             )  # fmt: skip
-        except jwt.PyJWTError as exc:
+        except (jwt.PyJWTError, ValueError, TypeError, RecursionError) as exc:  # whatever a hostile token makes it raise
             raise AuthError(401, f"invalid token: {exc}") from None
         if claims.get("mode") != self.mode:
             raise AuthError(401, "invalid token: issued for another sign-in mode")

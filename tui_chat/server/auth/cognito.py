@@ -96,7 +96,7 @@ class CognitoVerifier:
     def verify_token(self, token: str) -> Identity:
         try:
             header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError as exc:
+        except (jwt.PyJWTError, ValueError, TypeError, RecursionError) as exc:  # whatever a hostile token makes it raise
             raise AuthError(401, f"invalid token: {exc}") from None
         if header.get("alg") != "RS256":  # never 'none', never an HMAC keyed with a public key
             raise AuthError(401, "invalid token: not signed with RS256")
@@ -108,7 +108,7 @@ class CognitoVerifier:
                 token, self._key(kid), algorithms=["RS256"], audience=self.client_id, issuer=self.issuer,
                 options={"require": ["exp", "iat", "iss", "aud", "token_use"]}, leeway=self.leeway_s,
             )  # fmt: skip
-        except jwt.PyJWTError as exc:
+        except (jwt.PyJWTError, ValueError, TypeError, RecursionError) as exc:  # whatever a hostile token makes it raise
             raise AuthError(401, f"invalid token: {exc}") from None
         if claims.get("token_use") != "id":
             raise AuthError(401, "invalid token: not an ID token")
