@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 from pathlib import Path
 
@@ -58,30 +59,38 @@ def _existing_file(value: str) -> Path:
     return path
 
 
+EXIT_CODES = "exit status: 0 stopped as asked (Ctrl-C, SIGTERM); 1 could not start (port in use, database, missing package); 2 bad flags"
+
+
 def add_serve_parser(commands: argparse._SubParsersAction, name: str = "serve",
                      description: str = "Run the self-hosted chat server (WebSocket at /ws, sign-in over HTTP).") -> argparse.ArgumentParser:  # fmt: skip
     """The serve flags (the development tools reuse them for the Lambda emulator)."""
-    serve = commands.add_parser(name, help=description.split(" (")[0].rstrip(".").lower(), description=description)
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s; 0.0.0.0 for every interface)")
-    serve.add_argument("--port", type=_port, default=8765, help="port to listen on (default: %(default)s)")
-    serve.add_argument("--db", type=Path, default=None, help="SQLite database file (default: server.db in the user data folder)")
-    serve.add_argument("--auth", choices=("accounts", "open", "cognito"), default="accounts", help="accounts: username and password; open: pick a nickname; cognito: Amazon Cognito ID tokens (default: %(default)s)")
-    serve.add_argument("--commit-window-ms", type=_commit_window, default=0.0, metavar="MS", help="wait up to MS for more writes before each commit: fewer fsyncs on a slow disk, MS more latency per ack (default: 0, group only what is already queued)")
-    serve.add_argument("--request-timeout", type=_request_timeout, default=DEFAULT_REQUEST_HEAD_TIMEOUT_S, metavar="S", help="close a connection that has not sent a whole request head (a WebSocket handshake included) within S seconds (default: %(default)g)")
-    serve.add_argument("--rate-limit", type=_rate, default=p.RATE_LIMIT_PER_SECOND, metavar="N", help="actions a second each connection may sustain; more get rate_limited (default: %(default)g)")
-    serve.add_argument("--rate-burst", type=_burst, default=p.RATE_LIMIT_BURST, metavar="N", help="actions a connection may send at once before --rate-limit applies (default: %(default)s)")
-    serve.add_argument("--auth-rate", type=_auth_rate, default=30.0, metavar="N", help="sign-up, sign-in and refresh requests each client address may make a minute; more get 429 (default: %(default)g)")
-    serve.add_argument("--public-host", action="append", default=[], metavar="NAME", help="a name clients reach this server by, besides loopback names, IP addresses and this machine's own name (repeatable); requests for any other name are refused (DNS rebinding)")
-    serve.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN", help="a web origin (https://chat.example.org) whose pages may connect (repeatable; none by default)")
-    serve.add_argument("--no-signup", dest="signup", action="store_false", help="refuse new accounts (accounts mode)")
-    serve.add_argument("--certfile", type=_existing_file, help="TLS certificate (PEM): serve wss:// and https://")
-    serve.add_argument("--keyfile", type=_existing_file, help="TLS private key (PEM), with --certfile")
-    serve.add_argument("--cognito-region", help="--auth cognito: the user pool's AWS region")
-    serve.add_argument("--cognito-user-pool-id", help="--auth cognito: the user pool id")
-    serve.add_argument("--cognito-client-id", help="--auth cognito: the app client id (the tokens' audience)")
-    serve.add_argument("--cognito-group", help="--auth cognito: only members of this group may connect")
-    serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
-    serve.add_argument("--log-format", choices=("text", "json"), default="text", help="json: one JSON object a line")
+    serve = commands.add_parser(name, help=description.split(" (")[0].rstrip(".").lower(), description=description, epilog=EXIT_CODES)
+    g0 = serve.add_argument_group("where it listens")
+    g0.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s; 0.0.0.0 for every interface)")
+    g0.add_argument("--port", type=_port, default=8765, help="port to listen on (default: %(default)s)")
+    g0.add_argument("--certfile", type=_existing_file, help="TLS certificate (PEM): serve wss:// and https://")
+    g0.add_argument("--keyfile", type=_existing_file, help="TLS private key (PEM), with --certfile")
+    g0.add_argument("--public-host", action="append", default=[], metavar="NAME", help="a name clients reach this server by, besides loopback names, IP addresses and this machine's own name (repeatable); requests for any other name are refused (DNS rebinding)")
+    g0.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN", help="a web origin (https://chat.example.org) whose pages may connect (repeatable; none by default)")
+    g0.add_argument("--request-timeout", type=_request_timeout, default=DEFAULT_REQUEST_HEAD_TIMEOUT_S, metavar="S", help="close a connection that has not sent a whole request head (a WebSocket handshake included) within S seconds (default: %(default)g)")
+    g1 = serve.add_argument_group("its data")
+    g1.add_argument("--db", type=Path, default=None, help="SQLite database file (default: server.db in the user data folder)")
+    g1.add_argument("--commit-window-ms", type=_commit_window, default=0.0, metavar="MS", help="wait up to MS for more writes before each commit: fewer fsyncs on a slow disk, MS more latency per ack (default: 0, group only what is already queued)")
+    g2 = serve.add_argument_group("who may sign in")
+    g2.add_argument("--auth", choices=("accounts", "open", "cognito"), default="accounts", help="accounts: username and password; open: pick a nickname; cognito: Amazon Cognito ID tokens (default: %(default)s)")
+    g2.add_argument("--no-signup", dest="signup", action="store_false", help="refuse new accounts (accounts mode)")
+    g2.add_argument("--auth-rate", type=_auth_rate, default=30.0, metavar="N", help="sign-up, sign-in and refresh requests each client address may make a minute; more get 429 (default: %(default)g)")
+    g2.add_argument("--cognito-region", help="--auth cognito: the user pool's AWS region")
+    g2.add_argument("--cognito-user-pool-id", help="--auth cognito: the user pool id")
+    g2.add_argument("--cognito-client-id", help="--auth cognito: the app client id (the tokens' audience)")
+    g2.add_argument("--cognito-group", help="--auth cognito: only members of this group may connect")
+    g3 = serve.add_argument_group("limits per connection")
+    g3.add_argument("--rate-limit", type=_rate, default=p.RATE_LIMIT_PER_SECOND, metavar="N", help="actions a second each connection may sustain; more get rate_limited (default: %(default)g)")
+    g3.add_argument("--rate-burst", type=_burst, default=p.RATE_LIMIT_BURST, metavar="N", help="actions a connection may send at once before --rate-limit applies (default: %(default)s)")
+    g4 = serve.add_argument_group("logging")
+    g4.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info", help="how much the server says (default: %(default)s; debug redacts tokens too)")
+    g4.add_argument("--log-format", choices=("text", "json"), default="text", help="json: one JSON object a line")
     return serve
 
 
@@ -109,7 +118,7 @@ def run_serve(args: argparse.Namespace, build=None) -> int:
     by default; the development tools pass the API Gateway emulator)."""
     from tui_chat.server.logs import configure_logging
     from tui_chat.ratelimit import RateLimit
-    from tui_chat.server.serve import build_app, make_server
+    from tui_chat.server.serve import build_app, listening_socket, make_server
     from tui_chat.server.settings import Settings
 
     if bool(args.certfile) != bool(args.keyfile):
@@ -120,6 +129,11 @@ def run_serve(args: argparse.Namespace, build=None) -> int:
         print("tui-chat serve: --auth cognito needs --cognito-region, --cognito-user-pool-id and --cognito-client-id", file=sys.stderr)
         return 2
     configure_logging(args.log_level, args.log_format)
+    try:
+        sock = listening_socket(args.host, args.port)
+    except OSError as exc:
+        print(f"tui-chat serve: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     options = Settings(
         host=args.host, port=args.port, db=args.db, auth=args.auth, signup=args.signup,
         commit_window_ms=args.commit_window_ms, request_timeout_s=args.request_timeout,
@@ -132,14 +146,27 @@ def run_serve(args: argparse.Namespace, build=None) -> int:
     try:
         app = (build or build_app)(options)
     except ImportError as exc:
+        sock.close()
         print(f"tui-chat serve: a package this needs is not installed: {exc.name}", file=sys.stderr)
         return 1
     except (OSError, RuntimeError) as exc:
+        sock.close()
         print(f"tui-chat serve: cannot open {options.db_path}: {exc}", file=sys.stderr)
         return 1
     server = make_server(options, app)
-    with asyncio.Runner(loop_factory=fast_loop()) as runner:
-        runner.run(server.serve())
+    # Ctrl-C and SIGTERM stop the server gracefully (uvicorn catches them, then raises them again
+    # once it has shut down): with these handlers in place that is a normal exit, not a
+    # KeyboardInterrupt traceback or a death by signal (exit 143).
+    stops: list[int] = []
+    previous = {sig: signal.signal(sig, lambda number, frame: stops.append(number)) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with asyncio.Runner(loop_factory=fast_loop()) as runner:
+            runner.run(server.serve(sockets=[sock]))
+    except SystemExit:  # uvicorn's own exit when the app fails to start (it logged why)
+        return 1
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return 0 if server.started else 1
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import signal
 import subprocess
 import sys
 
@@ -38,3 +40,48 @@ def test_bad_flags_exit_2_with_a_reason(tmp_path, flags, message):
     assert result.returncode == 2
     assert message in result.stderr
     assert not (tmp_path / "s.db").exists(), "nothing was created"
+
+
+def _serve(tmp_path, *flags: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "tui_chat", "serve", "--port", "0", "--log-format", "json", *flags],
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def _until_listening(proc: subprocess.Popen) -> int:
+    for line in proc.stderr:
+        if '"listening"' in line:
+            return int(json.loads(line)["port"])
+    raise AssertionError("the server never listened")
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_and_sigterm_stop_the_server_cleanly_with_exit_0(tmp_path, stop):
+    proc = _serve(tmp_path, "--db", str(tmp_path / "s.db"))
+    _until_listening(proc)
+    proc.send_signal(stop)
+    rest = proc.stderr.read()
+    assert proc.wait(30) == 0, "a requested stop is a normal exit (SIGTERM was 143, Ctrl-C a traceback and 130)"
+    assert "Traceback" not in rest and "KeyboardInterrupt" not in rest
+
+
+def test_a_port_in_use_is_said_at_once_and_creates_no_database(tmp_path):
+    first = _serve(tmp_path, "--db", str(tmp_path / "first.db"))
+    try:
+        port = _until_listening(first)
+        second = subprocess.run([sys.executable, "-m", "tui_chat", "serve", "--port", str(port), "--db", str(tmp_path / "new" / "s.db")],
+                                capture_output=True, text=True, timeout=30)  # fmt: skip
+        assert second.returncode == 1
+        assert f"cannot listen on 127.0.0.1:{port}" in second.stderr and "Traceback" not in second.stderr
+        assert not (tmp_path / "new").exists(), "nothing was created for a server that cannot listen"
+    finally:
+        first.terminate()
+        first.wait(30)
+
+
+def test_a_file_that_is_not_a_database_is_said_in_one_line(tmp_path):
+    bad = tmp_path / "s.db"
+    bad.write_bytes(b"this is not a database, just some bytes someone left here" * 10)
+    result = subprocess.run([sys.executable, "-m", "tui_chat", "serve", "--port", "0", "--db", str(bad)],
+                            capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert result.returncode == 1
+    assert "cannot open its database: file is not a database" in result.stderr and "Traceback" not in result.stderr

@@ -8,11 +8,13 @@ import asyncio
 import contextvars
 import json
 import logging
+import sqlite3
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from tui_chat import protocol as p
+from tui_chat.migrations import SchemaTooNew
 from tui_chat.ratelimit import TokenBucket
 
 if TYPE_CHECKING:
@@ -227,6 +229,10 @@ async def run_lifespan(receive: Receive, send: Send, *, startup: Callable[[], Aw
         if message["type"] == "lifespan.startup":
             try:
                 await startup()
+            except (OSError, sqlite3.DatabaseError, SchemaTooNew) as exc:  # a bad --db: said in one line
+                log.error("the server cannot open its database: %s", exc)
+                await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                return
             except Exception as exc:
                 log.exception("the server failed to start")
                 await send({"type": "lifespan.startup.failed", "message": str(exc)})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 from collections.abc import Callable
 
@@ -32,6 +33,15 @@ def build_app(settings: Settings, *, clock: Callable[[], int] = now_ms) -> ChatS
     return ChatServerApp(store, accounts, verifier=None if verifier is accounts else verifier, clock=clock,
                          rate_limit=settings.rate_limit, auth_per_minute=settings.auth_per_minute,
                          origins=Origins(settings.public_hosts, settings.allowed_origins))  # fmt: skip
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """The server's socket, bound before anything else is created (a port in use is said at
+    once, and no database is made for a server that cannot listen). Raises ``OSError``."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.create_server((host, port), family=family, backlog=2048)  # SO_REUSEADDR, as uvicorn does
+    sock.set_inheritable(True)
+    return sock
 
 
 class ChatServer(uvicorn.Server):
