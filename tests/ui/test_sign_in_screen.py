@@ -74,7 +74,8 @@ async def test_unreachable_server_is_said_in_words():
         await pilot.pause()
         await app.workers.wait_for_complete()
         await pilot.pause()
-        assert "open server" in str(app.screen.query_one("#server-mode").render())
+        said = str(app.screen.query_one("#server-mode").render())
+        assert "open server" in said and "Whoever takes a nickname later sees its conversations" in said
 
 
 class RefusingBackend(FakeBackend):

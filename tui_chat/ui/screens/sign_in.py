@@ -140,7 +140,8 @@ class SignInScreen(Screen[None]):
         self.query_one("#username-label", Label).update("Nickname" if open_mode else "Username")
         self.query_one("#create-account").display = info.signup and not open_mode
         if open_mode:
-            text = "open server: pick a nickname, no password"
+            # Said before anyone signs in (issue 13): a nickname's conversations stay with the name.
+            text = "open server: pick a nickname, no password. Whoever takes a nickname later sees its conversations"
         elif info.auth == "cognito":
             text = "Amazon Cognito accounts"
         else:
