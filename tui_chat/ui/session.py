@@ -50,7 +50,6 @@ class Change:
     """Conversations whose rows changed, with how many rows were appended (0: unknown)."""
     incoming: list[Incoming] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
-    replaced: bool = False
     signed_out: bool = False
 
 
@@ -233,7 +232,6 @@ class Session:
                         self._presence_fresh = False
                         change.users = True
                     change.connection = True
-                    change.replaced = event.kind == cs.ConnectionState.REPLACED
                     change.signed_out = event.kind == cs.ConnectionState.SIGNED_OUT
                 case cs.UsersLoaded():
                     self._presence_fresh = True
