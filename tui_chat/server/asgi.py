@@ -45,12 +45,15 @@ def header(scope: Scope, name: str) -> str:
     return ""
 
 
-async def read_json_body(scope: Scope, receive: Receive, limit: int) -> tuple[dict, tuple[int, str] | None]:
-    """The request body as a JSON object, or the status and reason to refuse it with. A declared
-    length over ``limit`` is refused before a byte of the body is read."""
+def declared_too_large(scope: Scope, limit: int) -> bool:
+    """Whether the request says its body is over ``limit``: refused before a byte of it is read."""
     declared = header(scope, "content-length")
-    if declared.isdigit() and int(declared) > limit:
-        return {}, (413, f"the body is larger than {limit // 1024} KiB")
+    return declared.isdigit() and int(declared) > limit
+
+
+async def read_json_body(receive: Receive, limit: int) -> tuple[dict, tuple[int, str] | None]:
+    """The request body as a JSON object, or the status and reason to refuse it with (a body
+    that turns out longer than ``limit`` too, whatever it declared)."""
     chunks: list[bytes] = []
     size = 0
     while True:

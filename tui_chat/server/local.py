@@ -22,6 +22,7 @@ from tui_chat.server.asgi import (
     Send,
     client_address,
     close_all,
+    declared_too_large,
     deny,
     header,
     json_response,
@@ -136,8 +137,7 @@ class ChatServerApp:
             status = 405 if known else 404
             await json_response(send, status, {"error": "method not allowed" if known else "not found"})
             return
-        declared = header(scope, "content-length")
-        if declared.isdigit() and int(declared) > MAX_HTTP_BODY_BYTES:
+        if declared_too_large(scope, MAX_HTTP_BODY_BYTES):
             await json_response(send, 413, {"error": f"the body is larger than {MAX_HTTP_BODY_BYTES // 1024} KiB"})
             return
         if header(scope, "content-type").split(";", 1)[0].strip().lower() != "application/json":
@@ -151,7 +151,7 @@ class ChatServerApp:
             retry_s = math.ceil(wait_ms / 1000)
             await json_response(send, 429, {"error": f"too many sign-in requests from your address; try again in {retry_s} s"}, retry_after_s=retry_s)
             return
-        body, problem = await read_json_body(scope, receive, MAX_HTTP_BODY_BYTES)
+        body, problem = await read_json_body(receive, MAX_HTTP_BODY_BYTES)
         if problem is not None:
             await json_response(send, problem[0], {"error": problem[1]})
             return
