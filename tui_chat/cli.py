@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
+import textwrap
 from pathlib import Path
 
 from tui_chat import __version__
@@ -50,6 +52,8 @@ _request_timeout = _bounded(float, MIN_REQUEST_HEAD_TIMEOUT_S, MAX_REQUEST_HEAD_
 _rate = _bounded(float, 0.1, MAX_RATE, "a number of actions a second", "the rate limit", " actions a second")
 _burst = _bounded(int, 1, MAX_RATE, "a whole number of actions", "the burst", " actions")
 _auth_rate = _bounded(float, 1, MAX_RATE, "a number of requests a minute", "the sign-in rate", " requests a minute")
+_retention = _bounded(int, 1, 36_500, "a whole number of days", "the retention", " days")
+_forget_after = _bounded(int, 1, 525_600, "a whole number of minutes", "--forget-after", " minutes")
 
 
 def _existing_file(value: str) -> Path:
@@ -61,37 +65,138 @@ def _existing_file(value: str) -> Path:
 
 EXIT_CODES = "exit status: 0 stopped as asked (Ctrl-C, SIGTERM); 1 could not start (port in use, database, missing package); 2 bad flags"
 
+ENV_PREFIX = "TUI_CHAT_"
+ENV_RULE = (
+    "Every flag can be set in the environment instead, for service managers: TUI_CHAT_ and the flag's name in capitals "
+    "with underscores (--commit-window-ms 5 is TUI_CHAT_COMMIT_WINDOW_MS=5); an on/off flag takes true or false "
+    "(TUI_CHAT_NO_SIGNUP=true is --no-signup), a repeatable flag a comma-separated list "
+    "(TUI_CHAT_PUBLIC_HOST=chat.example.org,chat.internal). A flag on the command line wins; an empty variable counts as unset."
+)
+
+
+def env_variable(flag: str) -> str:
+    """The environment variable that sets ``flag``: ``--commit-window-ms`` → ``TUI_CHAT_COMMIT_WINDOW_MS``."""
+    return ENV_PREFIX + flag.lstrip("-").upper().replace("-", "_")
+
+
+class _FromEnv(str):
+    """A flag's default taken from the environment, as text. argparse runs a text default
+    through the flag's ``type`` when the flag is not on the command line, and only then: that
+    is where it is checked (see :func:`_option`), so a flag on the command line wins even over
+    a bad variable, and a bad variable is an error of ``serve`` alone, not of ``--help`` or of
+    the client."""
+
+
+class _Switch(argparse.Action):
+    """``store_true``/``store_false`` that also takes a ``type`` (to read its variable's true or false)."""
+
+    def __init__(self, option_strings, dest, const, default=None, type=None, required=False, help=None):
+        super().__init__(option_strings, dest, nargs=0, const=const, default=default, type=type, required=required, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, self.const)
+
+
+class _Repeatable(argparse.Action):
+    """``append`` whose first use on the command line replaces the variable's list, not adds to it."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        current = getattr(namespace, self.dest, None)
+        setattr(namespace, self.dest, [*(current if isinstance(current, list) else ()), values])
+
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _option(group, flag: str, **options) -> argparse.Action:
+    """``group.add_argument(flag, **options)``, defaulting to ``TUI_CHAT_<FLAG>`` when that is set
+    (``ENV_RULE``), whose value is checked by the flag's own ``type`` and ``choices``."""
+    variable = env_variable(flag)
+    kind, convert, choices = options.get("action", "store"), options.get("type"), options.get("choices")
+    if "%(default" in options.get("help", ""):  # said now: the default below may become the variable's text
+        options["help"] = (options["help"] % {"default": options.get("default")}).replace("%", "%%")
+
+    def one(text: str):
+        try:
+            value = convert(text) if convert else text
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a valid value: {text!r}") from None
+        if choices is not None and value not in choices:
+            raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from {', '.join(map(str, choices))})")
+        return value
+
+    def switch(text: str):
+        if text.lower() not in _TRUE + _FALSE:
+            raise argparse.ArgumentTypeError(f"true or false, not {text!r}")
+        return options["const"] if text.lower() in _TRUE else off
+
+    def listed(text: str):
+        return [one(part.strip()) for part in text.split(",") if part.strip()]
+
+    read = one
+    if kind in ("store_true", "store_false"):
+        off = options.get("default", kind == "store_false")
+        options.update(action=_Switch, const=kind == "store_true", default=off)
+        read = switch
+    elif kind == "append":
+        options.update(action=_Repeatable, default=options.get("default") or [])
+        read = listed
+
+    def parse(value: str):
+        """The flag's ``type``: ``convert`` for the command line (where argparse checks the
+        choices itself), ``read`` for the variable, named in any error."""
+        if not isinstance(value, _FromEnv):
+            return convert(value) if convert else value
+        try:
+            return read(str(value).strip())
+        except argparse.ArgumentTypeError as exc:
+            raise argparse.ArgumentTypeError(f"environment variable {variable}: {exc}") from None
+
+    parse.__name__ = getattr(convert, "__name__", "str")  # argparse names the type in some errors
+    options["type"] = parse
+    if os.environ.get(variable, "").strip():
+        options["default"] = _FromEnv(os.environ[variable])
+    return group.add_argument(flag, **options)
+
 
 def add_serve_parser(commands: argparse._SubParsersAction, name: str = "serve",
                      description: str = "Run the self-hosted chat server (WebSocket at /ws, sign-in over HTTP).") -> argparse.ArgumentParser:  # fmt: skip
-    """The serve flags (the development tools reuse them for the Lambda emulator)."""
-    serve = commands.add_parser(name, help=description.split(" (")[0].rstrip(".").lower(), description=description, epilog=EXIT_CODES)
+    """The serve flags (the development tools reuse them for the Lambda emulator); each one may
+    come from a ``TUI_CHAT_*`` variable instead (``ENV_RULE``)."""
+    serve = commands.add_parser(name, help=description.split(" (")[0].rstrip(".").lower(), description=description,
+                                epilog=f"{textwrap.fill(ENV_RULE, 78)}\n\n{textwrap.fill(EXIT_CODES, 78)}",
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     g0 = serve.add_argument_group("where it listens")
-    g0.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s; 0.0.0.0 for every interface)")
-    g0.add_argument("--port", type=_port, default=8765, help="port to listen on (default: %(default)s)")
-    g0.add_argument("--certfile", type=_existing_file, help="TLS certificate (PEM): serve wss:// and https://")
-    g0.add_argument("--keyfile", type=_existing_file, help="TLS private key (PEM), with --certfile")
-    g0.add_argument("--public-host", action="append", default=[], metavar="NAME", help="a name clients reach this server by, besides loopback names, IP addresses and this machine's own name (repeatable); requests for any other name are refused (DNS rebinding)")
-    g0.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN", help="a web origin (https://chat.example.org) whose pages may connect (repeatable; none by default)")
-    g0.add_argument("--request-timeout", type=_request_timeout, default=DEFAULT_REQUEST_HEAD_TIMEOUT_S, metavar="S", help="close a connection that has not sent a whole request head (a WebSocket handshake included) within S seconds (default: %(default)g)")
+    _option(g0, "--host", default="127.0.0.1", help="address to listen on (default: %(default)s; 0.0.0.0 for every interface)")
+    _option(g0, "--port", type=_port, default=8765, help="port to listen on (default: %(default)s)")
+    _option(g0, "--certfile", type=_existing_file, help="TLS certificate (PEM): serve wss:// and https://")
+    _option(g0, "--keyfile", type=_existing_file, help="TLS private key (PEM), with --certfile")
+    _option(g0, "--public-host", action="append", metavar="NAME", help="a name clients reach this server by, besides loopback names, IP addresses and this machine's own name (repeatable); requests for any other name are refused (DNS rebinding)")
+    _option(g0, "--allow-origin", action="append", metavar="ORIGIN", help="a web origin (https://chat.example.org) whose pages may connect (repeatable; none by default)")
+    _option(g0, "--request-timeout", type=_request_timeout, default=DEFAULT_REQUEST_HEAD_TIMEOUT_S, metavar="S", help="close a connection that has not sent a whole request head (a WebSocket handshake included) within S seconds (default: %(default)g)")
     g1 = serve.add_argument_group("its data")
-    g1.add_argument("--db", type=Path, default=None, help="SQLite database file (default: server.db in the user data folder)")
-    g1.add_argument("--commit-window-ms", type=_commit_window, default=0.0, metavar="MS", help="wait up to MS for more writes before each commit: fewer fsyncs on a slow disk, MS more latency per ack (default: 0, group only what is already queued)")
+    _option(g1, "--db", type=Path, default=None, help="SQLite database file (default: server.db in the user data folder)")
+    _option(g1, "--commit-window-ms", type=_commit_window, default=0.0, metavar="MS", help="wait up to MS for more writes before each commit: fewer fsyncs on a slow disk, MS more latency per ack (default: 0, group only what is already queued)")
+    _option(g1, "--retention-days", type=_retention, default=None, metavar="DAYS", help="delete messages older than DAYS days (default: keep them)")
     g2 = serve.add_argument_group("who may sign in")
-    g2.add_argument("--auth", choices=("accounts", "open", "cognito"), default="accounts", help="accounts: username and password; open: pick a nickname; cognito: Amazon Cognito ID tokens (default: %(default)s)")
-    g2.add_argument("--no-signup", dest="signup", action="store_false", help="refuse new accounts (accounts mode)")
-    g2.add_argument("--auth-rate", type=_auth_rate, default=30.0, metavar="N", help="sign-up, sign-in and refresh requests each client address may make a minute; more get 429 (default: %(default)g)")
-    g2.add_argument("--cognito-region", help="--auth cognito: the user pool's AWS region")
-    g2.add_argument("--cognito-user-pool-id", help="--auth cognito: the user pool id")
-    g2.add_argument("--cognito-client-id", help="--auth cognito: the app client id (the tokens' audience)")
-    g2.add_argument("--cognito-group", help="--auth cognito: only members of this group may connect")
+    _option(g2, "--auth", choices=("accounts", "open", "cognito"), default="accounts", help="accounts: username and password; open: pick a nickname; cognito: Amazon Cognito ID tokens (default: %(default)s)")
+    _option(g2, "--no-signup", dest="signup", action="store_false", help="refuse new accounts (accounts mode)")
+    _option(g2, "--forget-after", type=_forget_after, default=None, metavar="MINUTES", help="--auth open: forget a nickname and its conversations once it has been offline MINUTES minutes (default: never)")
+    _option(g2, "--auth-rate", type=_auth_rate, default=30.0, metavar="N", help="sign-up, sign-in and refresh requests each client address may make a minute; more get 429 (default: %(default)g)")
+    _option(g2, "--cognito-region", help="--auth cognito: the user pool's AWS region")
+    _option(g2, "--cognito-user-pool-id", help="--auth cognito: the user pool id")
+    _option(g2, "--cognito-client-id", help="--auth cognito: the app client id (the tokens' audience)")
+    _option(g2, "--cognito-group", help="--auth cognito: only members of this group may connect")
     g3 = serve.add_argument_group("limits per connection")
-    g3.add_argument("--rate-limit", type=_rate, default=p.RATE_LIMIT_PER_SECOND, metavar="N", help="actions a second each connection may sustain; more get rate_limited (default: %(default)g)")
-    g3.add_argument("--rate-burst", type=_burst, default=p.RATE_LIMIT_BURST, metavar="N", help="actions a connection may send at once before --rate-limit applies (default: %(default)s)")
+    _option(g3, "--rate-limit", type=_rate, default=p.RATE_LIMIT_PER_SECOND, metavar="N", help="actions a second each connection may sustain; more get rate_limited (default: %(default)g)")
+    _option(g3, "--rate-burst", type=_burst, default=p.RATE_LIMIT_BURST, metavar="N", help="actions a connection may send at once before --rate-limit applies (default: %(default)s)")
     g4 = serve.add_argument_group("logging")
-    g4.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info", help="how much the server says (default: %(default)s; debug redacts tokens too)")
-    g4.add_argument("--log-format", choices=("text", "json"), default="text", help="json: one JSON object a line")
+    _option(g4, "--log-level", choices=("debug", "info", "warning", "error"), default="info", help="how much the server says (default: %(default)s; debug redacts tokens too)")
+    _option(g4, "--log-format", choices=("text", "json"), default="text", help="json: one JSON object a line")
     return serve
+
+
+DOCTOR_EXIT_CODES = "exit status: 0 every check passed (warnings allowed); 1 a problem was found; 2 bad flags"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,6 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--user", help="username to sign in as (default: the last one)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     add_serve_parser(commands)
+    commands.add_parser(
+        "doctor", help="check what the client would use, and whether it works",
+        description="Check what the client would use (data folder, config file, keyring, server, TLS) and whether it works, "
+        "one line a check: ok, warning or problem. Another server: tui-chat --server URL doctor. Prints no token or password.",
+        epilog=DOCTOR_EXIT_CODES,
+    )  # fmt: skip
     return parser
 
 
@@ -128,6 +239,9 @@ def run_serve(args: argparse.Namespace, build=None) -> int:
     if args.auth == "cognito" and not all(cognito):
         print("tui-chat serve: --auth cognito needs --cognito-region, --cognito-user-pool-id and --cognito-client-id", file=sys.stderr)
         return 2
+    if args.forget_after is not None and args.auth != "open":
+        print(f"tui-chat serve: --forget-after ({env_variable('--forget-after')}) is for --auth open, not --auth {args.auth}", file=sys.stderr)
+        return 2
     configure_logging(args.log_level, args.log_format)
     try:
         sock = listening_socket(args.host, args.port)
@@ -136,6 +250,7 @@ def run_serve(args: argparse.Namespace, build=None) -> int:
         return 1
     options = Settings(
         host=args.host, port=args.port, db=args.db, auth=args.auth, signup=args.signup,
+        forget_after_minutes=args.forget_after, retention_days=args.retention_days,
         commit_window_ms=args.commit_window_ms, request_timeout_s=args.request_timeout,
         rate_limit=RateLimit(args.rate_limit, args.rate_burst), auth_per_minute=args.auth_rate,
         public_hosts=tuple(args.public_host), allowed_origins=tuple(args.allow_origin),
@@ -175,6 +290,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "serve":
         return run_serve(args)
+    if args.command == "doctor":
+        from tui_chat.doctor import run_doctor  # imported lazily, like the app
+
+        return run_doctor(args)
     from tui_chat.launch import run_app  # imported lazily: the server needs none of Textual
 
     return run_app(args)

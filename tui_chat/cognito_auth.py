@@ -164,9 +164,22 @@ def refresh(config: CognitoConfig, refresh_token: str) -> CognitoTokens:
     return _tokens(result, refresh_token)
 
 
+def revoke(config: CognitoConfig, refresh_token: str) -> None:
+    """Sign out: Cognito's RevokeToken ends the refresh token and the tokens it issued."""
+    client = _client(config)
+    try:
+        client.revoke_token(Token=refresh_token, ClientId=config.client_id)
+    except Exception as exc:
+        raise _translate(exc, refreshing=True) from None
+
+
 async def sign_in_async(config: CognitoConfig, username: str, password: str, *, method: str = "srp") -> CognitoTokens:
     return await asyncio.to_thread(sign_in, config, username, password, method=method)
 
 
 async def refresh_async(config: CognitoConfig, refresh_token: str) -> CognitoTokens:
     return await asyncio.to_thread(refresh, config, refresh_token)
+
+
+async def revoke_async(config: CognitoConfig, refresh_token: str) -> None:
+    await asyncio.to_thread(revoke, config, refresh_token)

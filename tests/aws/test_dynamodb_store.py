@@ -16,7 +16,7 @@ from tui_chat.server.stores.dynamodb import DynamoDBStore
 @pytest.fixture
 async def store():
     with mock_aws():
-        s = DynamoDBStore(prefix="t-", region=REGION, create_tables=True)
+        s = DynamoDBStore(prefix="t-", region=REGION, create_tables=True, clock=lambda: 0)  # see test_retention...
         await s.open()
         for name in ("alice", "bob", "carol"):
             await s.create_user(name, None, 0)
@@ -131,13 +131,40 @@ async def test_messages_carry_a_ttl_when_retention_is_set(store):
     assert "expireAt" not in raw["Item"]
 
 
-async def test_refresh_tokens_are_single_use_and_expire(store):
-    await store.save_refresh_token("hash-1", "alice", "dev-0000001", 5000)
-    grant = await store.take_refresh_token("hash-1", 1000)
-    assert (grant.username, grant.device) == ("alice", "dev-0000001")
-    assert await store.take_refresh_token("hash-1", 1000) is None
-    await store.save_refresh_token("hash-2", "alice", None, 5000)
-    assert await store.take_refresh_token("hash-2", 6000) is None
+async def test_reads_skip_what_retention_expired_before_ttl_deleted_it():
+    """TTL deletes expired items within days, not at once: until then no read may show them."""
+    day = 86_400_000
+    now = [1_800_000_000_000]
+    with mock_aws():
+        s = DynamoDBStore(prefix="r-", region=REGION, create_tables=True, retention_days=5, clock=lambda: now[0])
+        await s.open()
+        for name in ("alice", "bob", "carol"):
+            await s.create_user(name, None, 0)
+        for d in range(10):
+            await s.save_message("alice", f"a-day-{d:04d}", "bob", f"a{d}", now[0] + d * day)
+        await s.save_message("carol", "c-old-00001", "bob", "old", now[0])
+        inbox = s.client.get_item(TableName=s.conversations, Key={"user": {"S": "bob"}, "with": {"S": "carol"}})["Item"]
+        assert int(inbox["expireAt"]["N"]) == (now[0] + 5 * day) // 1000, "inboxes expire with their newest message"
+        now[0] += 10 * day
+        page, more = await s.get_messages("bob", "alice", before=None, after=None, limit=50)
+        assert [m.body for m in page] == [f"a{d}" for d in range(6, 10)] and not more
+        page, _ = await s.get_messages("bob", "alice", before=None, after=0, limit=2)
+        assert [m.body for m in page] == ["a6", "a7"], "paging forward from the start skips the expired too"
+        listed, _ = await s.list_conversations("bob", None, 10)
+        assert [(c.with_, c.unread) for c in listed] == [("alice", 4)], "carol's old conversation is gone; unread counts what is left"
+        await s.close()
+
+
+async def test_a_session_item_expires_by_ttl_when_it_ends(store):
+    from tui_chat.server.store import SessionRecord
+
+    await store.create_user("alice", None, 1)
+    await store.create_session(SessionRecord("fam-ttl", "alice", None, 1_000, 90_000_000, 5_000_000), "h0", keep_at_most=5)
+    raw = store.client.get_item(TableName=store.users, Key={"pk": {"S": "session#fam-ttl"}})
+    assert int(raw["Item"]["expireAt"]["N"]) == 5_001, "DynamoDB deletes it soon after its idle end"
+    await store.rotate_session("fam-ttl", "h0", "h1", 2_000_000, grace_ms=30_000, idle_ms=10_000_000)
+    raw = store.client.get_item(TableName=store.users, Key={"pk": {"S": "session#fam-ttl"}})
+    assert int(raw["Item"]["expireAt"]["N"]) == 12_001, "a refresh moves it"
 
 
 async def test_missing_tables_make_the_store_unavailable_not_crash():

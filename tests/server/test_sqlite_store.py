@@ -200,9 +200,10 @@ async def test_everything_is_there_after_reopen(tmp_path):
     saved = [await store.save_message("alice", f"r-{i:08d}", "bob", f"m{i}", i) for i in range(1, 6)]
     await store.mark_read("bob", "alice", 3)
     await store.set_status("alice", "busy", "deep work")
-    await store.save_refresh_token("hash-1", "alice", "dev-0001", 1000)
     await store.record_login_failure("bob", 10)
-    from tui_chat.server.store import ConnectionRecord
+    from tui_chat.server.store import ConnectionRecord, SessionRecord
+
+    await store.create_session(SessionRecord("fam-1", "alice", "dev-0001", 1, 10_000, 5_000), "hash-1", keep_at_most=5)
 
     await store.add_connection(ConnectionRecord("c1", "alice", "laptop-01", 1))
     await store.remove_connection("c1", 42)
@@ -217,7 +218,7 @@ async def test_everything_is_there_after_reopen(tmp_path):
     alice = await store.get_user("alice")
     assert (alice.status, alice.text, alice.last_seen) == ("busy", "deep work", 42)
     assert await store.user_exists("bob") and await store.count_login_failures("bob", 0) == 1
-    assert (await store.take_refresh_token("hash-1", 5)).device == "dev-0001"
+    assert [s.device for s in await store.list_sessions("alice", 5)] == ["dev-0001"]
     assert await store.user_connections("alice") == [], "connections die with the process"
     assert (await store.save_message("alice", "r-00000001", "bob", "retry", 99)).created is False
     await store.close()

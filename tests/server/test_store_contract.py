@@ -13,7 +13,7 @@ import threading
 
 import pytest
 
-from tui_chat.server.store import ConnectionRecord
+from tui_chat.server.store import ConnectionRecord, RotationOutcome, SessionRecord
 from tui_chat.server.stores.sqlite import SQLiteStore
 
 
@@ -35,7 +35,8 @@ async def dynamodb_store(tmp_path, monkeypatch):
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
         monkeypatch.setenv(name, "testing")  # no test can reach a real account
     with moto.mock_aws():
-        store = DynamoDBStore(prefix="contract-", region="us-east-1", create_tables=True)
+        # The contract's times are small numbers: a clock at 0 keeps retention out of its way.
+        store = DynamoDBStore(prefix="contract-", region="us-east-1", create_tables=True, clock=lambda: 0)
         # DynamoDB applies each request atomically; moto does not when requests come from several
         # threads (it checks, writes, and on a failed transaction restores a copy of the table,
         # with no lock), so concurrent tests would see moto's races. One lock per request gives
@@ -447,24 +448,79 @@ async def test_clear_connections_forgets_everyone(store):
 # -- accounts ------------------------------------------------------------------------------------
 
 
-async def test_refresh_tokens_are_single_use(store):
-    await store.save_refresh_token("hash-1", "alice", None, 1000)
-    await store.save_refresh_token("hash-2", "bob", "dev-0001", 1000)
-    grant = await store.take_refresh_token("hash-1", 10)
-    assert (grant.username, grant.device) == ("alice", None)
-    assert await store.take_refresh_token("hash-1", 11) is None, "a stolen copy cannot be used after the owner"
-    grant = await store.take_refresh_token("hash-2", 12)
-    assert (grant.username, grant.device) == ("bob", "dev-0001")
-    assert await store.take_refresh_token("never-issued", 12) is None
+def session(family: str, user: str = "alice", *, at: int = 10, device: str | None = None, ends: int = 10_000, idle: int = 5_000) -> SessionRecord:
+    return SessionRecord(family=family, username=user, device=device, started_at=at, ends_at=ends, idle_until=idle)
 
 
-async def test_refresh_tokens_expire(store):
-    await store.save_refresh_token("hash-1", "alice", None, 50)
-    await store.save_refresh_token("hash-2", "alice", None, 50)
-    await store.save_refresh_token("hash-3", "alice", None, 500)
-    assert (await store.take_refresh_token("hash-2", 49)).username == "alice", "valid just before"
-    assert await store.take_refresh_token("hash-1", 50) is None, "expired at expires_at"
-    assert (await store.take_refresh_token("hash-3", 60)).username == "alice", "a later token is not purged"
+ROTATE = dict(grace_ms=30, idle_ms=1_000)
+
+
+async def test_a_session_rotates_its_token_once(store):
+    await store.create_user("alice", None, 1)
+    await store.create_session(session("fam-a", device="dev-0001"), "h0", keep_at_most=5)
+    turn = await store.rotate_session("fam-a", "h0", "h1", 100, **ROTATE)
+    assert turn.outcome == RotationOutcome.ROTATED and turn.rotated_at == 100
+    assert (turn.session.username, turn.session.device) == ("alice", "dev-0001")
+    assert (await store.rotate_session("fam-a", "h1", "h2", 200, **ROTATE)).outcome == RotationOutcome.ROTATED
+    assert await store.session_active("fam-a", "alice", 201)
+    assert (await store.rotate_session("nobody", "h0", "h1", 200, **ROTATE)).outcome == RotationOutcome.UNKNOWN
+
+
+async def test_a_retry_within_the_grace_repeats_and_after_it_ends_the_family(store):
+    await store.create_user("alice", None, 1)
+    await store.create_session(session("fam-a"), "h0", keep_at_most=5)
+    await store.rotate_session("fam-a", "h0", "h1", 100, **ROTATE)
+    again = await store.rotate_session("fam-a", "h0", "h1", 130, **ROTATE)
+    assert again.outcome == RotationOutcome.REPEATED and again.rotated_at == 100, "a retry 30 ms later is not a theft"
+    late = await store.rotate_session("fam-a", "h0", "h1", 131, **ROTATE)
+    assert late.outcome == RotationOutcome.REPLAYED, "31 ms later it is"
+    assert not await store.session_active("fam-a", "alice", 132), "a replay ends the whole family"
+    assert (await store.rotate_session("fam-a", "h1", "h2", 133, **ROTATE)).outcome == RotationOutcome.UNKNOWN, "the thief's newer token too"
+
+
+async def test_an_older_token_after_the_successor_was_used_is_a_replay(store):
+    await store.create_user("alice", None, 1)
+    await store.create_session(session("fam-a"), "h0", keep_at_most=5)
+    await store.rotate_session("fam-a", "h0", "h1", 100, **ROTATE)
+    await store.rotate_session("fam-a", "h1", "h2", 105, **ROTATE)
+    assert (await store.rotate_session("fam-a", "h0", "h1", 110, **ROTATE)).outcome == RotationOutcome.REPLAYED
+    assert not await store.session_active("fam-a", "alice", 111)
+
+
+async def test_sessions_end_when_idle_and_at_their_absolute_end(store):
+    await store.create_user("alice", None, 1)
+    await store.create_session(session("idle", idle=500), "h0", keep_at_most=5)
+    assert await store.session_active("idle", "alice", 499) and not await store.session_active("idle", "alice", 500)
+    assert (await store.rotate_session("idle", "h0", "h1", 500, **ROTATE)).outcome == RotationOutcome.UNKNOWN
+    await store.create_session(session("capped", ends=2_500, idle=1_000), "c0", keep_at_most=5)
+    token, now = "c0", 900
+    while now < 2_500:  # refreshed often, it still ends at ends_at
+        turn = await store.rotate_session("capped", token, token + "+", now, **ROTATE)
+        assert turn.outcome == RotationOutcome.ROTATED
+        token, now = token + "+", now + 900
+    assert not await store.session_active("capped", "alice", 2_500)
+    assert (await store.rotate_session("capped", token, "x", 2_500, **ROTATE)).outcome == RotationOutcome.UNKNOWN
+
+
+async def test_ending_sessions_one_or_all(store):
+    for user in ("alice", "bob"):
+        await store.create_user(user, None, 1)
+    await store.create_session(session("a1", at=10), "h1", keep_at_most=5)
+    await store.create_session(session("a2", at=20), "h2", keep_at_most=5)
+    await store.create_session(session("b1", "bob", at=30), "h3", keep_at_most=5)
+    assert [s.family for s in await store.list_sessions("alice", 40)] == ["a1", "a2"]
+    assert await store.end_session("a1") and not await store.end_session("a1")
+    assert not await store.session_active("a1", "alice", 40) and await store.session_active("a2", "alice", 40)
+    assert await store.end_user_sessions("alice") == 1
+    assert await store.list_sessions("alice", 40) == [] and await store.session_active("b1", "bob", 40), "only alice's"
+
+
+async def test_a_user_keeps_at_most_so_many_sessions(store):
+    await store.create_user("alice", None, 1)
+    for i in range(5):
+        await store.create_session(session(f"s{i}", at=10 + i), f"h{i}", keep_at_most=3)
+    assert [s.family for s in await store.list_sessions("alice", 20)] == ["s2", "s3", "s4"], "the oldest end first"
+    assert not await store.session_active("s0", "alice", 20)
 
 
 async def test_login_failures_count_within_a_window(store):
@@ -502,3 +558,9 @@ async def test_a_store_has_one_server_id_for_its_lifetime_and_a_new_store_anothe
     (tmp_path / "other").mkdir()
     async with sqlite_store(tmp_path / "other", monkeypatch) as other:
         assert other.server_id != store.server_id, "a new database is a new server"
+
+
+async def test_a_session_is_active_only_for_its_own_user(store):
+    await store.create_user("alice", None, 1)
+    await store.create_session(session("fam-a"), "h0", keep_at_most=5)
+    assert await store.session_active("fam-a", "alice", 20) and not await store.session_active("fam-a", "bob", 20)

@@ -8,6 +8,7 @@ old one's history.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -35,6 +36,8 @@ log = logging.getLogger("tui_chat.client")
 
 COGNITO_KINDS = {"credentials": "credentials", "expired": "expired", "throttled": "throttled"}
 """Cognito's failure reasons that mean the same as ours; any other is "unreachable"."""
+SIGN_OUT_TIMEOUT_S = 3.0
+"""How long signing out waits for the server to end the session before forgetting it anyway."""
 
 
 class Account:
@@ -168,8 +171,29 @@ class Account:
                 raise NeedsSignIn(exc.message) from None
             raise
 
+    async def sign_out(self, timeout: float = SIGN_OUT_TIMEOUT_S) -> bool:
+        """Sign out: end the session on the server, then forget it here (what is kept on disk
+        stays). Forgetting never waits on the network for long: with the server unreachable the
+        session is forgotten anyway (and ends there by itself). Whether the server heard it."""
+        refresh = (self.tokens.refresh if self.tokens else "") or (self.vault.load(self.me) if self.me else "")
+        ended = False
+        if refresh:
+            try:
+                async with asyncio.timeout(timeout):
+                    info = self.info or await self.discover()
+                    if info.auth == "cognito" and info.cognito:
+                        config = cognito_auth.CognitoConfig.from_info(info.cognito, endpoint_url=self.cognito_endpoint)
+                        await cognito_auth.revoke_async(config, refresh)
+                    else:
+                        await self.auth.sign_out(refresh)
+                ended = True
+            except (TimeoutError, SignInError, cognito_auth.CognitoAuthError) as exc:
+                log.info("could not end the session on the server: %s", getattr(exc, "message", exc.__class__.__name__))
+        self.forget()
+        return ended
+
     def forget(self) -> None:
-        """Sign out: the saved session is forgotten (what is kept on disk stays)."""
+        """The saved session is forgotten on this device (what is kept on disk stays)."""
         if self.me:
             self.vault.forget(self.me)
 

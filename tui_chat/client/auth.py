@@ -148,6 +148,12 @@ class AuthClient:
         data = self._json(response)
         return Tokens(access=data["token"], refresh=data["refreshToken"], user=user)
 
+    async def sign_out(self, refresh_token: str) -> None:
+        """End the session on the server (its refresh token and access tokens stop working)."""
+        response = await self._post("/auth/logout", {"refreshToken": refresh_token})
+        if response.status_code >= 500:
+            raise SignInError("unreachable", f"the server could not sign out (HTTP {response.status_code})")
+
     def _tokens(self, response: httpx.Response) -> Tokens:
         data = self._json(response)
         return Tokens(access=data["token"], refresh=data["refreshToken"], user=data["user"])

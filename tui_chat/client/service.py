@@ -233,11 +233,12 @@ class ChatClient:
         self._open_timeline()
         self._session_kept(True)
 
-    async def sign_out(self) -> None:
-        """Stop and forget the saved session (the outbox and history stay for next time)."""
+    async def sign_out(self) -> bool:
+        """Stop, end the session on the server and forget it here (the outbox and history stay
+        for next time). Whether the server heard it (it cannot when unreachable)."""
         await self.stop()
         self._session_kept(False)
-        self.account.forget()
+        return await self.account.sign_out()
 
     def account_folder(self, user: str) -> Path:
         return self.account.folder(user)

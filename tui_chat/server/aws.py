@@ -58,6 +58,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tui_chat import protocol as p
+from tui_chat.server.auth.admission import check_devices, check_session
 from tui_chat.server.auth.cognito import CognitoVerifier
 from tui_chat.server.auth.identity import AuthError
 from tui_chat.server.auth.wiring import sign_in_services
@@ -258,6 +259,10 @@ class LambdaApp:
         device = device if p.is_valid_device_id(device) else ""  # $connect answers 400 for it
         if identity.device is not None and device and identity.device != device:
             raise Unauthorized()  # an open-mode token is bound to its device
+        try:
+            await check_session(self.store, identity, self.clock())
+        except AuthError:
+            raise Unauthorized() from None  # signed out, or ended as a replay
         if self.mode != "cognito" and await self.store.get_user(identity.username) is None:
             return _policy("Deny", identity.username, event)  # the account was deleted
         return _policy("Allow", identity.username, event, {"username": identity.username, "device": device})
@@ -278,11 +283,10 @@ class LambdaApp:
             return _response(401, "not authorized")  # reached without the authorizer: never trust it
         if self.mode == "cognito":
             await self.store.ensure_user(username, self.clock())  # the first sign-in creates the user
-        elif self.mode == "open":
-            try:
-                await self.accounts.ensure_nickname_free(username, device)
-            except AuthError as exc:
-                return _response(exc.status, exc.message)
+        try:
+            await check_devices(self.store, username, device, open_mode=self.mode == "open")
+        except AuthError as exc:
+            return _response(exc.status, exc.message)
         await self.core_for(event, connecting=conn_id).connect(conn_id, username, device, attempt)
         return _response(200, "connected")
 

@@ -31,8 +31,10 @@ from tui_chat.server.asgi import (
     serve_frames,
 )
 from tui_chat.server.auth.accounts import AccountService
+from tui_chat.server.auth.admission import check_devices, check_session, check_user
 from tui_chat.server.auth.identity import AuthError, TokenVerifier
 from tui_chat.server.core import Caller, ChatCore, Gateway, now_ms
+from tui_chat.server.housekeeping import Housekeeper
 from tui_chat.server.origins import Origins
 from tui_chat.ratelimit import BucketsByKey, RateLimit
 from tui_chat.server.store import Store, StoreUnavailable
@@ -69,10 +71,12 @@ class ChatServerApp:
         rate_limit: RateLimit = RateLimit(),
         auth_per_minute: float = 30.0,
         origins: Origins | None = None,
+        housekeeper: Housekeeper | None = None,
     ) -> None:
         """``verifier`` (Cognito sign-in) checks tokens instead of ``accounts``, whose HTTP
         endpoints are then off: users sign in with Cognito, not with this server."""
         self.store = store
+        self.housekeeper = housekeeper
         self.rate_limit = rate_limit
         self.origins = origins or Origins()
         self.auth_limits = BucketsByKey(RateLimit(auth_per_minute / 60, max(1, int(auth_per_minute))))
@@ -85,6 +89,7 @@ class ChatServerApp:
             ("POST", "/auth/signup"): self._signup,
             ("POST", "/auth/login"): self._login,
             ("POST", "/auth/refresh"): self._refresh,
+            ("POST", "/auth/logout"): self._logout,
         }
         if verifier is not None:
             self._routes = {}
@@ -108,8 +113,12 @@ class ChatServerApp:
         await self.store.clear_connections()  # sockets from a previous run are gone
         if self.verifier is not None:
             await self._load_verifier_keys()
+        if self.housekeeper is not None:
+            self.housekeeper.start()
 
     async def _stop(self) -> None:
+        if self.housekeeper is not None:
+            await self.housekeeper.stop()
         await self.going_away()
         await self.store.close()
 
@@ -199,6 +208,10 @@ class ChatServerApp:
     async def _refresh(self, body: dict, address: str) -> tuple[int, dict]:
         return 200, await self.accounts.refresh(body)
 
+    async def _logout(self, body: dict, address: str) -> tuple[int, dict]:
+        await self.accounts.logout(body)
+        return 200, {"status": "signed out"}
+
     # -- WebSocket --------------------------------------------------------------------------
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -237,7 +250,8 @@ class ChatServerApp:
             log.info("disconnected", extra={"user": caller.username, "conn": caller.conn_id})
 
     async def _authenticate(self, scope: Scope) -> Caller:
-        """Handshake checks in PROTOCOL.md order: device (400), token (401), permission (403), nickname (409)."""
+        """Handshake checks in PROTOCOL.md order: device (400), token (401), permission (403),
+        nickname (409), then the device cap (429)."""
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
         devices, tokens = query.get("device", []), query.get("token", [])
         if len(devices) != 1 or not p.is_valid_device_id(devices[0]):
@@ -258,10 +272,9 @@ class ChatServerApp:
             identity = self.accounts.verify_token(tokens[0])
         if identity.device is not None and identity.device != device:
             raise AuthError(401, "this token was issued for another device")
-        if await self.store.get_user(identity.username) is None:
-            raise AuthError(403, "this user no longer exists")
-        if self.accounts.mode == "open":
-            await self.accounts.ensure_nickname_free(identity.username, device)
+        await check_session(self.store, identity, self.core.clock())
+        await check_user(self.store, identity)
+        await check_devices(self.store, identity.username, device, open_mode=self.accounts.mode == "open")
         return Caller(conn_id=uuid.uuid4().hex, username=identity.username, device=device, attempt=attempts[0] if attempts else None)
 
     async def _serve_frames(self, conn: LiveConnection, receive: Receive) -> None:

@@ -22,6 +22,8 @@ class Settings:
     auth: str = "accounts"
     """``accounts`` (passwords), ``open`` (nicknames) or ``cognito`` (Amazon Cognito ID tokens)."""
     signup: bool = True
+    forget_after_minutes: int | None = None
+    """Open mode: a nickname offline this long is forgotten, with its conversations (None: never)."""
     cognito_region: str | None = None
     cognito_user_pool_id: str | None = None
     cognito_client_id: str | None = None

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from enum import StrEnum
 
 from tui_chat.protocol import ConversationSummary, Message
 
@@ -68,9 +69,38 @@ class SaveResult:
 
 
 @dataclass(frozen=True, slots=True)
-class RefreshGrant:
+class SessionRecord:
+    """One sign-in: the family of refresh tokens that descends from it (each rotation replaces
+    the current token with its successor; the family ends at logout, on replay, or at its ends)."""
+
+    family: str
     username: str
     device: str | None
+    started_at: int
+    ends_at: int
+    """The absolute end: no refresh carries the session past it."""
+    idle_until: int
+    """It ends sooner when not refreshed by then (each rotation moves this, never past ``ends_at``)."""
+
+
+class RotationOutcome(StrEnum):
+    ROTATED = "rotated"
+    """The presented token was the current one: its successor is current now."""
+    REPEATED = "repeated"
+    """The presented token was rotated moments ago (within the grace) and its successor is still
+    unused: a retry after a lost response, answered with the same successor."""
+    REPLAYED = "replayed"
+    """An older token of the family: it was stolen or copied, so the whole family has ended."""
+    UNKNOWN = "unknown"
+    """No such session, or it has ended."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rotation:
+    outcome: RotationOutcome
+    session: SessionRecord | None = None
+    rotated_at: int = 0
+    """When the presented token was rotated (now, for ``ROTATED``)."""
 
 
 class StoreUnavailable(Exception):
@@ -176,6 +206,11 @@ class Store(ABC):
     ) -> tuple[list[ConversationSummary], str | None]:
         """The user's conversations, newest (by last message) first, and the next cursor."""
 
+    async def purge_messages(self, older_than: int) -> int:
+        """Delete the messages stored before ``older_than`` (retention); how many went.
+        The default does nothing: for stores whose database expires items itself (DynamoDB TTL)."""
+        return 0
+
     @abstractmethod
     async def mark_read(self, user: str, other: str, seq: int) -> int | None:
         """Move ``user``'s read marker in the conversation with ``other`` forward to ``seq``
@@ -184,13 +219,34 @@ class Store(ABC):
     # -- accounts ---------------------------------------------------------------------------
 
     @abstractmethod
-    async def save_refresh_token(
-        self, token_hash: str, username: str, device: str | None, expires_at: int
-    ) -> None: ...
+    async def create_session(self, session: SessionRecord, token_hash: str, *, keep_at_most: int) -> None:
+        """Start a session whose current refresh token has ``token_hash``; when the user then has
+        more than ``keep_at_most`` sessions, the oldest end. Ended sessions are purged here."""
 
     @abstractmethod
-    async def take_refresh_token(self, token_hash: str, now: int) -> RefreshGrant | None:
-        """Consume a refresh token (single use); ``None`` if unknown, used or expired."""
+    async def rotate_session(
+        self, family: str, presented_hash: str, successor_hash: str, now: int, *, grace_ms: int, idle_ms: int
+    ) -> Rotation:
+        """Atomically: when ``presented_hash`` is the family's current token, make ``successor_hash``
+        current (``ROTATED``, idle end moved to ``now + idle_ms`` within ``ends_at``); when it is the
+        token rotated at most ``grace_ms`` ago, change nothing (``REPEATED``); any other token of a
+        live family ends it (``REPLAYED``). An ended or unknown family is ``UNKNOWN``."""
+
+    @abstractmethod
+    async def session_active(self, family: str, username: str, now: int) -> bool:
+        """Whether ``username`` has this session and it has not ended (checked at each handshake)."""
+
+    @abstractmethod
+    async def end_session(self, family: str) -> bool:
+        """End one session (sign-out); False when there was none."""
+
+    @abstractmethod
+    async def end_user_sessions(self, username: str) -> int:
+        """End every session of a user (an operator's revoke, a new password); how many ended."""
+
+    @abstractmethod
+    async def list_sessions(self, username: str, now: int) -> list[SessionRecord]:
+        """The user's live sessions, oldest first."""
 
     @abstractmethod
     async def record_login_failure(self, username: str, now: int) -> None: ...

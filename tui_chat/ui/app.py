@@ -471,8 +471,11 @@ class ChatApp(App[int]):
     async def action_sign_out(self) -> None:
         if self.session is None:
             return
-        await self.session.sign_out()
+        heard = await self.session.sign_out()
         self.back_to_sign_in("")
+        if not heard:
+            self.notify("Signed out on this device. The server could not be reached to end the session there; "
+                        "it ends by itself after 30 days unused.", severity="warning", timeout=10)  # fmt: skip
 
     def back_to_sign_in(self, error: str) -> None:
         """Leave the chat (signed out, or the server refused our session) for the sign-in form."""

@@ -422,14 +422,15 @@ class Session:
         if self.client is not None:
             await self.client.set_status(status, text)
 
-    async def sign_out(self) -> None:
-        if self.client is not None:
-            await self.client.sign_out()
+    async def sign_out(self) -> bool:
+        """Whether the server ended the session too (not when it could not be reached)."""
+        heard = await self.client.sign_out() if self.client is not None else True
         self.client = None
         self._windows.clear()
         self._conversations.clear()
         self._link = None
         self._presence_fresh = False
+        return heard
 
 
 def _host(server: str) -> str:

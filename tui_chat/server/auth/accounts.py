@@ -4,8 +4,16 @@
   so a slow hash never stalls the event loop.
 - Access tokens are JWTs (HS256, one hour) signed with a per-server secret that is created on
   first start and kept beside the database with 0600 permissions.
-- Refresh tokens are 256-bit random strings; only their SHA-256 is stored, and each one is
-  single use (rotated on every refresh).
+- A sign-in starts a *session*: a family of refresh tokens ``<family>.<secret>``. Each refresh
+  replaces the current token with its successor (only SHA-256 hashes are stored). Presenting a
+  token the family has moved past ends the whole family (it was copied: whoever holds the newer
+  one loses it too), except within ``REFRESH_GRACE_MS`` of its rotation while the successor is
+  still unused: that is a retry after a lost response, and it gets the same successor and the
+  same access token again (both are derived, not random: nothing secret is stored to repeat them).
+  A session ends at sign-out (``/auth/logout``), after ``REFRESH_IDLE_MS`` without a refresh, and
+  ``SESSION_LIFETIME_MS`` after the sign-in whatever happens; a user keeps at most
+  ``MAX_SESSIONS_PER_USER`` (a new sign-in ends the oldest). Access tokens name their session, so
+  an ended session also stops opening connections.
 - Failed logins are counted per username *and* client address: after five within 15 minutes from
   one address, that address must wait (a minute, then twice as long after each further failure,
   at most 15 minutes) before trying that name again. Someone else's guesses never lock a person
@@ -16,9 +24,13 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
+import hmac
 import os
+import re
 import secrets
+import logging
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -30,10 +42,20 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from tui_chat import protocol as p
 from tui_chat.server.auth.identity import AuthError, Identity
-from tui_chat.server.store import Store
+from tui_chat.server.store import RotationOutcome, SessionRecord, Store
+
+log = logging.getLogger("tui_chat.server")
 
 ACCESS_TOKEN_TTL_MS = 60 * 60 * 1000
-REFRESH_TOKEN_TTL_MS = 30 * 24 * 60 * 60 * 1000
+REFRESH_IDLE_MS = 30 * 24 * 60 * 60 * 1000
+"""A session not refreshed for this long ends (an app unused for a month signs in again)."""
+SESSION_LIFETIME_MS = 90 * 24 * 60 * 60 * 1000
+"""No session outlives this, however often it is refreshed."""
+REFRESH_GRACE_MS = 30 * 1000
+"""How long after a rotation the replaced token may be presented again (a retry) for the same answer."""
+MAX_SESSIONS_PER_USER = 20
+_FAMILY = re.compile(r"[A-Za-z0-9_-]{22}")
+_REFRESH_TOKEN = re.compile(r"[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}")
 FAILED_LOGIN_LIMIT = 5
 FAILED_LOGIN_WINDOW_MS = 15 * 60 * 1000
 LOCKOUT_FIRST_MS = 60 * 1000
@@ -141,15 +163,28 @@ class AccountService:
         return await self._issue(username, None)
 
     async def refresh(self, body: dict) -> dict:
-        token = body.get("refreshToken")
-        # Ours are URL-safe base64; a lone surrogate would not even hash (it was a 500).
-        if not isinstance(token, str) or not 16 <= len(token) <= 256 or not token.isascii():
-            raise AuthError(400, "'refreshToken' must be a string of 16-256 ASCII characters")
-        grant = await self.store.take_refresh_token(_hash_refresh_token(token), self.clock())
-        if grant is None:
-            raise AuthError(401, "the refresh token is not valid; sign in again")
-        issued = await self._issue(grant.username, grant.device)
-        return {"token": issued["token"], "refreshToken": issued["refreshToken"]}
+        token = _refresh_token(body)
+        family = _family(token)
+        now = self.clock()
+        successor = self._successor(token)
+        rotation = await self.store.rotate_session(
+            family, _hash_refresh_token(token), _hash_refresh_token(successor), now,
+            grace_ms=REFRESH_GRACE_MS, idle_ms=REFRESH_IDLE_MS,
+        )  # fmt: skip
+        if rotation.outcome is RotationOutcome.REPLAYED:
+            log.warning("a replaced refresh token was presented again: its session is ended", extra={"user": rotation.session.username})
+        if rotation.outcome not in (RotationOutcome.ROTATED, RotationOutcome.REPEATED):
+            raise AuthError(401, "the session has ended; sign in again")
+        access = self._access_token(rotation.session, rotation.rotated_at)
+        return {"token": access, "refreshToken": successor}
+
+    async def logout(self, body: dict) -> None:
+        """End the session of a refresh token (sign-out). Unknown or ended sessions are fine: the
+        person is signed out either way, and the answer tells a stranger nothing."""
+        await self.store.end_session(_family(_refresh_token(body)))
+
+    async def session_active(self, session: str, username: str) -> bool:
+        return await self.store.session_active(session, username, self.clock())
 
     async def _login_open(self, body: dict) -> dict:
         username = _username(body)
@@ -168,39 +203,54 @@ class AccountService:
     # -- tokens -----------------------------------------------------------------------------
 
     async def _issue(self, username: str, device: str | None) -> dict:
+        """Start a session and give its first pair of tokens."""
         now = self.clock()
+        session = SessionRecord(
+            family=secrets.token_urlsafe(16), username=username, device=device, started_at=now,
+            ends_at=now + SESSION_LIFETIME_MS, idle_until=now + REFRESH_IDLE_MS,
+        )  # fmt: skip
+        refresh = f"{session.family}.{secrets.token_urlsafe(32)}"
+        await self.store.create_session(session, _hash_refresh_token(refresh), keep_at_most=MAX_SESSIONS_PER_USER)
+        return {"token": self._access_token(session, now), "refreshToken": refresh, "user": username}
+
+    def _access_token(self, session: SessionRecord, issued_at: int) -> str:
+        """The access token of ``session`` issued at ``issued_at``: the same inputs give the same token."""
         claims = {
-            "sub": username, "iss": JWT_ISSUER, "aud": JWT_AUDIENCE,
-            "iat": now // 1000, "exp": (now + ACCESS_TOKEN_TTL_MS) // 1000, "mode": self.mode,
+            "sub": session.username, "iss": JWT_ISSUER, "aud": JWT_AUDIENCE, "sid": session.family,
+            "iat": issued_at // 1000, "exp": (issued_at + ACCESS_TOKEN_TTL_MS) // 1000, "mode": self.mode,
         }  # fmt: skip
-        if device is not None:
-            claims["dev"] = device
-        refresh = secrets.token_urlsafe(32)
-        await self.store.save_refresh_token(_hash_refresh_token(refresh), username, device, now + REFRESH_TOKEN_TTL_MS)
-        return {"token": jwt.encode(claims, self.secret, algorithm="HS256"), "refreshToken": refresh, "user": username}
+        if session.device is not None:
+            claims["dev"] = session.device
+        return jwt.encode(claims, self.secret, algorithm="HS256")
+
+    def _successor(self, token: str) -> str:
+        """The token that replaces ``token``: derived with the server's secret, so a retry of the
+        same refresh is answered with the same token without keeping it anywhere."""
+        digest = hmac.new(self.secret, b"refresh-successor:" + token.encode(), hashlib.sha256).digest()
+        return f"{_family(token)}.{base64.urlsafe_b64encode(digest).rstrip(b'=').decode()}"
 
     def verify_token(self, token: str) -> Identity:
         """Check an access token (signature, issuer, audience, expiry, mode) or raise AuthError(401)."""
         try:
             claims = jwt.decode(
                 token, self.secret, algorithms=["HS256"], audience=JWT_AUDIENCE, issuer=JWT_ISSUER,
-                options={"require": ["exp", "iat", "sub", "iss", "aud"]},
+                options={"require": ["exp", "iat", "sub", "iss", "aud", "sid"]},
                 leeway=0,
             )  # fmt: skip
         except (jwt.PyJWTError, ValueError, TypeError, RecursionError) as exc:  # whatever a hostile token makes it raise
             raise AuthError(401, f"invalid token: {exc}") from None
         if claims.get("mode") != self.mode:
             raise AuthError(401, "invalid token: issued for another sign-in mode")
-        username = claims.get("sub")
-        device = claims.get("dev")
-        if not p.is_valid_username(username) or (device is not None and not p.is_valid_device_id(device)):
+        username, device, session = claims.get("sub"), claims.get("dev"), claims.get("sid")
+        if (not p.is_valid_username(username) or (device is not None and not p.is_valid_device_id(device))
+                or not isinstance(session, str) or not _FAMILY.fullmatch(session)):  # fmt: skip
             raise AuthError(401, "invalid token: malformed claims")
         if self.mode == "open" and device is None:
             raise AuthError(401, "invalid token: not bound to a device")
         # jwt checks exp against the wall clock; check it against ours too (tests fix the clock).
         if claims["exp"] * 1000 <= self.clock():
             raise AuthError(401, "invalid token: expired")
-        return Identity(username=username, device=device)
+        return Identity(username=username, device=device, session=session)
 
     async def _hashed(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run a password hash in a worker thread, at most ``HASHING_AT_ONCE`` at a time, so that
@@ -219,6 +269,20 @@ class AccountService:
             return self.hasher.verify(stored, password)
         except (VerificationError, InvalidHashError):
             return False
+
+
+def _refresh_token(body: dict) -> str:
+    token = body.get("refreshToken")
+    # Ours are URL-safe base64; a lone surrogate would not even hash (it was a 500).
+    if not isinstance(token, str) or not 16 <= len(token) <= 256 or not token.isascii():
+        raise AuthError(400, "'refreshToken' must be a string of 16-256 ASCII characters")
+    if not _REFRESH_TOKEN.fullmatch(token):  # one of another server, or of an older version
+        raise AuthError(401, "the session has ended; sign in again")
+    return token
+
+
+def _family(token: str) -> str:
+    return token.split(".", 1)[0]
 
 
 def _username(body: dict, *, failure: str | None = None, status: int = 400) -> str:

@@ -24,6 +24,8 @@ class Identity:
     username: str
     device: str | None
     """Open-mode tokens are bound to the device they were issued for."""
+    session: str | None = None
+    """The sign-in the token belongs to (our own tokens): a handshake checks it has not ended."""
 
 
 class TokenVerifier(Protocol):

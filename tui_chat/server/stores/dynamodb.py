@@ -19,8 +19,12 @@ point-in-time recovery and TTL on ``expireAt``.
       so two devices connecting at once could both think they were not first.
     * GSI ``byName`` (``listed`` HASH, ``pk`` RANGE, keys only): users sorted by name for
       ``getClients`` paging; sparse — only user items carry ``listed``.
-    * a refresh token: ``pk = "refresh#<sha256>"``; ``username``, ``device``?, ``expiresAt``,
-      ``expireAt`` (TTL). Taken with a conditional DeleteItem: single use even under races.
+    * a session (a family of refresh tokens): ``pk = "session#<family>"``; ``username``, ``device``?,
+      ``startedAt``, ``endsAt``, ``idleUntil``, ``tokenHash`` (the current token's SHA-256),
+      ``previousHash`` and ``rotatedAt`` (the token it replaced, for the retry grace), ``expireAt``
+      (TTL). Rotated with a conditional UpdateItem on ``tokenHash``: one of two racing refreshes
+      wins, the other finds its token just rotated. The user item's ``sessions`` map
+      ``{family: startedAt}`` lists a user's sessions (for the cap and for revoking them all).
     * failed logins: ``pk = "fails#<username>"``; ``times`` (list of ms), ``expireAt`` (TTL).
 
 ``connections`` — key ``connId`` (S)
@@ -78,8 +82,10 @@ from tui_chat.server.store import (
     ConnectionRecord,
     ConnectResult,
     DisconnectResult,
-    RefreshGrant,
+    Rotation,
+    RotationOutcome,
     SaveResult,
+    SessionRecord,
     Store,
     StoreUnavailable,
     UserRecord,
@@ -115,7 +121,10 @@ class DynamoDBStore(Store):
         retention_days: int | None = DEFAULT_RETENTION_DAYS,
         create_tables: bool = False,
         activity_clock: Callable[[], int] = time.time_ns,
+        clock: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     ) -> None:
+        """``clock`` (ms) decides which items are past their ``expireAt``: DynamoDB deletes
+        expired items only eventually (usually within days), so reads skip them meanwhile."""
         self.prefix = prefix
         self.retention_days = retention_days
         self._create = create_tables
@@ -123,6 +132,7 @@ class DynamoDBStore(Store):
         self._endpoint_url = endpoint_url
         self._region = region
         self._activity_clock = activity_clock
+        self._clock = clock
         self.users = prefix + "users"
         self.connections = prefix + "connections"
         self.messages = prefix + "messages"
@@ -171,6 +181,13 @@ class DynamoDBStore(Store):
         if item is None:
             return None
         return {k: _num(self._de.deserialize(v)) for k, v in item.items()}
+
+    def _unexpired(self) -> tuple[str, dict]:
+        """A FilterExpression (and its value) that keeps only items TTL has no claim on yet."""
+        return "(attribute_not_exists(expireAt) OR expireAt > :nowS)", {":nowS": self._clock() // 1000}
+
+    def _expired(self, item: dict | None) -> bool:
+        return item is not None and "expireAt" in item and item["expireAt"] <= self._clock() // 1000
 
     def _expire_at(self, ts_ms: int) -> int | None:
         if not self.retention_days:
@@ -249,10 +266,10 @@ class DynamoDBStore(Store):
             c.create_table(TableName=table, BillingMode="PAY_PER_REQUEST", **spec)
         for table in specs:
             c.get_waiter("table_exists").wait(TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
-            if table != self.conversations:
-                c.update_time_to_live(
-                    TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expireAt"}
-                )
+            # Every table: messages and inboxes (retention), sessions, connections.
+            c.update_time_to_live(
+                TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expireAt"}
+            )
 
     # -- users ----------------------------------------------------------------------------------
 
@@ -525,12 +542,14 @@ class DynamoDBStore(Store):
         raise StoreUnavailable("DynamoDB kept cancelling the message's transaction")
 
     def _inbox_update(self, user: str, other: str, seq: int, activity: int, *, is_sender: bool) -> dict:
-        """Move one inbox item to ``seq`` (never back); the sender's read marker moves with it."""
+        """Move one inbox item to ``seq`` (never back); the sender's read marker moves with it.
+        With retention the item expires with its newest message (TTL)."""
         read = ":seq" if is_sender else "if_not_exists(readSeq, :zero)"
-        values = {":seq": seq, ":act": activity, **({} if is_sender else {":zero": 0})}
+        expire = self._expire_at(activity // 1000)
+        values = {":seq": seq, ":act": activity, **({} if is_sender else {":zero": 0}), **({":exp": expire} if expire else {})}
         return {"Update": {
             "TableName": self.conversations, "Key": self._item({"user": user, "with": other}),
-            "UpdateExpression": f"SET lastSeq = :seq, activity = :act, readSeq = {read}",
+            "UpdateExpression": f"SET lastSeq = :seq, activity = :act, readSeq = {read}" + (", expireAt = :exp" if expire else ""),
             "ConditionExpression": "attribute_not_exists(lastSeq) OR lastSeq < :seq",
             "ExpressionAttributeValues": self._item(values),
         }}  # fmt: skip
@@ -575,11 +594,12 @@ class DynamoDBStore(Store):
         items: list[dict] = []
         start = None
         while len(items) <= limit:  # one more than asked tells whether more exist
+            live, now = self._unexpired()
             kwargs: dict[str, Any] = dict(
                 TableName=self.messages, ConsistentRead=True, ScanIndexForward=forward,
-                Limit=limit + 1 - len(items),
+                Limit=limit + 1 - len(items), FilterExpression=live,
                 KeyConditionExpression="pk = :pk AND sk BETWEEN :low AND :high",
-                ExpressionAttributeValues=self._item({":pk": _conv_key(user, other), ":low": low, ":high": high}),
+                ExpressionAttributeValues=self._item({":pk": _conv_key(user, other), ":low": low, ":high": high, **now}),
             )  # fmt: skip
             if start:
                 kwargs["ExclusiveStartKey"] = start
@@ -600,10 +620,11 @@ class DynamoDBStore(Store):
         start = _decode_cursor(cursor, user) if cursor else None
         rows: list[dict] = []
         while len(rows) <= limit:
+            live, now = self._unexpired()
             kwargs: dict[str, Any] = dict(
                 TableName=self.conversations, IndexName="byActivity", ScanIndexForward=False,
-                Limit=limit + 1 - len(rows), KeyConditionExpression="#u = :u",
-                ExpressionAttributeNames={"#u": "user"}, ExpressionAttributeValues=self._item({":u": user}),
+                Limit=limit + 1 - len(rows), KeyConditionExpression="#u = :u", FilterExpression=live,
+                ExpressionAttributeNames={"#u": "user"}, ExpressionAttributeValues=self._item({":u": user, **now}),
             )  # fmt: skip
             if start:
                 kwargs["ExclusiveStartKey"] = start
@@ -616,7 +637,7 @@ class DynamoDBStore(Store):
         lasts = await self._batch_get(
             self.messages, [{"pk": _conv_key(user, r["with"]), "sk": r["lastSeq"]} for r in page]
         )
-        last_by_conv = {(i["pk"], i["sk"]): _message(i) for i in lasts}
+        last_by_conv = {(i["pk"], i["sk"]): _message(i) for i in lasts if not self._expired(i)}
         peer_rows = await self._batch_get(self.conversations, [{"user": r["with"], "with": user} for r in page])
         peer_read = {row["user"]: row.get("readSeq", 0) for row in peer_rows}
         summaries = []
@@ -638,11 +659,12 @@ class DynamoDBStore(Store):
         count = 0
         start = None
         while True:
+            live, now = self._unexpired()
             kwargs: dict[str, Any] = dict(
                 TableName=self.messages, Select="COUNT", ConsistentRead=True,
-                KeyConditionExpression="pk = :pk AND sk BETWEEN :low AND :high", FilterExpression="#f = :other",
+                KeyConditionExpression="pk = :pk AND sk BETWEEN :low AND :high", FilterExpression=f"#f = :other AND {live}",
                 ExpressionAttributeNames={"#f": "from"},
-                ExpressionAttributeValues=self._item({":pk": conv, ":low": read_seq + 1, ":high": MAX_SEQ, ":other": other}),
+                ExpressionAttributeValues=self._item({":pk": conv, ":low": read_seq + 1, ":high": MAX_SEQ, ":other": other, **now}),
             )  # fmt: skip
             if start:
                 kwargs["ExclusiveStartKey"] = start
@@ -666,28 +688,136 @@ class DynamoDBStore(Store):
 
     # -- accounts -------------------------------------------------------------------------------
 
-    async def save_refresh_token(self, token_hash: str, username: str, device: str | None, expires_at: int) -> None:
+    async def create_session(self, session: SessionRecord, token_hash: str, *, keep_at_most: int) -> None:
         await self._call("put_item", TableName=self.users, Item=self._item({
-            "pk": f"refresh#{token_hash}", "username": username, "device": device,
-            "expiresAt": expires_at, "expireAt": expires_at // 1000 + 1,
+            "pk": f"session#{session.family}", "username": session.username, "device": session.device,
+            "startedAt": session.started_at, "endsAt": session.ends_at, "idleUntil": session.idle_until,
+            "tokenHash": token_hash, "expireAt": session.idle_until // 1000 + 1,
         }))  # fmt: skip
+        listed = await self._list_session(session.username, session.family, session.started_at)
+        if len(listed) <= keep_at_most:
+            return
+        live = {s.family for s in await self._sessions(session.username, listed, session.started_at)}
+        gone = [family for family in listed if family not in live]
+        newest_first = sorted(live, key=lambda family: (listed[family], family), reverse=True)
+        for family in gone + newest_first[keep_at_most:]:
+            await self.end_session(family, username=session.username)
 
-    async def take_refresh_token(self, token_hash: str, now: int) -> RefreshGrant | None:
+    async def _list_session(self, username: str, family: str, started_at: int) -> dict[str, int]:
+        """Add ``family`` to the user's ``sessions`` map (creating the map on first use); the map after."""
         from botocore.exceptions import ClientError
 
-        try:  # the delete is the use: two racing refreshes cannot both win
+        for update, condition in (("SET sessions.#f = :t", "attribute_exists(sessions)"),
+                                  ("SET sessions = :m", "attribute_exists(pk) AND attribute_not_exists(sessions)")) * 2:  # fmt: skip
+            try:
+                reply = await self._call(
+                    "update_item", TableName=self.users, Key=self._item({"pk": username}), UpdateExpression=update,
+                    ConditionExpression=condition, ReturnValues="ALL_NEW",
+                    **self._names_and_values(update, {"#f": family}, {":t": started_at, ":m": {family: started_at}}),
+                )  # fmt: skip
+            except ClientError as exc:
+                if _code(exc) == "ConditionalCheckFailedException":
+                    continue  # the map appeared (or went) meanwhile: the other form applies
+                raise
+            return (self._plain(reply.get("Attributes")) or {}).get("sessions") or {}
+        if await self._get(self.users, {"pk": username}, ProjectionExpression="pk") is None:
+            return {}  # the user was removed meanwhile: the session is unusable and expires by itself
+        raise StoreUnavailable("could not record the session on the user item")
+
+    def _names_and_values(self, expression: str, names: dict, values: dict) -> dict:
+        """Only the placeholders ``expression`` uses (DynamoDB refuses unused ones)."""
+        used_names = {k: v for k, v in names.items() if k in expression}
+        used_values = {k: v for k, v in values.items() if k in expression}
+        out: dict[str, Any] = {}
+        if used_names:
+            out["ExpressionAttributeNames"] = used_names
+        if used_values:
+            out["ExpressionAttributeValues"] = self._item(used_values)
+        return out
+
+    async def rotate_session(
+        self, family: str, presented_hash: str, successor_hash: str, now: int, *, grace_ms: int, idle_ms: int
+    ) -> Rotation:
+        from botocore.exceptions import ClientError
+
+        for _ in range(3):  # a lost race re-reads: the winner's rotation makes ours a repeat
+            item = await self._get(self.users, {"pk": f"session#{family}"})
+            if item is None or item["idleUntil"] <= now:
+                return Rotation(RotationOutcome.UNKNOWN)
+            session = _session_item(family, item)
+            if presented_hash == item["tokenHash"]:
+                idle_until = min(now + idle_ms, session.ends_at)
+                try:
+                    await self._call(
+                        "update_item", TableName=self.users, Key=self._item({"pk": f"session#{family}"}),
+                        UpdateExpression="SET tokenHash = :s, previousHash = :p, rotatedAt = :now, idleUntil = :i, expireAt = :e",
+                        ConditionExpression="tokenHash = :p",
+                        ExpressionAttributeValues=self._item({":s": successor_hash, ":p": presented_hash, ":now": now,
+                                                              ":i": idle_until, ":e": idle_until // 1000 + 1}),
+                    )  # fmt: skip
+                except ClientError as exc:
+                    if _code(exc) == "ConditionalCheckFailedException":
+                        continue
+                    raise
+                return Rotation(RotationOutcome.ROTATED, session, now)
+            rotated_at = item.get("rotatedAt")
+            if presented_hash == item.get("previousHash") and rotated_at is not None and now - rotated_at <= grace_ms:
+                return Rotation(RotationOutcome.REPEATED, session, rotated_at)
+            await self.end_session(family, username=session.username)
+            return Rotation(RotationOutcome.REPLAYED, session)
+        raise StoreUnavailable("the session kept changing while it was rotated")
+
+    async def session_active(self, family: str, username: str, now: int) -> bool:
+        item = await self._get(self.users, {"pk": f"session#{family}"}, ProjectionExpression="idleUntil, username")
+        return item is not None and item["idleUntil"] > now and item["username"] == username
+
+    async def end_session(self, family: str, *, username: str | None = None) -> bool:
+        reply = await self._call(
+            "delete_item", TableName=self.users, Key=self._item({"pk": f"session#{family}"}), ReturnValues="ALL_OLD"
+        )
+        old = self._plain(reply.get("Attributes"))
+        username = username or (old or {}).get("username")
+        if username:
+            await self._unlist_sessions(username, [family])
+        return old is not None
+
+    async def _unlist_sessions(self, username: str, families: list[str]) -> None:
+        from botocore.exceptions import ClientError
+
+        for start in range(0, len(families), 50):
+            chunk = families[start:start + 50]
+            names = {f"#f{i}": family for i, family in enumerate(chunk)}
+            try:
+                await self._call(
+                    "update_item", TableName=self.users, Key=self._item({"pk": username}),
+                    UpdateExpression="REMOVE " + ", ".join(f"sessions.{n}" for n in names),
+                    ConditionExpression="attribute_exists(sessions)", ExpressionAttributeNames=names,
+                )  # fmt: skip
+            except ClientError as exc:
+                if _code(exc) != "ConditionalCheckFailedException":
+                    raise
+
+    async def end_user_sessions(self, username: str) -> int:
+        item = await self._get(self.users, {"pk": username}, ProjectionExpression="sessions")
+        ended = 0
+        for family in ((item or {}).get("sessions") or {}):
             reply = await self._call(
-                "delete_item", TableName=self.users, Key=self._item({"pk": f"refresh#{token_hash}"}),
-                ConditionExpression="attribute_exists(pk)", ReturnValues="ALL_OLD",
-            )  # fmt: skip
-        except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
-                return None
-            raise
-        item = self._plain(reply.get("Attributes")) or {}
-        if item.get("expiresAt", 0) <= now:
-            return None
-        return RefreshGrant(username=item["username"], device=item.get("device"))
+                "delete_item", TableName=self.users, Key=self._item({"pk": f"session#{family}"}), ReturnValues="ALL_OLD"
+            )
+            ended += bool(reply.get("Attributes"))
+        if item is not None and item.get("sessions"):
+            await self._unlist_sessions(username, list(item["sessions"]))
+        return ended
+
+    async def list_sessions(self, username: str, now: int) -> list[SessionRecord]:
+        item = await self._get(self.users, {"pk": username}, ProjectionExpression="sessions")
+        return await self._sessions(username, (item or {}).get("sessions") or {}, now)
+
+    async def _sessions(self, username: str, listed: dict[str, int], now: int) -> list[SessionRecord]:
+        items = await self._batch_get(self.users, [{"pk": f"session#{family}"} for family in listed])
+        sessions = [_session_item(i["pk"].removeprefix("session#"), i) for i in items]
+        live = [s for s in sessions if s.idle_until > now and s.username == username]
+        return sorted(live, key=lambda s: (s.started_at, s.family))
 
     async def record_login_failure(self, username: str, now: int) -> None:
         await self._conditional_update(
@@ -740,6 +870,13 @@ def _cancellation_codes(exc: Exception, count: int) -> list[str]:
 def _conv_key(a: str, b: str) -> str:
     first, second = sorted((a, b))
     return f"c#{first}#{second}"
+
+
+def _session_item(family: str, item: dict) -> SessionRecord:
+    return SessionRecord(
+        family=family, username=item["username"], device=item.get("device"), started_at=item["startedAt"],
+        ends_at=item["endsAt"], idle_until=item["idleUntil"],
+    )  # fmt: skip
 
 
 def _user(item: dict) -> UserRecord:

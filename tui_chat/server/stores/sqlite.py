@@ -43,6 +43,7 @@ Schema
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
@@ -61,8 +62,10 @@ from tui_chat.server.store import (
     ConnectionRecord,
     ConnectResult,
     DisconnectResult,
-    RefreshGrant,
+    Rotation,
+    RotationOutcome,
     SaveResult,
+    SessionRecord,
     Store,
     StoreUnavailable,
     UserRecord,
@@ -103,6 +106,15 @@ def _message(row: tuple) -> Message:
 _USER_COLUMNS = "username, password_hash, status, text, last_seen, created_at"
 
 _CURSOR = re.compile(r"(-?[0-9]{1,19}):(.+)", re.DOTALL)
+
+
+_SESSION_COLUMNS = "family, username, device, started_at, ends_at, idle_until"
+
+
+def _session(row: tuple) -> SessionRecord:
+    return SessionRecord(
+        family=row[0], username=row[1], device=row[2], started_at=row[3], ends_at=row[4], idle_until=row[5]
+    )
 
 
 def _encode_cursor(last_ts: int, other: str) -> str:
@@ -253,6 +265,58 @@ class SQLiteStore(Store):
         await self._write(
             lambda db: db.execute("UPDATE users SET status = ?, text = ? WHERE username = ?", (status, text, username))
         )
+
+    # -- what only the self-hosted server does (``tui-chat admin``, ``serve --forget-after``) ----
+
+    async def set_password_hash(self, username: str, password_hash: str) -> bool:
+        """A new password for an account with one; False when there is no such account."""
+        return await self._write(
+            lambda db: db.execute(
+                "UPDATE users SET password_hash = ? WHERE username = ? AND password_hash IS NOT NULL", (password_hash, username)
+            ).rowcount > 0
+        )  # fmt: skip
+
+    async def delete_user(self, username: str) -> bool:
+        """Remove a user and everything of theirs: their sessions, and every conversation they
+        were in, on both sides (nothing of it is left for whoever takes the name later)."""
+
+        def delete(db: sqlite3.Connection) -> bool:
+            pairs = db.execute("SELECT user_a, user_b FROM conversations WHERE user_a = ? OR user_b = ?", (username, username)).fetchall()
+            for a, b in pairs:
+                db.execute("DELETE FROM messages WHERE user_a = ? AND user_b = ?", (a, b))
+                db.execute("DELETE FROM conversations WHERE user_a = ? AND user_b = ?", (a, b))
+            db.execute("DELETE FROM sides WHERE user = ? OR other = ?", (username, username))
+            db.execute("DELETE FROM sessions WHERE username = ?", (username,))
+            # Failures are counted per "name@address" (accounts.py).
+            db.execute("DELETE FROM login_failures WHERE username = ? OR substr(username, 1, ?) = ?", (username, len(username) + 1, username + "@"))
+            return db.execute("DELETE FROM users WHERE username = ?", (username,)).rowcount > 0
+
+        gone = await self._write(delete)
+        self._usernames.discard(username)
+        return gone
+
+    async def users_gone_since(self, before: int) -> list[str]:
+        """Password-less users (open mode's nicknames) not connected now and not seen since ``before``."""
+        rows = await self._read(
+            lambda db: db.execute(
+                "SELECT username FROM users WHERE password_hash IS NULL AND coalesce(last_seen, created_at) < ?",
+                (_int64(before),),
+            ).fetchall()
+        )
+        return [name for (name,) in rows if not self._conns.by_user.get(name)]
+
+    async def backup(self, target: str | os.PathLike) -> None:
+        """A consistent copy of the live database at ``target`` (SQLite's online backup, on the
+        reader's connection: writes go on meanwhile), created 0600."""
+        target = Path(target)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.close(fd)
+
+        def copy(db: sqlite3.Connection) -> None:
+            with contextlib.closing(sqlite3.connect(target)) as out:
+                db.backup(out, pages=1024)
+
+        await self._read(copy)
 
     # -- connections (in memory, see the module docstring) ------------------------------------
 
@@ -442,29 +506,113 @@ class SQLiteStore(Store):
 
         return await self._write(mark)
 
+    async def purge_messages(self, older_than: int) -> int:
+        """Retention, conversation by conversation: the reader finds how far each one's oldest
+        messages are too old (``seq`` follows ``ts``, so only the doomed rows and one more are
+        read), and the writer deletes each range in a transaction of its own, so sends wait for
+        one conversation's purge at most, never for the whole database's."""
+        cutoff = _int64(older_than)
+
+        def doomed(db: sqlite3.Connection) -> list[tuple[str, str, int]]:
+            ranges = []
+            for a, b in db.execute("SELECT user_a, user_b FROM conversations").fetchall():
+                last = None
+                for seq, ts in db.execute(
+                    "SELECT seq, ts FROM messages WHERE user_a = ? AND user_b = ? ORDER BY seq", (a, b)
+                ):
+                    if ts >= cutoff:
+                        break
+                    last = seq
+                if last is not None:
+                    ranges.append((a, b, last))
+            return ranges
+
+        def delete(a: str, b: str, up_to: int) -> Callable[[sqlite3.Connection], int]:
+            def run(db: sqlite3.Connection) -> int:
+                gone = db.execute(
+                    "DELETE FROM messages WHERE user_a = ? AND user_b = ? AND seq <= ? AND ts < ?", (a, b, up_to, cutoff)
+                ).rowcount
+                # Unread counts drop by the unread messages that went.
+                db.execute(
+                    "UPDATE sides SET unread = (SELECT count(*) FROM messages AS m WHERE m.user_a = ? AND m.user_b = ?"
+                    " AND m.seq > sides.read_seq AND m.sender = sides.other AND sides.other <> sides.user)"
+                    " WHERE ((user = ? AND other = ?) OR (user = ? AND other = ?)) AND unread > 0",
+                    (a, b, a, b, b, a),
+                )
+                return gone
+
+            return run
+
+        total = 0
+        for a, b, up_to in await self._read(doomed):
+            total += await self._write(delete(a, b, up_to))
+        return total
+
     # -- accounts -----------------------------------------------------------------------------
 
-    async def save_refresh_token(self, token_hash: str, username: str, device: str | None, expires_at: int) -> None:
-        await self._write(
-            lambda db: db.execute(
-                "INSERT INTO refresh_tokens (token_hash, username, device, expires_at) VALUES (?, ?, ?, ?)",
-                (token_hash, username, device, expires_at),
+    async def create_session(self, session: SessionRecord, token_hash: str, *, keep_at_most: int) -> None:
+        def create(db: sqlite3.Connection) -> None:
+            db.execute("DELETE FROM sessions WHERE idle_until <= ?", (_int64(session.started_at),))
+            db.execute(
+                "INSERT INTO sessions (family, username, device, started_at, ends_at, idle_until, token_hash)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (session.family, session.username, session.device, _int64(session.started_at),
+                 _int64(session.ends_at), _int64(session.idle_until), token_hash),
+            )  # fmt: skip
+            db.execute(
+                "DELETE FROM sessions WHERE family IN (SELECT family FROM sessions WHERE username = ?"
+                " ORDER BY started_at DESC, family LIMIT -1 OFFSET ?)",
+                (session.username, keep_at_most),
             )
-        )
 
-    async def take_refresh_token(self, token_hash: str, now: int) -> RefreshGrant | None:
+        await self._write(create)
+
+    async def rotate_session(
+        self, family: str, presented_hash: str, successor_hash: str, now: int, *, grace_ms: int, idle_ms: int
+    ) -> Rotation:
         now = _int64(now)
 
-        def take(db: sqlite3.Connection) -> RefreshGrant | None:
-            row = db.execute(
-                "DELETE FROM refresh_tokens WHERE token_hash = ? RETURNING username, device, expires_at", (token_hash,)
-            ).fetchone()
-            db.execute("DELETE FROM refresh_tokens WHERE expires_at <= ?", (now,))  # opportunistic purge
-            if row is None or row[2] <= now:
-                return None
-            return RefreshGrant(username=row[0], device=row[1])
+        def rotate(db: sqlite3.Connection) -> Rotation:
+            row = db.execute(f"SELECT {_SESSION_COLUMNS}, token_hash, previous_hash, rotated_at FROM sessions WHERE family = ?", (family,)).fetchone()  # nosec B608 - a constant column list
+            if row is None or row[5] <= now:
+                return Rotation(RotationOutcome.UNKNOWN)
+            session, current, previous, rotated_at = _session(row[:6]), row[6], row[7], row[8]
+            if presented_hash == current:
+                idle_until = min(_int64(now + idle_ms), session.ends_at)
+                db.execute(
+                    "UPDATE sessions SET token_hash = ?, previous_hash = ?, rotated_at = ?, idle_until = ? WHERE family = ?",
+                    (successor_hash, presented_hash, now, idle_until, family),
+                )
+                return Rotation(RotationOutcome.ROTATED, session, now)
+            if presented_hash == previous and rotated_at is not None and now - rotated_at <= grace_ms:
+                return Rotation(RotationOutcome.REPEATED, session, rotated_at)
+            db.execute("DELETE FROM sessions WHERE family = ?", (family,))
+            return Rotation(RotationOutcome.REPLAYED, session)
 
-        return await self._write(take)
+        return await self._write(rotate)
+
+    async def session_active(self, family: str, username: str, now: int) -> bool:
+        return await self._read(
+            lambda db: db.execute(
+                "SELECT 1 FROM sessions WHERE family = ? AND username = ? AND idle_until > ?", (family, username, _int64(now))
+            ).fetchone() is not None
+        )  # fmt: skip
+
+    async def end_session(self, family: str) -> bool:
+        return await self._write(lambda db: db.execute("DELETE FROM sessions WHERE family = ?", (family,)).rowcount > 0)
+
+    async def end_user_sessions(self, username: str) -> int:
+        return await self._write(lambda db: db.execute("DELETE FROM sessions WHERE username = ?", (username,)).rowcount)
+
+    async def list_sessions(self, username: str, now: int) -> list[SessionRecord]:
+        rows = await self._read(
+            lambda db: db.execute(
+                f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE username = ? AND idle_until > ?"  # nosec B608 - a constant column list
+                " ORDER BY started_at, family",
+                (username, _int64(now)),
+            ).fetchall()
+        )
+        return [_session(row) for row in rows]
 
     async def record_login_failure(self, username: str, now: int) -> None:
         def record(db: sqlite3.Connection) -> None:

@@ -77,7 +77,26 @@ def _migrate_to_3(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_to_1, _migrate_to_2, _migrate_to_3]
+def _migrate_to_4(db: sqlite3.Connection) -> None:
+    run_script(
+        db,
+        """
+        -- Sessions (refresh-token families) replace single refresh tokens: sign-out, revocation
+        -- on replay, an absolute end. Tokens of the old kind cannot be traced to a family, so
+        -- they go: each person signs in once more after this upgrade.
+        DROP TABLE refresh_tokens;
+        CREATE TABLE sessions (
+            family TEXT PRIMARY KEY, username TEXT NOT NULL, device TEXT,
+            started_at INTEGER NOT NULL, ends_at INTEGER NOT NULL, idle_until INTEGER NOT NULL,
+            token_hash TEXT NOT NULL, previous_hash TEXT, rotated_at INTEGER
+        ) WITHOUT ROWID;
+        CREATE INDEX sessions_by_user ON sessions (username, started_at);
+        CREATE INDEX sessions_by_idle_end ON sessions (idle_until);
+        """
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_to_1, _migrate_to_2, _migrate_to_3, _migrate_to_4]
 """``MIGRATIONS[i]`` takes a database from schema version i to i + 1. Append, never edit."""
 SCHEMA_VERSION = len(MIGRATIONS)
 
