@@ -206,6 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--user", help="username to sign in as (default: the last one)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     add_serve_parser(commands)
+    from tui_chat.admin import add_admin_parser
+
+    add_admin_parser(commands, _option)
     commands.add_parser(
         "doctor", help="check what the client would use, and whether it works",
         description="Check what the client would use (data folder, config file, keyring, server, TLS) and whether it works, "
@@ -290,6 +293,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "serve":
         return run_serve(args)
+    if args.command == "admin":
+        from tui_chat.admin import run_admin
+
+        return run_admin(args)
     if args.command == "doctor":
         from tui_chat.doctor import run_doctor  # imported lazily, like the app
 

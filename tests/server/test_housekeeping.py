@@ -93,4 +93,4 @@ def test_serve_wires_the_chores_from_its_settings(tmp_path):
     app = build_app(Settings(db=tmp_path / "a.db", auth="open", retention_days=30, forget_after_minutes=15))
     assert (app.housekeeper.retention_days, app.housekeeper.forget_after_minutes) == (30, 15)
     app = build_app(Settings(db=tmp_path / "b.db", auth="accounts", forget_after_minutes=15))
-    assert app.housekeeper.idle, "forgetting is for nicknames (open mode) only"
+    assert app.housekeeper.forget_after_minutes is None, "forgetting is for nicknames (open mode) only"

@@ -1,6 +1,7 @@
-"""The self-hosted server's chores, run in the background: retention (``serve --retention-days``
-deletes messages older than that) and forgetting nicknames (``serve --auth open --forget-after``
-removes a nickname, with its conversations, once it has been gone that long)."""
+"""The self-hosted server's chores, run in the background once a minute: retention
+(``serve --retention-days`` deletes messages older than that), forgetting nicknames
+(``serve --auth open --forget-after`` removes a nickname, with its conversations, once it has been
+gone that long), and re-reading who exists (``tui-chat admin`` may have removed someone)."""
 
 from __future__ import annotations
 
@@ -40,12 +41,8 @@ class Housekeeper:
         self.interval_s = interval_s
         self._task: asyncio.Task | None = None
 
-    @property
-    def idle(self) -> bool:
-        return not self.retention_days and not self.forget_after_minutes
-
     def start(self) -> None:
-        if not self.idle and self._task is None:
+        if self._task is None:
             self._task = asyncio.create_task(self._run(), name="housekeeping")
 
     async def stop(self) -> None:
@@ -58,6 +55,7 @@ class Housekeeper:
     async def run_once(self) -> tuple[int, list[str]]:
         """Do every chore once: how many messages were deleted, and which nicknames forgotten."""
         now = self.clock()
+        await self.store.reload_usernames()
         purged = 0
         forgotten: list[str] = []
         if self.retention_days:

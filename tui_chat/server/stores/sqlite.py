@@ -295,6 +295,10 @@ class SQLiteStore(Store):
         self._usernames.discard(username)
         return gone
 
+    async def reload_usernames(self) -> None:
+        """Re-read who exists: another process (``tui-chat admin``) may have removed someone."""
+        self._usernames = set(await self._read(lambda db: [row[0] for row in db.execute("SELECT username FROM users")]))
+
     async def users_gone_since(self, before: int) -> list[str]:
         """Password-less users (open mode's nicknames) not connected now and not seen since ``before``."""
         rows = await self._read(
