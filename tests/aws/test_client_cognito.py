@@ -10,6 +10,7 @@ import keyring
 from tests.aws.conftest import REGION
 from tests.client.conftest import MemoryKeyring, wait_until
 from tui_chat_dev.serverproc import start_server
+from tui_chat import cognito_auth
 from tui_chat.client.service import ChatClient
 
 
@@ -43,6 +44,15 @@ async def test_cognito_sign_in_send_and_resume_from_the_keyring(tmp_path, cognit
         assert [row.body for row in again.timeline("alice")] == ["note to self, through Cognito"]
         await again.stop()
 
+        # Signing out revokes the refresh token at Cognito (moto has no RevokeToken: the request
+        # itself is checked in test_revoke_sends_cognitos_revoke_token_request).
+        revoked = []
+        monkeypatch.setattr(cognito_auth, "revoke", lambda config, token: revoked.append((config.client_id, token)))
+        kept = again.account.tokens.refresh
+        assert await again.sign_out() is True
+        assert revoked == [(cognito_pool["client_id"], kept)] and kept
+        assert not any(user.split("#")[0] == "alice" and value for (service, user), value in backend.passwords.items()), "forgotten here"
+
         wrong = ChatClient(server.http_url, cognito=pool, cognito_endpoint=cognito_pool["endpoint"], data_folder=tmp_path / "w")
         try:
             await asyncio.wait_for(wrong.sign_in("nobody-here", "Wrong-Horse-1"), 30)
@@ -52,3 +62,25 @@ async def test_cognito_sign_in_send_and_resume_from_the_keyring(tmp_path, cognit
             raise AssertionError("an unknown user must not sign in")
     finally:
         server.stop()
+
+
+def test_revoke_sends_cognitos_revoke_token_request(monkeypatch):
+    import boto3
+    from botocore import UNSIGNED
+    from botocore.config import Config
+    from botocore.stub import Stubber
+
+    client = boto3.client("cognito-idp", region_name=REGION, config=Config(signature_version=UNSIGNED))
+    config = cognito_auth.CognitoConfig(region=REGION, user_pool_id=f"{REGION}_pool", client_id="app-client-1")
+    monkeypatch.setattr(cognito_auth, "_client", lambda _: client)
+    with Stubber(client) as stub:
+        stub.add_response("revoke_token", {}, {"Token": "the-refresh-token", "ClientId": "app-client-1"})
+        cognito_auth.revoke(config, "the-refresh-token")
+        stub.assert_no_pending_responses()
+        stub.add_client_error("revoke_token", "UnauthorizedException")
+        try:
+            cognito_auth.revoke(config, "the-refresh-token")
+        except cognito_auth.CognitoAuthError as exc:
+            assert exc.reason == "unavailable"
+        else:
+            raise AssertionError("a refused revoke is said, so sign-out can tell the person")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -84,4 +86,15 @@ def test_a_file_that_is_not_a_database_is_said_in_one_line(tmp_path):
     result = subprocess.run([sys.executable, "-m", "tui_chat", "serve", "--port", "0", "--db", str(bad)],
                             capture_output=True, text=True, timeout=30)  # fmt: skip
     assert result.returncode == 1
-    assert "cannot open its database: file is not a database" in result.stderr and "Traceback" not in result.stderr
+    assert "cannot open its store: file is not a database" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_unreachable_dynamodb_is_said_in_one_line(tmp_path):
+    pytest.importorskip("moto", reason="serve-lambda is a development tool: the test extra installs it")
+    result = subprocess.run(
+        [sys.executable, "-m", "tui_chat_dev", "serve-lambda", "--port", "0", "--db", str(tmp_path / "s.db"),
+         "--dynamodb-endpoint", "http://127.0.0.1:9"],
+        capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "cannot open its store: DynamoDB: Could not connect" in result.stderr and "Traceback" not in result.stderr

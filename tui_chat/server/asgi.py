@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from tui_chat import protocol as p
 from tui_chat.migrations import SchemaTooNew
 from tui_chat.ratelimit import TokenBucket
+from tui_chat.server.store import StoreUnavailable
 
 if TYPE_CHECKING:
     from tui_chat.server.core import Caller
@@ -232,8 +233,8 @@ async def run_lifespan(receive: Receive, send: Send, *, startup: Callable[[], Aw
         if message["type"] == "lifespan.startup":
             try:
                 await startup()
-            except (OSError, sqlite3.DatabaseError, SchemaTooNew) as exc:  # a bad --db: said in one line
-                log.error("the server cannot open its database: %s", exc)
+            except (OSError, sqlite3.DatabaseError, SchemaTooNew, StoreUnavailable) as exc:  # a bad --db, an unreachable DynamoDB
+                log.error("the server cannot open its store: %s", exc)
                 await send({"type": "lifespan.startup.failed", "message": str(exc)})
                 return
             except Exception as exc:

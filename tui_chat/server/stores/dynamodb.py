@@ -197,8 +197,13 @@ class DynamoDBStore(Store):
     # -- lifecycle ------------------------------------------------------------------------------
 
     async def open(self) -> None:
+        from botocore.exceptions import BotoCoreError
+
         if self._create:
-            await asyncio.to_thread(self.create_tables)
+            try:
+                await asyncio.to_thread(self.create_tables)
+            except BotoCoreError as exc:  # the endpoint is unreachable: said in one line, not a traceback
+                raise StoreUnavailable(f"DynamoDB: {exc}") from None
         self.server_id = await self._load_server_id()
 
     async def _load_server_id(self) -> str:
