@@ -30,7 +30,7 @@ class ChatCommands(Provider):
         yield "Keys", Content("Keys"), app.action_help, "every key binding"
         if session is not None:
             yield "Reconnect now", Content("Reconnect now"), app.action_reconnect, "skip the wait before the next attempt"
-            yield "Sign out", Content("Sign out"), app.action_sign_out, "forget the saved sign-in on this device"
+            yield "Sign out", Content("Sign out"), app.action_sign_out, "end this session, on this device and on the server"
 
     async def discover(self) -> Hits:
         for text, display, command, help_text in self._commands():
