@@ -16,6 +16,7 @@ import asyncio
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -34,6 +35,8 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
 async def one_run(checkout: Path, count: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         proc, port = start(checkout, Path(tmp))
+        # Keep reading its log: a full pipe would block the server (a line per handshake).
+        threading.Thread(target=proc.stderr.read, daemon=True).start()
         try:
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
                 issued = (await http.post("/auth/signup", json={"username": "bench", "password": "long enough"})).json()
