@@ -577,6 +577,14 @@ class PresenceEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class Presences:
+    """Several users' latest presence in one frame (PROTOCOL.md 7.1: coalesced per watcher)."""
+
+    items: tuple[PresenceEvent, ...]
+    type: Literal["presences"] = "presences"
+
+
+@dataclass(frozen=True, slots=True)
 class Read:
     with_: str
     by: str
@@ -639,7 +647,8 @@ class Acks:
 
 
 Event = Union[
-    Ack, Acks, MessageEvent, Messages, Conversations, Clients, PresenceEvent, Read, TypingEvent, Pong, Error, Replaced
+    Ack, Acks, MessageEvent, Messages, Conversations, Clients, PresenceEvent, Presences, Read, TypingEvent, Pong, Error,
+    Replaced,
 ]
 
 
@@ -671,6 +680,8 @@ def event_to_wire(event: Event) -> dict[str, Any]:
             return _with_rid(frame, event.rid)
         case PresenceEvent():
             return {"type": "presence", "user": event.user, "status": event.status, "text": event.text, "lastSeen": event.last_seen}
+        case Presences():
+            return {"type": "presences", "items": [event_to_wire(item) for item in event.items]}
         case Read():
             return {"type": "read", "with": event.with_, "by": event.by, "seq": event.seq}
         case TypingEvent():
@@ -689,6 +700,13 @@ def event_to_wire(event: Event) -> dict[str, Any]:
         case Acks():
             return _with_rid({"type": "acks", "items": [event_to_wire(item) for item in event.items]}, event.rid)
     raise TypeError(f"not an event: {event!r}")
+
+
+def _presence(frame: dict[str, Any]) -> PresenceEvent:
+    return PresenceEvent(
+        user=_req_str(frame, "user"), status=_req_str(frame, "status"),
+        text=_opt_str(frame, "text") or "", last_seen=_opt_int(frame, "lastSeen"),
+    )  # fmt: skip
 
 
 def parse_event(raw: str | bytes) -> Event:
@@ -780,10 +798,12 @@ def _event_from_object(frame: dict[str, Any]) -> Event:
             )
         return Clients(users=tuple(users), next=_opt_str(frame, "next"), rid=rid)
     if kind == "presence":
-        return PresenceEvent(
-            user=_req_str(frame, "user"), status=_req_str(frame, "status"),
-            text=_opt_str(frame, "text") or "", last_seen=_opt_int(frame, "lastSeen"),
-        )  # fmt: skip
+        return _presence(frame)
+    if kind == "presences":
+        items = _list(frame, "items")
+        if not all(isinstance(item, dict) for item in items):
+            raise ValueError("a presence must be an object")
+        return Presences(items=tuple(_presence(item) for item in items))
     if kind == "read":
         return Read(with_=_req_str(frame, "with"), by=_req_str(frame, "by"), seq=_req_int(frame, "seq"))
     if kind == "typing":

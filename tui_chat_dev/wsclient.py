@@ -21,6 +21,8 @@ class WsClient:
         self.user = user
         self.device = device
         self.pending: list[dict] = []  # frames read while looking for another
+        self.frames_received = 0
+        """Frames as the server sent them (a ``presences`` batch is one, however many it holds)."""
 
     @classmethod
     async def open(cls, ws_url: str, token: str, user: str, device: str = "device-0001", *, attempt: str | None = None, **kwargs) -> "WsClient":
@@ -32,9 +34,18 @@ class WsClient:
         await self.ws.send(frame if isinstance(frame, str) else json.dumps(frame, ensure_ascii=False))
 
     async def recv(self, timeout: float = RECV_TIMEOUT_S) -> dict:
-        if self.pending:
-            return self.pending.pop(0)
-        return json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
+        if not self.pending:
+            self.pending += await asyncio.wait_for(self._read(), timeout)
+        return self.pending.pop(0)
+
+    async def _read(self) -> list[dict]:
+        """The next frame; a coalesced ``presences`` frame (PROTOCOL.md 7.1) comes out as one
+        ``presence`` frame per state, so tests can wait for one user's state either way."""
+        frame = json.loads(await self.ws.recv())
+        self.frames_received += 1
+        if frame.get("type") == "presences":
+            return [dict(item) for item in frame.get("items", [])]
+        return [frame]
 
     async def expect(self, kind: str, timeout: float = RECV_TIMEOUT_S, **match) -> dict:
         """The next frame of ``type`` ``kind`` (matching ``match``); frames skipped stay pending."""
@@ -43,10 +54,12 @@ class WsClient:
                 return self.pending.pop(i)
         async with asyncio.timeout(timeout):
             while True:
-                frame = json.loads(await self.ws.recv())
-                if _matches(frame, kind, match):
-                    return frame
-                self.pending.append(frame)
+                frames = await self._read()
+                for i, frame in enumerate(frames):
+                    if _matches(frame, kind, match):
+                        self.pending += frames[i + 1:]
+                        return frame
+                    self.pending.append(frame)
 
     async def request(self, frame: dict) -> dict:
         """Send an action with a fresh ``rid`` and return the direct reply carrying it."""
@@ -57,10 +70,10 @@ class WsClient:
                 return self.pending.pop(i)
         async with asyncio.timeout(RECV_TIMEOUT_S):
             while True:
-                reply = json.loads(await self.ws.recv())
-                if reply.get("rid") == rid:
-                    return reply
-                self.pending.append(reply)
+                for reply in await self._read():
+                    if reply.get("rid") == rid:
+                        return reply  # a reply is a frame of its own: nothing read after it
+                    self.pending.append(reply)
 
     async def drain(self) -> list[dict]:
         """Everything the server queued for us before it answered a ping now."""
@@ -73,7 +86,7 @@ class WsClient:
         try:
             async with asyncio.timeout(RECV_TIMEOUT_S):
                 while True:
-                    self.pending.append(json.loads(await self.ws.recv()))
+                    self.pending += await self._read()
         except ConnectionClosed as closed:
             return closed.rcvd.code if closed.rcvd else None
 

@@ -148,6 +148,7 @@ def test_events_round_trip_through_the_client_parser():
         p.Conversations(items=(p.ConversationSummary(with_="bob", last_seq=1, read_seq=0, unread=1, last=msg),), next="c"),
         p.Clients(users=(p.ClientInfo(user="bob", status="offline", text="", last_seen=5),)),
         p.PresenceEvent(user="bob", status="away", text="lunch", last_seen=None),
+        p.Presences(items=(p.PresenceEvent("bob", "away", "", None), p.PresenceEvent("cid", "offline", "", 7))),
         p.Read(with_="bob", by="bob", seq=1),
         p.TypingEvent(sender="bob"),
         p.Pong(rid="r"),
@@ -159,6 +160,7 @@ def test_events_round_trip_through_the_client_parser():
 
 
 def test_garbage_from_a_server_is_a_protocol_error():
-    for raw in ['{"type":"ack"}', '{"type":"message","message":{"id":1}}', '{"type":"what"}', "[]"]:
+    for raw in ['{"type":"ack"}', '{"type":"message","message":{"id":1}}', '{"type":"what"}', "[]",
+                '{"type":"presences","items":[1]}', '{"type":"presences","items":{}}', '{"type":"presences"}']:
         with pytest.raises(p.ProtocolError):
             p.parse_event(raw)

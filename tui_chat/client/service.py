@@ -487,6 +487,9 @@ class ChatClient:
                     self._emit(MessageReceived(message.other(self.me), message.sender, message.body))
             case p.PresenceEvent():
                 self.people.presence(event, self.me)
+            case p.Presences():
+                for presence in event.items:
+                    self.people.presence(presence, self.me)
             case p.Read():
                 if event.by == self.me:
                     self.local.own_read(event.with_, event.seq)

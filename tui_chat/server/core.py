@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from tui_chat import protocol as p
 from tui_chat.server.store import ConnectionRecord, Store, StoreUnavailable
+from tui_chat.server.presence import PresenceHub
 
 log = logging.getLogger("tui_chat.core")
 
@@ -54,10 +55,17 @@ class Gateway(ABC):
 
 
 class ChatCore:
-    def __init__(self, store: Store, gateway: Gateway, *, clock: Callable[[], int] = now_ms) -> None:
+    def __init__(self, store: Store, gateway: Gateway, *, clock: Callable[[], int] = now_ms, coalesce_presence: bool = False) -> None:
+        """``coalesce_presence``: watchers get presence in batches (PROTOCOL.md 7.1; the
+        self-hosted server, whose core lives as long as the process, not the Lambda's)."""
         self.store = store
         self.gateway = gateway
         self.clock = clock
+        self.presence = PresenceHub(store.presence_watchers, gateway.send, self.disconnect) if coalesce_presence else None
+
+    async def close(self) -> None:
+        if self.presence is not None:
+            await self.presence.close()
 
     # -- connection lifecycle ($connect / $disconnect) -------------------------------------
 
@@ -246,7 +254,11 @@ class ChatCore:
             return
         online = bool(await self.store.user_connections(username))
         presence = p.PresenceEvent(username, user.status if online else "offline", user.text, None if online else user.last_seen)
-        await self._fan_out(await self.store.presence_audience(username), _text(presence))
+        if self.presence is None:
+            await self._fan_out(await self.store.presence_audience(username), _text(presence))
+            return
+        await self._fan_out(await self._conn_ids(username), _text(presence))  # the user's own devices: at once
+        self.presence.publish(presence)
 
     async def _reply(self, caller: Caller, event: p.Event) -> None:
         if not await self.gateway.send(caller.conn_id, _text(event)):

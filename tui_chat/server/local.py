@@ -84,7 +84,7 @@ class ChatServerApp:
         self.accounts = accounts
         self.verifier = verifier
         self.gateway = LocalGateway()
-        self.core = ChatCore(store, self.gateway, clock=clock)
+        self.core = ChatCore(store, self.gateway, clock=clock, coalesce_presence=True)
         self._routes: dict[tuple[str, str], Callable[[dict, str], Awaitable[tuple[int, dict]]]] = {
             ("POST", "/auth/signup"): self._signup,
             ("POST", "/auth/login"): self._login,
@@ -120,6 +120,7 @@ class ChatServerApp:
         if self.housekeeper is not None:
             await self.housekeeper.stop()
         await self.going_away()
+        await self.core.close()
         await self.store.close()
 
     async def going_away(self, timeout: float = 2.0) -> None:

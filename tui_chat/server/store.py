@@ -175,6 +175,10 @@ class Store(ABC):
         """Connection ids that receive ``username``'s presence: the watchers and the user's own."""
 
     @abstractmethod
+    async def presence_watchers(self) -> list[str]:
+        """Connection ids that asked for the user list (``getClients``): everyone's presence goes to them."""
+
+    @abstractmethod
     async def clear_connections(self) -> None:
         """Forget every connection (a self-hosted server starting after a crash)."""
 

@@ -451,12 +451,14 @@ class DynamoDBStore(Store):
 
     async def presence_audience(self, username: str) -> list[str]:
         audience = {c.conn_id for c in await self.user_connections(username)}
-        async for item in self._query_all(
+        audience.update(await self.presence_watchers())
+        return sorted(audience)
+
+    async def presence_watchers(self) -> list[str]:
+        return sorted([item["connId"] async for item in self._query_all(
             TableName=self.connections, IndexName="watchers", KeyConditionExpression="watch = :w",
             ExpressionAttributeValues=self._item({":w": WATCH_ALL}),
-        ):  # fmt: skip
-            audience.add(item["connId"])
-        return sorted(audience)
+        )])  # fmt: skip
 
     async def _query_all(self, **kwargs: Any):
         start = None

@@ -369,6 +369,9 @@ class SQLiteStore(Store):
         if conn_id in self._conns.by_id:  # a closed connection would never be forgotten
             self._conns.watchers[conn_id] = None
 
+    async def presence_watchers(self) -> list[str]:
+        return list(self._conns.watchers)
+
     async def presence_audience(self, username: str) -> list[str]:
         audience = dict(self._conns.watchers)
         audience.update(dict.fromkeys(self._conns.by_user.get(username, {})))
