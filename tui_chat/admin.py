@@ -24,7 +24,7 @@ from pathlib import Path
 
 from tui_chat import protocol as p
 
-EXIT_CODES = "exit status: 0 done; 1 it could not be done (no such user, name taken, no database); 2 bad flags"
+EXIT_CODES = "exit status: 0 done; 1 it could not be done (no such user, name taken, no database, no password given, not confirmed); 2 bad flags or a name that is not a username"
 
 
 def add_admin_parser(commands: argparse._SubParsersAction, db_option) -> argparse.ArgumentParser:
@@ -34,31 +34,40 @@ def add_admin_parser(commands: argparse._SubParsersAction, db_option) -> argpars
         description="Manage the accounts of a self-hosted server: works on its database, also while it runs.",
         epilog=EXIT_CODES,
     )  # fmt: skip
-    db_option(admin, "--db", type=Path, default=None, help="the server's SQLite database (default: server.db in the user data folder, as for serve)")
+    db_help = "the server's SQLite database (default: server.db in the user data folder, as for serve)"
+    db_option(admin, "--db", type=Path, default=None, help=db_help)
     tasks = admin.add_subparsers(dest="task", metavar="TASK", required=True)
-    add = tasks.add_parser("add-user", help="create an account (members-only servers: serve --no-signup)")
+    # ``--db`` may also come after the task (``admin list --db x.db``), as after ``serve``.
+    task_options = argparse.ArgumentParser(add_help=False)
+    task_options.add_argument("--db", type=Path, default=argparse.SUPPRESS, help=db_help)
+    add = tasks.add_parser("add-user", parents=[task_options], help="create an account (members-only servers: serve --no-signup)")
     add.add_argument("name")
     add.add_argument("--password-stdin", action="store_true", help="read the password from the first line of standard input (for scripts)")
-    reset = tasks.add_parser("reset-password", help="set a new password; every session of the user ends")
+    reset = tasks.add_parser("reset-password", parents=[task_options], help="set a new password; every session of the user ends")
     reset.add_argument("name")
     reset.add_argument("--password-stdin", action="store_true", help="read the password from the first line of standard input")
-    remove = tasks.add_parser("remove-user", help="remove a user, their sessions and every conversation they were in")
+    remove = tasks.add_parser("remove-user", parents=[task_options], help="remove a user, their sessions and every conversation they were in")
     remove.add_argument("name")
     remove.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    tasks.add_parser("list", help="the members: accounts and nicknames, created, last seen, sessions")
-    revoke = tasks.add_parser("revoke-sessions", help="sign a user out on every device")
+    tasks.add_parser("list", parents=[task_options], help="the members: accounts and nicknames, created, last seen, sessions")
+    revoke = tasks.add_parser("revoke-sessions", parents=[task_options], help="sign a user out on every device")
     revoke.add_argument("name")
-    backup = tasks.add_parser("backup", help="copy the live database to FILE (a consistent snapshot; FILE must not exist)")
+    backup = tasks.add_parser("backup", parents=[task_options], help="copy the live database to FILE (a consistent snapshot; FILE must not exist)")
     backup.add_argument("file", type=Path)
     return admin
 
 
 def run_admin(args: argparse.Namespace) -> int:
+    from tui_chat.paths import NotADatabase, check_database
     from tui_chat.server.settings import Settings
 
     db_path = Settings(db=args.db).db_path
-    if not db_path.is_file():
+    if not db_path.exists():
         return _fail(f"no database at {db_path} (start tui-chat serve once, or give --db)")
+    try:
+        check_database(db_path, must_exist=True)  # never turns a wrong file into a database
+    except NotADatabase as exc:
+        return _fail(str(exc))
     name = None
     if getattr(args, "name", None) is not None:
         try:
@@ -71,7 +80,7 @@ def run_admin(args: argparse.Namespace) -> int:
         if password is None:
             return 1
     if args.task == "remove-user" and not args.yes and not _confirmed(f"Remove {name}, their sessions and every conversation they were in?"):
-        return _fail("nothing removed (give --yes to skip the question)", status=2 if not sys.stdin.isatty() else 1)
+        return _fail("nothing removed (without a terminal to ask, give --yes)" if not sys.stdin.isatty() else "nothing removed")
     try:
         return asyncio.run(_run(args.task, db_path, name, password, getattr(args, "file", None)))
     except Exception as exc:  # noqa: BLE001 - a locked, corrupt or too-new database: said in one line
@@ -97,7 +106,10 @@ async def _do(store, task: str, name: str | None, password: str | None, target: 
     if task == "backup":
         if target.exists():
             return _fail(f"{target} exists already; choose a new file")
-        await store.backup(target)
+        try:
+            await store.backup(target)
+        except OSError as exc:
+            return _fail(f"cannot write the backup to {target}: {exc.strerror or exc}")
         print(f"backed up to {target}")
         return 0
     if task == "add-user":

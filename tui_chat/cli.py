@@ -173,7 +173,7 @@ def add_serve_parser(commands: argparse._SubParsersAction, name: str = "serve",
     _option(g0, "--keyfile", type=_existing_file, help="TLS private key (PEM), with --certfile")
     _option(g0, "--public-host", action="append", metavar="NAME", help="a name clients reach this server by, besides loopback names, IP addresses and this machine's own name (repeatable); requests for any other name are refused (DNS rebinding)")
     _option(g0, "--allow-origin", action="append", metavar="ORIGIN", help="a web origin (https://chat.example.org) whose pages may connect (repeatable; none by default)")
-    _option(g0, "--request-timeout", type=_request_timeout, default=DEFAULT_REQUEST_HEAD_TIMEOUT_S, metavar="S", help="close a connection that has not sent a whole request head (a WebSocket handshake included) within S seconds (default: %(default)g)")
+    _option(g0, "--request-timeout", type=_request_timeout, default=DEFAULT_REQUEST_HEAD_TIMEOUT_S, metavar="S", help="close a connection that has not sent a whole request, head and body (a WebSocket handshake included), within S seconds (default: %(default)g)")
     g1 = serve.add_argument_group("its data")
     _option(g1, "--db", type=Path, default=None, help="SQLite database file (default: server.db in the user data folder)")
     _option(g1, "--commit-window-ms", type=_commit_window, default=0.0, metavar="MS", help="wait up to MS for more writes before each commit: fewer fsyncs on a slow disk, MS more latency per ack (default: 0, group only what is already queued)")
@@ -230,6 +230,7 @@ def fast_loop():
 def run_serve(args: argparse.Namespace, build=None) -> int:
     """``tui-chat serve``; ``build`` makes the ASGI app from the options (the self-hosted server
     by default; the development tools pass the API Gateway emulator)."""
+    from tui_chat.paths import NotADatabase
     from tui_chat.server.logs import configure_logging
     from tui_chat.ratelimit import RateLimit
     from tui_chat.server.serve import build_app, listening_socket, make_server
@@ -243,7 +244,10 @@ def run_serve(args: argparse.Namespace, build=None) -> int:
         print("tui-chat serve: --auth cognito needs --cognito-region, --cognito-user-pool-id and --cognito-client-id", file=sys.stderr)
         return 2
     if args.forget_after is not None and args.auth != "open":
-        print(f"tui-chat serve: --forget-after ({env_variable('--forget-after')}) is for --auth open, not --auth {args.auth}", file=sys.stderr)
+        print(f"tui-chat serve: --forget-after is for --auth open, not --auth {args.auth}", file=sys.stderr)
+        return 2
+    if not args.signup and args.auth != "accounts":
+        print(f"tui-chat serve: --no-signup is for --auth accounts (--auth {args.auth} has no sign-up to refuse)", file=sys.stderr)
         return 2
     configure_logging(args.log_level, args.log_format)
     try:
@@ -266,6 +270,10 @@ def run_serve(args: argparse.Namespace, build=None) -> int:
     except ImportError as exc:
         sock.close()
         print(f"tui-chat serve: a package this needs is not installed: {exc.name}", file=sys.stderr)
+        return 1
+    except NotADatabase as exc:  # said before anything was created or changed
+        sock.close()
+        print(f"tui-chat serve: {exc}", file=sys.stderr)
         return 1
     except (OSError, RuntimeError) as exc:
         sock.close()

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from tui_chat import __version__
 from tui_chat import protocol as p
 from tui_chat.client.auth import http_base, token_file_path, ws_url
-from tui_chat.client.config import Config, ConfigError, config_path, load_config
+from tui_chat.client.config import Config, ConfigError, check_server_url, config_path, load_config
 from tui_chat.client.identity import valid_server_id
 from tui_chat.paths import data_dir
 
@@ -61,7 +61,10 @@ def run_doctor(args: argparse.Namespace, out: TextIO | None = None) -> int:
     _guarded(say, "data folder", _data_folder, say)
     config, origin = _config(say, args)
     _guarded(say, "keyring", _keyring, say, config)
-    _guarded(say, "server", _server, say, config, origin)
+    if origin is None:
+        say(PROBLEM, "server", "not checked: the address given is not valid (see above)")
+    else:
+        _guarded(say, "server", _server, say, config, origin)
     print(say.summary(), file=say.out, flush=True)
     return 1 if say.counts[PROBLEM] else 0
 
@@ -106,8 +109,9 @@ def _data_folder(say: Report) -> None:
         say(OK, what, f"exists, only you may open it ({mode:04o})")
 
 
-def _config(say: Report, args: argparse.Namespace) -> tuple[Config, str]:
-    """The settings the app would use, and where its server comes from ("" when none is set)."""
+def _config(say: Report, args: argparse.Namespace) -> tuple[Config, str | None]:
+    """The settings the app would use, and where its server comes from ("" when none is set,
+    None when the address given is not valid)."""
     path = config_path()
     what = f"config file {path}"
     file_ok = True
@@ -127,6 +131,11 @@ def _config(say: Report, args: argparse.Namespace) -> tuple[Config, str]:
     except ConfigError as exc:
         if file_ok:  # then a TUI_CHAT_* variable or a flag is what is wrong
             say(PROBLEM, "settings", str(exc))
+        if args.server:
+            try:
+                check_server_url(args.server, "--server")
+            except ConfigError:
+                return Config(), None  # the address itself is wrong: nothing to check it against
         config = Config(server=args.server or "", username=args.user or "")  # what the app falls back to
     if args.server:
         origin = "--server"

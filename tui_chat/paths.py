@@ -60,11 +60,34 @@ def _owner_only(path: Path, mode: int) -> None:
         pass
 
 
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+class NotADatabase(OSError):
+    """A path given for a database holds something else (a folder, a text file)."""
+
+
+def check_database(path: Path, *, must_exist: bool = False) -> None:
+    """Raise :class:`NotADatabase` unless ``path`` is a SQLite database, or (unless
+    ``must_exist``) nothing yet or an empty file (what a first start leaves)."""
+    if not path.exists():
+        if must_exist:
+            raise NotADatabase(f"there is no database at {path}")
+        return
+    if not path.is_file():
+        raise NotADatabase(f"{path} is not a file (a database is a file)")
+    with open(path, "rb") as file:
+        header = file.read(len(SQLITE_HEADER))
+    if header != SQLITE_HEADER and (header or must_exist):
+        raise NotADatabase(f"{path} is not a SQLite database")
+
+
 def private_database(path: Path) -> Path:
     """Make ``path`` a SQLite database only its owner can read: the file exists 0600 before
     SQLite opens it, so its ``-wal`` and ``-shm`` files are created 0600 too (SQLite gives them
     the database's own mode); ones an earlier release left readable are tightened."""
     path = Path(path)
+    check_database(path)  # before anything is created or changed: a wrong path is left alone
     private_folder(path.parent)
     try:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))

@@ -203,3 +203,11 @@ def test_a_cognito_pool_from_the_config_needs_no_info(chat_server, tmp_path, cap
     assert status == 0, "\n".join(lines)
     assert "a cloud deployment has no /info" in line(lines, "ok", "connection")
     assert "Amazon Cognito user pool eu-west-1_AbCdEfGhI in eu-west-1, from the config file" in line(lines, "ok", "sign-in")
+
+
+def test_a_malformed_server_address_is_one_problem_and_is_never_echoed_with_secrets(capsys):
+    for address in ("127.0.0.1:8910", "ftp://x", "http://user:s3cret-pass@127.0.0.1:8910/?token=s3cret-token", "http://:99x"):
+        status, lines = doctor(capsys, "--server", address)
+        text = "\n".join(lines)
+        assert status == 1 and "not checked: the address given is not valid" in text, address
+        assert "s3cret" not in text and "WebSocket" not in text, "no half-parsed WebSocket address, no secret shown back"

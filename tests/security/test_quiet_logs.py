@@ -12,6 +12,7 @@ from tui_chat_dev.wsclient import WsClient
 
 PASSWORD = "correct horse battery staple"
 BODY = "a-body-nobody-else-may-read"
+SHORT = "hush"
 
 
 async def test_no_token_password_or_body_in_the_log_even_at_debug(tmp_path):
@@ -30,10 +31,12 @@ async def test_no_token_password_or_body_in_the_log_even_at_debug(tmp_path):
             await ws.recv()
         alice = await WsClient.open(server.ws_url, renewed["token"], "quiet", device="quiet-device-2")  # a query token
         await alice.request({"action": "sendMessage", "id": "quiet-000002", "to": "other", "body": BODY})
+        # A frame short enough that a debug line would show it whole, not with its middle elided.
+        await alice.request({"action": "sendMessage", "id": "q-000003", "to": "other", "body": SHORT})
         await alice.close()
     finally:
         server.stop()
     text = "\n".join(json.dumps(line) for line in server.log_lines)
     assert server.log_lines, "the server logged at debug"
-    leaked = [s[:12] for s in secrets | {BODY} if s in text]
+    leaked = [s[:12] for s in secrets | {BODY, '"body":"hush"', "nobody-else"} if s in text]
     assert not leaked, f"in the log: {leaked}"

@@ -170,3 +170,15 @@ async def _open_when_admitted(server, token: str, name: str, device: str) -> WsC
             return await WsClient.open(server.ws_url, token, name, device)
         except Exception:  # noqa: BLE001 - refused with 429 until the disconnect is handled
             await asyncio.sleep(0.05)
+
+
+async def test_sign_up_on_a_nickname_server_says_how_to_sign_in(tmp_path):
+    store = SQLiteStore(tmp_path / "open.db")
+    await store.open()
+    try:
+        service = AccountService(store, b"s" * 64, mode="open", clock=Clock())
+        with pytest.raises(AuthError) as caught:
+            await service.signup({"username": "ann", "password": PASSWORD})
+        assert caught.value.status == 403 and "nicknames" in caught.value.message and "/auth/login" in caught.value.message
+    finally:
+        await store.close()

@@ -81,7 +81,7 @@ async def test_remove_user_takes_the_account_and_its_conversations(members_only)
     assert (await ws.request({"action": "sendMessage", "id": "rm-000001", "to": "eve", "body": "hello eve"}))["type"] == "ack"
     await ws.close()
     refused = admin(members_only, "remove-user", "dee")
-    assert refused.returncode == 2 and "--yes" in refused.stderr, "no terminal to confirm: nothing removed"
+    assert refused.returncode == 1 and "--yes" in refused.stderr, "no terminal to confirm: nothing removed"
     removed = admin(members_only, "remove-user", "dee", "--yes")
     assert removed.returncode == 0, removed.stderr
     assert (await login(members_only, "dee")).status_code == 401
@@ -105,8 +105,42 @@ async def test_backup_is_a_private_consistent_copy_of_the_live_database(members_
     assert again.returncode == 1 and "exists" in again.stderr, "never overwrites"
 
 
+def test_admin_takes_db_after_the_task_and_never_turns_a_wrong_file_into_a_database(members_only, tmp_path):
+    listed = subprocess.run([sys.executable, "-m", "tui_chat", "admin", "list", "--db", str(members_only.db_path)],
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert listed.returncode == 0 and "member" in listed.stdout
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    result = subprocess.run([sys.executable, "-m", "tui_chat", "admin", "--db", str(empty), "list"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and "not a SQLite database" in result.stderr
+    assert empty.stat().st_size == 0, "left as it was"
+    missing_folder = tmp_path / "no" / "such" / "folder" / "b.db"
+    backup = admin(members_only, "backup", str(missing_folder))
+    assert backup.returncode == 1 and f"cannot write the backup to {missing_folder}" in backup.stderr
+
+
 def test_admin_without_a_database_says_so(tmp_path):
     result = subprocess.run([sys.executable, "-m", "tui_chat", "admin", "--db", str(tmp_path / "none.db"), "list"],
                             capture_output=True, text=True, timeout=60)  # fmt: skip
     assert result.returncode == 1 and "no database" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "none.db").exists(), "and does not create one"
+
+
+async def test_a_removed_user_can_send_nothing_more_and_nothing_reaches_the_next_owner_of_the_name(members_only):
+    for name in ("gus", "hal"):
+        assert admin(members_only, "add-user", name, "--password-stdin", stdin=PASSWORD + "\n").returncode == 0
+    gus, hal = (await login(members_only, "gus")).json(), (await login(members_only, "hal")).json()
+    gus_ws = await WsClient.open(members_only.ws_url, gus["token"], "gus", "device-0001")
+    hal_ws = await WsClient.open(members_only.ws_url, hal["token"], "hal", "device-0001")
+    assert (await gus_ws.request({"action": "sendMessage", "id": "gone-00001", "to": "hal", "body": "before"}))["type"] == "ack"
+    assert admin(members_only, "remove-user", "gus", "--yes").returncode == 0
+    # Both still connected (a connection outlives its session), within the server's minute:
+    to_gone = await hal_ws.request({"action": "sendMessage", "id": "gone-00002", "to": "gus", "body": "are you there?"})
+    assert (to_gone["type"], to_gone.get("code")) == ("error", "unknown_user")
+    from_gone = await gus_ws.request({"action": "sendMessage", "id": "gone-00003", "to": "hal", "body": "still here"})
+    assert (from_gone["type"], from_gone.get("code")) == ("error", "unknown_user")
+    assert admin(members_only, "add-user", "gus", "--password-stdin", stdin=PASSWORD + "\n").returncode == 0
+    new_gus = await WsClient.open(members_only.ws_url, (await login(members_only, "gus")).json()["token"], "gus", "device-0009")
+    assert (await new_gus.request({"action": "getMessages", "with": "hal"}))["items"] == [], "the new gus inherits nothing"
+    for ws in (gus_ws, hal_ws, new_gus):
+        await ws.close()

@@ -86,7 +86,33 @@ def test_a_file_that_is_not_a_database_is_said_in_one_line(tmp_path):
     result = subprocess.run([sys.executable, "-m", "tui_chat", "serve", "--port", "0", "--db", str(bad)],
                             capture_output=True, text=True, timeout=30)  # fmt: skip
     assert result.returncode == 1
-    assert "cannot open its store: file is not a database" in result.stderr and "Traceback" not in result.stderr
+    assert f"{bad} is not a SQLite database" in result.stderr and "Traceback" not in result.stderr
+    assert not bad.with_name("s.db.secret").exists(), "nothing is created beside a wrong path"
+
+
+def test_a_wrong_db_path_is_left_exactly_as_it_was(tmp_path):
+    folder = tmp_path / "a-folder"
+    folder.mkdir(mode=0o755)
+    (folder / "inside.txt").write_text("keep me")
+    text = tmp_path / "notes.txt"
+    text.write_text("my notes")
+    text.chmod(0o644)
+    for wrong, said in ((folder, "is not a file"), (text, "is not a SQLite database")):
+        result = subprocess.run([sys.executable, "-m", "tui_chat", "serve", "--port", "0", "--db", str(wrong)],
+                                capture_output=True, text=True, timeout=30)  # fmt: skip
+        assert result.returncode == 1 and said in result.stderr and "Traceback" not in result.stderr
+        assert not wrong.with_name(wrong.name + ".secret").exists()
+    assert folder.stat().st_mode & 0o777 == 0o755 and (folder / "inside.txt").read_text() == "keep me"
+    assert text.stat().st_mode & 0o777 == 0o644 and text.read_text() == "my notes"
+
+
+def test_a_damaged_database_is_said_in_one_line(tmp_path):
+    bad = tmp_path / "s.db"
+    bad.write_bytes(b"SQLite format 3\x00" + b"\xff" * 4000)  # the right header, nothing sane after it
+    result = subprocess.run([sys.executable, "-m", "tui_chat", "serve", "--port", "0", "--db", str(bad)],
+                            capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert result.returncode == 1
+    assert "cannot open its store" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_an_unreachable_dynamodb_is_said_in_one_line(tmp_path):

@@ -134,11 +134,17 @@ def test_a_bad_variable_is_an_error_of_serve_alone(capsys, monkeypatch):
 
 def test_forget_after_is_for_open_mode_only(tmp_path, capsys, monkeypatch):
     assert main(["serve", "--forget-after", "60", "--db", str(tmp_path / "s.db")]) == 2
-    assert "--forget-after (TUI_CHAT_FORGET_AFTER) is for --auth open, not --auth accounts" in capsys.readouterr().err
+    assert "--forget-after is for --auth open, not --auth accounts" in capsys.readouterr().err
     monkeypatch.setenv("TUI_CHAT_FORGET_AFTER", "60")
     assert main(["serve", "--auth", "cognito", "--cognito-region", "r", "--cognito-user-pool-id", "p", "--cognito-client-id", "c",
                  "--db", str(tmp_path / "s.db")]) == 2  # fmt: skip
     assert "is for --auth open, not --auth cognito" in capsys.readouterr().err
+    assert not (tmp_path / "s.db").exists()
+
+
+def test_no_signup_is_for_accounts_mode_only(tmp_path, capsys, monkeypatch):
+    assert main(["serve", "--auth", "open", "--no-signup", "--db", str(tmp_path / "s.db")]) == 2
+    assert "--no-signup is for --auth accounts" in capsys.readouterr().err
     assert not (tmp_path / "s.db").exists()
 
 

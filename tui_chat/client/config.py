@@ -23,6 +23,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Any
 
 from tui_chat.paths import config_dir
@@ -90,9 +91,25 @@ def _check(source: str, key: str, value: Any) -> Any:
         return value
     if not isinstance(value, str):
         raise ConfigError(f"{source}: {key} must be a string, not {value!r}")
-    if key == "server" and value and not value.startswith(("http://", "https://", "ws://", "wss://")):
-        raise ConfigError(f"{source}: server must be a URL starting with http://, https://, ws:// or wss://, not {value!r}")
+    if key == "server" and value:
+        check_server_url(value, source)
     return value
+
+
+def check_server_url(value: str, source: str) -> None:
+    """A server address: a scheme we speak and a host; no user name, password, query or
+    fragment (where a secret pasted by mistake would be shown back, and sent, in the clear)."""
+    if not value.startswith(("http://", "https://", "ws://", "wss://")):
+        raise ConfigError(f"{source}: server must be a URL starting with http://, https://, ws:// or wss://, not {value!r}")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        raise ConfigError(f"{source}: server is not a valid URL") from None
+    if parts.username is not None or parts.password is not None or parts.query or parts.fragment:
+        raise ConfigError(f"{source}: server must be a plain address (scheme, host, port), without a user name, password, query or fragment")
+    if not parts.hostname:
+        raise ConfigError(f"{source}: server needs a host name, as in http://chat.example.org:8765")
 
 
 def load_config(

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from tui_chat import protocol as p
-from tui_chat.server.store import ConnectionRecord, Store, StoreUnavailable
+from tui_chat.server.store import ConnectionRecord, SaveResult, Store, StoreUnavailable, UnknownUser
 from tui_chat.server.presence import PresenceHub
 
 log = logging.getLogger("tui_chat.core")
@@ -137,7 +137,7 @@ class ChatCore:
 
     async def send_message(self, caller: Caller, action: p.SendMessage) -> None:
         await self._require_user(action.to)
-        saved = await self.store.save_message(caller.username, action.id, action.to, action.body, self.clock())
+        saved = await self._save(caller, action.id, action.to, action.body)
         message = saved.message
         await self._reply(caller, p.Ack(id=message.id, message=message, rid=action.rid))
         if saved.created:  # a retry stores nothing: the recipients already have it
@@ -158,7 +158,7 @@ class ChatCore:
                 continue
             try:
                 await self._require_user(item.to)
-                saved = await self.store.save_message(caller.username, item.id, item.to, item.body, self.clock())
+                saved = await self._save(caller, item.id, item.to, item.body)
             except p.ProtocolError as exc:
                 refused(exc.code, exc.message, item.id)
                 continue
@@ -172,6 +172,13 @@ class ChatCore:
         await self._reply(caller, p.Acks(items=tuple(entries), rid=action.rid))
         for message in created:
             await self._deliver(caller, message)
+
+    async def _save(self, caller: Caller, msg_id: str, to: str, body: str) -> SaveResult:
+        try:
+            return await self.store.save_message(caller.username, msg_id, to, body, self.clock())
+        except UnknownUser as gone:  # removed by an operator since the check above
+            who = "your account" if str(gone) == caller.username else repr(str(gone))
+            raise p.ProtocolError(p.UNKNOWN_USER, f"{who} no longer exists") from None
 
     async def _deliver(self, caller: Caller, message: p.Message) -> None:
         """A newly stored message to the recipient's connections and the sender's other ones."""

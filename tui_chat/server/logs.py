@@ -46,6 +46,7 @@ class TextFormatter(logging.Formatter):
 def configure_logging(level: str = "info", fmt: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.addFilter(_RedactFrames())  # on the handler: whichever library logs a frame
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -89,6 +90,21 @@ class _RedactTokens(logging.Filter):
         return True
 
 
+class _RedactFrames(logging.Filter):
+    """No message body in the log, not even at debug: the WebSocket layer logs every frame's
+    text there (``< TEXT '{"action":"sendMessage",…,"body":"…"}' [77 bytes]``). The line keeps
+    its direction, kind and size."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno <= logging.DEBUG:
+            message = record.getMessage()
+            redacted = _FRAME.sub(r"\1 [content not logged] \2", message)
+            if redacted != message:
+                record.msg, record.args = redacted, ()
+        return True
+
+
+_FRAME = re.compile(r"^([<>] (?:TEXT|BINARY|CONT))\s.*?(\[\d+ bytes?\])?$", re.DOTALL)
 _TOKEN_IN_QUERY = re.compile(r"((?:^|[?&\s])(?:token|refreshToken)=)[^&\s\"']*", re.IGNORECASE)
 _AUTHORIZATION = re.compile(r"(authorization['\"]?\s*[:=,]\s*['\"]?)[^\r\n'\"]*", re.IGNORECASE)
 

@@ -103,6 +103,10 @@ class Rotation:
     """When the presented token was rotated (now, for ``ROTATED``)."""
 
 
+class UnknownUser(Exception):
+    """A user of the message does not exist (any more): removed by an operator meanwhile."""
+
+
 class StoreUnavailable(Exception):
     """The store cannot be reached or written (disk full, table missing, ...)."""
 

@@ -123,7 +123,9 @@ class AccountService:
     # -- HTTP endpoints ---------------------------------------------------------------------
 
     async def signup(self, body: dict) -> dict:
-        if self.mode != "accounts" or not self.allow_signup:
+        if self.mode == "open":
+            raise AuthError(403, "this server signs in with nicknames: POST /auth/login {username, device} (no account needed)")
+        if not self.allow_signup:
             raise AuthError(403, "sign-up is disabled on this server")
         username = _username(body)
         password = _password(body, check_length=True)

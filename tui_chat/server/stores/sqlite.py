@@ -68,6 +68,7 @@ from tui_chat.server.store import (
     SessionRecord,
     Store,
     StoreUnavailable,
+    UnknownUser,
     UserRecord,
 )
 
@@ -320,7 +321,11 @@ class SQLiteStore(Store):
             with contextlib.closing(sqlite3.connect(target)) as out:
                 db.backup(out, pages=1024)
 
-        await self._read(copy)
+        try:
+            await self._read(copy)
+        except BaseException:
+            target.unlink(missing_ok=True)  # no half a backup that looks like one
+            raise
 
     # -- connections (in memory, see the module docstring) ------------------------------------
 
@@ -393,6 +398,11 @@ class SQLiteStore(Store):
             ).fetchone()
             if row is not None:
                 return SaveResult(_message(row), created=False)
+            # Both users still exist, checked where the write happens: ``tui-chat admin`` may have
+            # removed one from another process, and a conversation must not outlive them.
+            (found,) = db.execute("SELECT count(*) FROM users WHERE username IN (?, ?)", (sender, to)).fetchone()
+            if found < (1 if sender == to else 2):
+                raise UnknownUser(sender if not db.execute("SELECT 1 FROM users WHERE username = ?", (sender,)).fetchone() else to)
             (seq,) = db.execute(
                 "INSERT INTO conversations (user_a, user_b, last_seq) VALUES (?, ?, 1)"
                 " ON CONFLICT DO UPDATE SET last_seq = last_seq + 1 RETURNING last_seq",
@@ -417,7 +427,11 @@ class SQLiteStore(Store):
                 )
             return SaveResult(Message(id=msg_id, sender=sender, to=to, body=body, seq=seq, ts=now), created=True)
 
-        return await self._write(save)
+        try:
+            return await self._write(save)
+        except UnknownUser as gone:
+            self._usernames.discard(str(gone))  # no longer taken for existing on the next send
+            raise
 
     async def get_messages(
         self, user: str, other: str, *, before: int | None, after: int | None, limit: int
