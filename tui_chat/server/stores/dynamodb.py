@@ -701,7 +701,7 @@ class DynamoDBStore(Store):
             "startedAt": session.started_at, "endsAt": session.ends_at, "idleUntil": session.idle_until,
             "tokenHash": token_hash, "expireAt": session.idle_until // 1000 + 1,
         }))  # fmt: skip
-        listed = await self._list_session(session.username, session.family, session.started_at)
+        listed = await self._add_to_session_map(session.username, session.family, session.started_at)
         if len(listed) <= keep_at_most:
             return
         live = {s.family for s in await self._sessions(session.username, listed, session.started_at)}
@@ -710,7 +710,7 @@ class DynamoDBStore(Store):
         for family in gone + newest_first[keep_at_most:]:
             await self.end_session(family, username=session.username)
 
-    async def _list_session(self, username: str, family: str, started_at: int) -> dict[str, int]:
+    async def _add_to_session_map(self, username: str, family: str, started_at: int) -> dict[str, int]:
         """Add ``family`` to the user's ``sessions`` map (creating the map on first use); the map after."""
         from botocore.exceptions import ClientError
 
