@@ -179,9 +179,11 @@ def test_a_server_configured_only_by_its_environment(tmp_path):
         port = None
         for line in proc.stderr:  # the server says when it listens, and on which port
             if '"listening"' in line:
-                port = int(json.loads(line)["port"])
+                listening = json.loads(line)
+                port = int(listening["port"])
                 break
         assert port, "the server never listened"
+        assert (listening["auth"], listening["store"]) == ("open", str(tmp_path / "env.db")), "its first line says how it runs"
         info = httpx.get(f"http://127.0.0.1:{port}/info", timeout=10)
         assert info.status_code == 200 and info.json()["auth"] == "open"
         named = httpx.get(f"http://127.0.0.1:{port}/info", headers={"Host": f"chat.internal:{port}"}, timeout=10)

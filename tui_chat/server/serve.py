@@ -55,6 +55,8 @@ class ChatServer(uvicorn.Server):
         super().__init__(config)
         self.chat_app = app
         self.on_ready = on_ready
+        self.describe: dict[str, object] = {}
+        """What the ``listening`` line also says: how people sign in and where the data is."""
         self.bound_port: int | None = None
 
     async def startup(self, sockets=None) -> None:
@@ -64,7 +66,7 @@ class ChatServer(uvicorn.Server):
         self.bound_port = self.servers[0].sockets[0].getsockname()[1]
         scheme = "https" if self.config.ssl else "http"
         url = f"{scheme}://{_url_host(self.config.host)}:{self.bound_port}"
-        log.info("listening", extra={"url": url, "port": self.bound_port, "ws": url.replace("http", "ws", 1) + "/ws"})
+        log.info("listening", extra={"url": url, "port": self.bound_port, "ws": url.replace("http", "ws", 1) + "/ws", **self.describe})
         if self.on_ready is not None:
             self.on_ready(url)
 
@@ -100,4 +102,8 @@ def make_server(options: Settings, app: ChatServerApp, on_ready: Callable[[str],
         ssl_keyfile=str(options.keyfile) if options.keyfile else None,
         ssl_version=ssl.PROTOCOL_TLS_SERVER,
     )
-    return ChatServer(config, app, on_ready)
+    server = ChatServer(config, app, on_ready)
+    db = getattr(getattr(app, "store", None), "path", None)  # SQLite; the emulator's store is DynamoDB
+    server.describe = {"auth": options.auth, **({"signup": options.signup} if options.auth == "accounts" else {}),
+                       "store": str(db) if db else "DynamoDB"}  # fmt: skip
+    return server
