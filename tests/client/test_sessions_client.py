@@ -3,6 +3,7 @@ the person out, and signing out ends the session on the server (or, offline, at 
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 
@@ -59,3 +60,22 @@ async def test_signing_out_with_the_server_gone_still_forgets_the_session_quickl
     assert await client.sign_out() is False, "the server could not be told"
     assert time.monotonic() - started < 10
     assert client.account.vault.load("offlineout") in (None, ""), "forgotten here all the same"
+
+
+async def test_a_storm_of_arrivals_reaches_the_client_as_coalesced_presences(chat_server, tmp_path):
+    """PROTOCOL.md 7.1: the server batches presence into ``presences`` frames; the client shows
+    every state they carry."""
+    from tui_chat_dev.wsclient import WsClient, signup
+
+    watcher = await make_client(chat_server.http_url, tmp_path, "stormwatch")
+    watcher.start()
+    await wait_until(watcher, lambda: watcher.online and "stormwatch" in watcher.users, timeout=30)
+    names = [f"stormy{i:02d}" for i in range(12)]
+    tokens = [await signup(chat_server.http_url, name) for name in names]
+    sockets = await asyncio.gather(*(WsClient.open(chat_server.ws_url, t, n, f"{n}-device") for n, t in zip(names, tokens)))
+    try:
+        await wait_until(watcher, lambda: all(n in watcher.users and watcher.users[n].status == "online" for n in names), timeout=30)
+    finally:
+        for ws in sockets:
+            await ws.close()
+        await watcher.stop()
