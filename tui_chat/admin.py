@@ -1,6 +1,7 @@
 """``tui-chat admin``: run a members-only server. Works on the server's SQLite database, also
-while the server runs (SQLite serialises the writes; the server sees the changes at once for
-sign-ins and handshakes, and within a minute for sends to a removed name).
+while the server runs (SQLite serialises the writes, and the server reads what it checks from the
+database: sign-ins, refreshes and handshakes see a change at once, and so does every message,
+which checks both its users exist where it is written).
 
 - ``add-user NAME``: create an account (the password is asked twice, or read from standard
   input with ``--password-stdin``); with ``serve --no-signup`` this is how members get in.
