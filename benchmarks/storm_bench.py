@@ -33,9 +33,9 @@ ROOT = Path(__file__).resolve().parents[1]
 QUIET_S = 1.0
 
 
-def start(checkout: Path, folder: Path) -> tuple[subprocess.Popen, int]:
+def start(checkout: Path, folder: Path, extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen, int]:
     help_text = subprocess.run([sys.executable, "-m", "tui_chat", "serve", "--help"], cwd=checkout, capture_output=True, text=True).stdout
-    extra = ["--auth-rate", "100000"] if "--auth-rate" in help_text else []  # every nickname signs in from here
+    extra = (*extra, *(["--auth-rate", "100000"] if "--auth-rate" in help_text else []))  # every nickname signs in from here
     proc = subprocess.Popen(
         [sys.executable, "-m", "tui_chat", "serve", "--auth", "open", "--port", "0", "--db", str(folder / "s.db"),
          "--log-format", "json", *extra],
