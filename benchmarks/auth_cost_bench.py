@@ -14,10 +14,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import secrets
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,26 +25,13 @@ import httpx
 import psutil
 from websockets.asyncio.client import connect
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def start(checkout: Path, folder: Path) -> tuple[subprocess.Popen, int]:
-    help_text = subprocess.run([sys.executable, "-m", "tui_chat", "serve", "--help"], cwd=checkout, capture_output=True, text=True).stdout
-    extra = ["--auth-rate", "100000"] if "--auth-rate" in help_text else []  # measure the hashing, not the per-address limit
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tui_chat", "serve", "--port", "0", "--db", str(folder / "s.db"), "--log-format", "json", *extra],
-        cwd=checkout, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(checkout)},
-    )  # fmt: skip
-    for line in proc.stderr:
-        entry = json.loads(line) if line.startswith("{") else {}
-        if entry.get("msg") == "listening":
-            return proc, int(entry["port"])
-    raise RuntimeError("the server did not start")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from checkout_server import ROOT, start_server  # noqa: E402
 
 
 async def one_run(checkout: Path, logins: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        proc, port = start(checkout, Path(tmp))
+        proc, port = start_server(checkout, Path(tmp))
         server = psutil.Process(proc.pid)
         base = f"http://127.0.0.1:{port}"
         try:

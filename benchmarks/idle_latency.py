@@ -28,7 +28,7 @@ import httpx
 from websockets.asyncio.client import connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from storm_bench import ROOT, start as start_chat  # noqa: E402 - the same way of starting a server
+from checkout_server import ROOT, start_server  # noqa: E402
 
 WARM_UP = 100
 
@@ -47,7 +47,7 @@ def start_echo() -> tuple[subprocess.Popen, int]:
 async def chat_run(checkout: Path, count: int) -> tuple[float, float]:
     with tempfile.TemporaryDirectory() as tmp:
         # One message a millisecond is past the per-connection rate limit, which is not what is measured.
-        proc, port = start_chat(checkout, Path(tmp), ("--rate-limit", "100000", "--rate-burst", "100000"))
+        proc, port = start_server(checkout, Path(tmp), "--auth", "open", "--rate-limit", "100000", "--rate-burst", "100000")
         try:
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
                 tokens = [(await http.post("/auth/login", json={"username": n, "device": f"{n}-device"})).json()["token"]

@@ -16,7 +16,6 @@ import asyncio
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import httpx
 from websockets.asyncio.client import connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from auth_cost_bench import ROOT, start  # noqa: E402 - the same way of starting a server
+from checkout_server import ROOT, start_server  # noqa: E402
 
 
 def percentiles(samples: list[float]) -> tuple[float, float]:
@@ -34,9 +33,7 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
 
 async def one_run(checkout: Path, count: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        proc, port = start(checkout, Path(tmp))
-        # Keep reading its log: a full pipe would block the server (a line per handshake).
-        threading.Thread(target=proc.stderr.read, daemon=True).start()
+        proc, port = start_server(checkout, Path(tmp))
         try:
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
                 issued = (await http.post("/auth/signup", json={"username": "bench", "password": "long enough"})).json()

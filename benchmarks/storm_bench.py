@@ -16,12 +16,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -29,29 +26,15 @@ import httpx
 import psutil
 from websockets.asyncio.client import connect
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from checkout_server import ROOT, start_server  # noqa: E402
+
 QUIET_S = 1.0
-
-
-def start(checkout: Path, folder: Path, extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen, int]:
-    help_text = subprocess.run([sys.executable, "-m", "tui_chat", "serve", "--help"], cwd=checkout, capture_output=True, text=True).stdout
-    extra = (*extra, *(["--auth-rate", "100000"] if "--auth-rate" in help_text else []))  # every nickname signs in from here
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tui_chat", "serve", "--auth", "open", "--port", "0", "--db", str(folder / "s.db"),
-         "--log-format", "json", *extra],
-        cwd=checkout, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(checkout)},
-    )  # fmt: skip
-    for line in proc.stderr:
-        entry = json.loads(line) if line.startswith("{") else {}
-        if entry.get("msg") == "listening":
-            threading.Thread(target=proc.stderr.read, daemon=True).start()  # a full pipe would block it
-            return proc, int(entry["port"])
-    raise RuntimeError("the server did not start")
 
 
 async def one_run(checkout: Path, clients: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        proc, port = start(checkout, Path(tmp))
+        proc, port = start_server(checkout, Path(tmp), "--auth", "open")
         server = psutil.Process(proc.pid)
         try:
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
