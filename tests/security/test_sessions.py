@@ -20,25 +20,18 @@ from tui_chat.server.auth.accounts import AccountService
 from tui_chat.server.auth.admission import MAX_DEVICES_PER_USER
 from tui_chat.server.auth.identity import AuthError
 from tui_chat.server.stores.sqlite import SQLiteStore
+from tui_chat_dev.clock import ManualClock
 from tui_chat_dev.wsclient import WsClient, signup
 
 DAY_MS = 24 * 60 * 60 * 1000
 PASSWORD = "correct horse battery"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000_000
-
-    def __call__(self) -> int:
-        return self.now
-
-
 @pytest.fixture
 async def service(tmp_path):
     store = SQLiteStore(tmp_path / "sessions.db")
     await store.open()
-    clock = Clock()
+    clock = ManualClock()
     fast = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
     service = AccountService(store, b"s" * 64, clock=clock, hasher=fast)
     service.test_clock = clock  # the rules below are about days: the clock is the test's
@@ -73,7 +66,8 @@ async def test_the_same_old_token_after_the_grace_ends_the_whole_family(service)
     service.test_clock.now += acc.REFRESH_GRACE_MS + 1
     assert await refused(service, first["refreshToken"]) == 401, "past the grace it is a replay"
     assert await refused(service, renewed["refreshToken"]) == 401, "whoever holds the newer token loses it too"
-    assert not await service.session_active(jwt.decode(renewed["token"], options={"verify_signature": False})["sid"], "alice")
+    sid = jwt.decode(renewed["token"], options={"verify_signature": False})["sid"]
+    assert not await service.store.session_active(sid, "alice", service.test_clock.now)
     again = await service.login({"username": "alice", "password": PASSWORD})
     assert await refresh(service, again["refreshToken"]), "signing in again starts a new session"
 
@@ -176,7 +170,7 @@ async def test_sign_up_on_a_nickname_server_says_how_to_sign_in(tmp_path):
     store = SQLiteStore(tmp_path / "open.db")
     await store.open()
     try:
-        service = AccountService(store, b"s" * 64, mode="open", clock=Clock())
+        service = AccountService(store, b"s" * 64, mode="open", clock=ManualClock())
         with pytest.raises(AuthError) as caught:
             await service.signup({"username": "ann", "password": PASSWORD})
         assert caught.value.status == 403 and "nicknames" in caught.value.message and "/auth/login" in caught.value.message

@@ -10,16 +10,9 @@ from tui_chat.server.serve import build_app
 from tui_chat.server.settings import Settings
 from tui_chat.server.store import ConnectionRecord, SessionRecord
 from tui_chat.server.stores.sqlite import SQLiteStore
+from tui_chat_dev.clock import START_MS, ManualClock
 
-START = 1_800_000_000_000
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> int:
-        return self.now
+START = START_MS
 
 
 @pytest.fixture
@@ -42,7 +35,7 @@ async def test_retention_deletes_only_what_is_older_and_fixes_unread_counts(stor
         await store.save_message("alice", f"a-day-{day:04d}", "bob", f"a{day}", START + day * DAY_MS)
     await store.save_message("carol", "c-recent-1", "alice", "recent", START + 9 * DAY_MS)
     await store.mark_read("bob", "alice", 2)  # bob has read the first two days
-    clock = Clock()
+    clock = ManualClock()
     clock.now = START + 10 * DAY_MS
     keeper = Housekeeper(store, clock, retention_days=5)
 
@@ -60,7 +53,7 @@ async def test_retention_deletes_only_what_is_older_and_fixes_unread_counts(stor
 
 
 async def test_forgetting_nicknames_that_have_been_gone_long_enough(store):
-    clock = Clock()
+    clock = ManualClock()
     for name in ("gone", "here", "brief"):
         await store.ensure_user(name, START)
     await store.create_user("member", "argon2-hash", START)  # an account: never forgotten this way

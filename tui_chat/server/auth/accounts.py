@@ -41,6 +41,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from tui_chat import protocol as p
+from tui_chat.server.auth.admission import check_nickname_free
 from tui_chat.server.auth.identity import AuthError, Identity
 from tui_chat.server.store import RotationOutcome, SessionRecord, Store
 
@@ -191,22 +192,14 @@ class AccountService:
             raise
         await self.store.end_session(_family(token))
 
-    async def session_active(self, session: str, username: str) -> bool:
-        return await self.store.session_active(session, username, self.clock())
-
     async def _login_open(self, body: dict) -> dict:
         username = _username(body)
         device = body.get("device")
         if not p.is_valid_device_id(device):
             raise AuthError(400, "'device' must be 8-64 characters of A-Z, a-z, 0-9, '_', '-'")
-        await self.ensure_nickname_free(username, device)
+        check_nickname_free(username, device, await self.store.user_connections(username))
         await self.store.ensure_user(username, self.clock())
         return await self._issue(username, device)
-
-    async def ensure_nickname_free(self, username: str, device: str) -> None:
-        """Open mode: a nickname in use on another device is refused (409)."""
-        if any(c.device != device for c in await self.store.user_connections(username)):
-            raise AuthError(409, f"the nickname {username!r} is in use on another device")
 
     # -- tokens -----------------------------------------------------------------------------
 
