@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 
 from tui_chat import protocol as p
@@ -159,6 +157,8 @@ def _print_members(store, members: list[tuple]) -> None:
 
 
 def _when(ms: int | None) -> str:
+    from datetime import datetime
+
     return datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M") if ms else "never"
 
 
@@ -173,6 +173,8 @@ async def _hash(password: str) -> str:
 
 
 def _new_password(from_stdin: bool) -> str | None:
+    import getpass  # here, not at import: every tui-chat start builds this parser
+
     from tui_chat.server.auth.accounts import MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS
 
     if from_stdin:
