@@ -92,6 +92,22 @@ async def test_a_commit_window_gathers_writes_that_arrive_apart(tmp_path):
     await store.close()
 
 
+async def test_a_write_waits_for_another_process_holding_the_lock_without_stopping_the_loop(store):
+    other = sqlite3.connect(store.path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # tui-chat admin, mid-write
+    try:
+        pending = asyncio.ensure_future(store.save_message("alice", "l-00000001", "bob", "waits", 1))
+        ticks = 0
+        while ticks < 50:  # the loop keeps turning while the write waits for the lock
+            await asyncio.sleep(0)
+            ticks += 1
+        assert not pending.done(), "nothing is acked while another process holds the lock"
+    finally:
+        other.execute("COMMIT")
+        other.close()
+    assert (await pending).message.seq == 1
+
+
 async def test_a_retry_in_the_same_batch_is_stored_once(store):
     async with writer_held(store):
         tasks = [asyncio.ensure_future(store.save_message("alice", "dup-0000001", "bob", body, 5)) for body in "ab"]
@@ -116,6 +132,15 @@ async def test_one_bad_write_fails_alone(store):
     assert [m.body for m in await history(store)] == [f"m{i}" for i in range(10) if i != 5]
     again = await store.save_message("alice", "b-00000005", "bob", "fixed", 20)
     assert again.created and again.message.seq == 10, "the failed id was not burned"
+
+
+async def test_a_bad_write_alone_in_its_batch_fails_alone(store):
+    with pytest.raises(UnicodeEncodeError):
+        await store.save_message("alice", "alone-00001", "bob", "\ud800", 1)
+    saved = await store.save_message("alice", "alone-00002", "bob", "fine", 2)
+    assert saved.created and saved.message.seq == 1, "nothing of the failed write was kept"
+    again = await store.save_message("alice", "alone-00001", "bob", "fixed", 3)
+    assert again.created and again.message.seq == 2, "the failed id was not burned"
 
 
 async def test_a_failing_commit_fails_every_caller_of_the_batch(store):
