@@ -17,6 +17,7 @@ import pytest
 
 from tui_chat.server.store import StoreUnavailable
 from tui_chat.server.stores.sqlite import MIGRATIONS, SCHEMA_VERSION, SchemaTooNew, SQLiteStore
+from tui_chat.server.stores.sqlite_schema import WAL_CHECKPOINT_PAGES, WAL_SIZE_LIMIT_BYTES
 
 
 @pytest.fixture
@@ -327,6 +328,19 @@ def schema(path) -> list:
         return db.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall()
     finally:
         db.close()
+
+
+async def test_the_wal_is_copied_into_the_database_and_stays_bounded(store):
+    """More than one checkpoint's worth of messages (about 21 MB): the WAL does not keep growing
+    with the history, and what it held is in the database file itself."""
+    body = "w" * 16_000
+    for start in range(0, 1300, 100):
+        await asyncio.gather(*(store.save_message("alice", f"wal-{i:08d}", "bob", body, i) for i in range(start, start + 100)))
+    wal = os.path.getsize(store.path + "-wal")
+    assert wal <= WAL_SIZE_LIMIT_BYTES, f"the WAL is {wal} bytes"
+    assert os.path.getsize(store.path) > WAL_CHECKPOINT_PAGES * 4096, "checkpoints copied the history into the database"
+    page, more = await store.get_messages("bob", "alice", before=None, after=1290, limit=50)
+    assert [m.seq for m in page] == list(range(1291, 1301)) and not more
 
 
 async def test_a_new_database_gets_the_current_version_and_reopening_changes_nothing(tmp_path):
