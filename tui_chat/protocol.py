@@ -58,8 +58,9 @@ RATE_LIMITED = "rate_limited"
 UNKNOWN_USER = "unknown_user"
 FORBIDDEN = "forbidden"
 INTERNAL = "internal"
+CONFLICT = "conflict"
 ERROR_CODES = frozenset(
-    {BAD_REQUEST, UNKNOWN_ACTION, TOO_LARGE, RATE_LIMITED, UNKNOWN_USER, FORBIDDEN, INTERNAL}
+    {BAD_REQUEST, UNKNOWN_ACTION, TOO_LARGE, RATE_LIMITED, UNKNOWN_USER, FORBIDDEN, INTERNAL, CONFLICT}
 )
 PERMANENT_SEND_ERRORS = frozenset({BAD_REQUEST, UNKNOWN_USER, TOO_LARGE, FORBIDDEN})
 """Errors after which resending the same ``sendMessage`` can never succeed."""
@@ -111,6 +112,26 @@ def is_valid_username(value: object) -> bool:
     except ValueError:
         return False
     return True
+
+
+ROOM_PREFIX = "#"
+MAX_ROOM_MEMBERS = 256
+MAX_ROOM_TITLE_CHARS = 80
+
+
+def is_room(address: str) -> bool:
+    """Whether a (normalised) conversation address names a room (``#name``, section 7.2)."""
+    return address.startswith(ROOM_PREFIX)
+
+
+def normalize_room(value: object) -> str:
+    """The stored form of a room address (``#`` + a lowercased username form) or ``ValueError``."""
+    if not isinstance(value, str) or not value.startswith(ROOM_PREFIX):
+        raise ValueError("a room is '#' followed by 2-32 characters of a-z, 0-9, '_', '.', '-'")
+    try:
+        return ROOM_PREFIX + normalize_username(value[1:])
+    except ValueError:
+        raise ValueError("a room is '#' followed by 2-32 characters of a-z, 0-9, '_', '.', '-'") from None
 
 
 def is_valid_message_id(value: object) -> bool:
@@ -273,6 +294,66 @@ class Ping:
     action: Literal["ping"] = "ping"
 
 
+# Rooms (section 7.2). ``room`` is always the normalised ``#name``.
+
+
+@dataclass(frozen=True, slots=True)
+class CreateRoom:
+    room: str
+    title: str = ""
+    members: tuple[str, ...] = ()
+    rid: str | None = None
+    action: Literal["createRoom"] = "createRoom"
+
+
+@dataclass(frozen=True, slots=True)
+class GetRoom:
+    room: str
+    rid: str | None = None
+    action: Literal["getRoom"] = "getRoom"
+
+
+@dataclass(frozen=True, slots=True)
+class Invite:
+    room: str
+    user: str
+    rid: str | None = None
+    action: Literal["invite"] = "invite"
+
+
+@dataclass(frozen=True, slots=True)
+class LeaveRoom:
+    room: str
+    rid: str | None = None
+    action: Literal["leaveRoom"] = "leaveRoom"
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveMember:
+    room: str
+    user: str
+    rid: str | None = None
+    action: Literal["removeMember"] = "removeMember"
+
+
+@dataclass(frozen=True, slots=True)
+class SetRoomTitle:
+    room: str
+    title: str
+    rid: str | None = None
+    action: Literal["setRoomTitle"] = "setRoomTitle"
+
+
+@dataclass(frozen=True, slots=True)
+class GetReads:
+    with_: str
+    rid: str | None = None
+    action: Literal["getReads"] = "getReads"
+
+
+RoomAction = Union[CreateRoom, GetRoom, Invite, LeaveRoom, RemoveMember, SetRoomTitle, GetReads]
+
+
 @dataclass(frozen=True, slots=True)
 class SendMessages:
     """A batch (section 7.3): each item a message to store, or the refusal it alone would get."""
@@ -299,7 +380,10 @@ def frame_cost(raw: str | bytes) -> int:
     return batch_cost(len(messages)) if isinstance(messages, list) else 1
 
 
-Action = Union[SendMessage, SendMessages, GetMessages, GetConversations, GetClients, SetStatus, MarkRead, Typing, Ping]
+Action = Union[
+    SendMessage, SendMessages, GetMessages, GetConversations, GetClients, SetStatus, MarkRead, Typing, Ping,
+    CreateRoom, GetRoom, Invite, LeaveRoom, RemoveMember, SetRoomTitle, GetReads,
+]
 ACTIONS = (
     "sendMessage",
     "sendMessages",
@@ -310,6 +394,13 @@ ACTIONS = (
     "markRead",
     "typing",
     "ping",
+    "createRoom",
+    "getRoom",
+    "invite",
+    "leaveRoom",
+    "removeMember",
+    "setRoomTitle",
+    "getReads",
 )
 
 
@@ -325,7 +416,7 @@ def action_to_wire(action: Action) -> dict[str, Any]:
         value = getattr(action, name)
         if value is None:
             continue
-        frame["with" if name == "with_" else name] = value
+        frame["with" if name == "with_" else name] = list(value) if isinstance(value, tuple) else value
     return frame
 
 
@@ -344,12 +435,48 @@ class _Fields:
         value = self.frame.get(name)
         if value is None:
             raise self.fail(f"'{name}' is required")
-        if isinstance(value, str) and value.startswith("#"):
-            raise self.fail(f"'{name}': rooms are not supported in protocol version 1")
+        if isinstance(value, str) and is_room(value):
+            raise self.fail(f"'{name}' must be a user, not a room")
         try:
             return normalize_username(value)
         except ValueError as exc:
             raise self.fail(f"'{name}': {exc}") from None
+
+    def room(self, name: str) -> str:
+        value = self.frame.get(name)
+        if value is None:
+            raise self.fail(f"'{name}' is required")
+        try:
+            return normalize_room(value)
+        except ValueError as exc:
+            raise self.fail(f"'{name}': {exc}") from None
+
+    def address(self, name: str) -> str:
+        """A conversation: a user, or a room (``#name``)."""
+        value = self.frame.get(name)
+        return self.room(name) if isinstance(value, str) and is_room(value) else self.username(name)
+
+    def title(self, *, required: bool) -> str:
+        value = self.frame.get("title")
+        if value is None and not required:
+            return ""
+        if not isinstance(value, str) or len(value) > MAX_ROOM_TITLE_CHARS or _LONE_SURROGATE.search(value) or _CONTROL.search(value):
+            raise self.fail(f"'title' must be a string of at most {MAX_ROOM_TITLE_CHARS} characters, without control characters")
+        return value
+
+    def members(self) -> tuple[str, ...]:
+        value = self.frame.get("members")
+        if value is None:
+            return ()
+        if not isinstance(value, list) or len(value) > MAX_ROOM_MEMBERS - 1:
+            raise self.fail(f"'members' must be a list of at most {MAX_ROOM_MEMBERS - 1} usernames")
+        members: list[str] = []
+        for item in value:
+            try:
+                members.append(normalize_username(item))
+            except ValueError as exc:
+                raise self.fail(f"'members': {exc}") from None
+        return tuple(members)
 
     def seq(self, name: str, *, required: bool, minimum: int = 0) -> int | None:
         value = self.frame.get(name)
@@ -398,7 +525,7 @@ def action_from_object(frame: dict[str, Any]) -> Action:
         if not is_valid_message_id(msg_id):
             raise ProtocolError(BAD_REQUEST, "'id' must be 8-64 characters of A-Z, a-z, 0-9, '_', '-'", rid=rid)
         f = _Fields(frame, rid, msg_id)
-        to = f.username("to")
+        to = f.address("to")
         body = frame.get("body")
         problem = body_problem(body)
         if problem:
@@ -411,7 +538,7 @@ def action_from_object(frame: dict[str, Any]) -> Action:
         return SendMessages(items=tuple(_batch_item(item) for item in messages), rid=rid)
     f = _Fields(frame, rid)
     if name == "getMessages":
-        with_ = f.username("with")
+        with_ = f.address("with")
         before = f.seq("before", required=False, minimum=1)
         after = f.seq("after", required=False)
         if before is not None and after is not None:
@@ -436,11 +563,25 @@ def action_from_object(frame: dict[str, Any]) -> Action:
             raise f.fail(f"'text': {problem}")
         return SetStatus(status=status, text=text, rid=rid)
     if name == "markRead":
-        return MarkRead(with_=f.username("with"), seq=f.seq("seq", required=True), rid=rid)
+        return MarkRead(with_=f.address("with"), seq=f.seq("seq", required=True), rid=rid)
     if name == "typing":
-        return Typing(to=f.username("to"), rid=rid)
+        return Typing(to=f.address("to"), rid=rid)
     if name == "ping":
         return Ping(rid=rid)
+    if name == "createRoom":
+        return CreateRoom(room=f.room("room"), title=f.title(required=False), members=f.members(), rid=rid)
+    if name == "getRoom":
+        return GetRoom(room=f.room("room"), rid=rid)
+    if name == "invite":
+        return Invite(room=f.room("room"), user=f.username("user"), rid=rid)
+    if name == "leaveRoom":
+        return LeaveRoom(room=f.room("room"), rid=rid)
+    if name == "removeMember":
+        return RemoveMember(room=f.room("room"), user=f.username("user"), rid=rid)
+    if name == "setRoomTitle":
+        return SetRoomTitle(room=f.room("room"), title=f.title(required=True), rid=rid)
+    if name == "getReads":
+        return GetReads(with_=f.room("with"), rid=rid)
     shown = name if len(name) <= 40 else name[:40] + "…"
     raise ProtocolError(UNKNOWN_ACTION, f"unknown action {shown!r}", rid=rid)
 
@@ -530,14 +671,20 @@ class ConversationSummary:
     last: Message | None
     peer_read_seq: int = 0
     """The other user's ``readSeq`` (section 7.4): how a device that was offline learns its
-    messages were read."""
+    messages were read. Not for rooms (their read marks come from ``getReads``)."""
+    title: str | None = None
+    """A room's title (``""`` when it has none); ``None`` for a direct conversation."""
 
     def to_wire(self) -> dict[str, Any]:
-        return {
+        wire = {
             "with": self.with_, "lastSeq": self.last_seq, "readSeq": self.read_seq,
             "unread": self.unread, "last": self.last.to_wire() if self.last else None,
-            "peerReadSeq": self.peer_read_seq,
         }  # fmt: skip
+        if self.title is None:
+            wire["peerReadSeq"] = self.peer_read_seq
+        else:
+            wire["title"] = self.title
+        return wire
 
 
 @dataclass(frozen=True, slots=True)
@@ -595,7 +742,40 @@ class Read:
 @dataclass(frozen=True, slots=True)
 class TypingEvent:
     sender: str
+    room: str | None = None
+    """Typing in a room (section 7.2); ``None`` in a direct conversation."""
     type: Literal["typing"] = "typing"
+
+
+@dataclass(frozen=True, slots=True)
+class RoomEvent:
+    """A room as it is now: the reply to ``createRoom``/``getRoom`` and the news of every change."""
+
+    room: str
+    title: str
+    owner: str
+    members: tuple[str, ...]
+    rid: str | None = None
+    type: Literal["room"] = "room"
+
+
+@dataclass(frozen=True, slots=True)
+class Left:
+    """The receiving user is no longer a member of ``room`` (they left or were removed)."""
+
+    room: str
+    rid: str | None = None
+    type: Literal["left"] = "left"
+
+
+@dataclass(frozen=True, slots=True)
+class Reads:
+    """Every member of a room with their read mark, in the order they joined."""
+
+    with_: str
+    items: tuple[tuple[str, int], ...]
+    rid: str | None = None
+    type: Literal["reads"] = "reads"
 
 
 @dataclass(frozen=True, slots=True)
@@ -648,7 +828,7 @@ class Acks:
 
 Event = Union[
     Ack, Acks, MessageEvent, Messages, Conversations, Clients, PresenceEvent, Presences, Read, TypingEvent, Pong, Error,
-    Replaced,
+    Replaced, RoomEvent, Left, Reads,
 ]
 
 
@@ -685,7 +865,15 @@ def event_to_wire(event: Event) -> dict[str, Any]:
         case Read():
             return {"type": "read", "with": event.with_, "by": event.by, "seq": event.seq}
         case TypingEvent():
-            return {"type": "typing", "from": event.sender}
+            return {"type": "typing", "from": event.sender, **({"room": event.room} if event.room else {})}
+        case RoomEvent():
+            frame = {"type": "room", "room": event.room, "title": event.title, "owner": event.owner, "members": list(event.members)}
+            return _with_rid(frame, event.rid)
+        case Left():
+            return _with_rid({"type": "left", "room": event.room}, event.rid)
+        case Reads():
+            items = [{"user": user, "seq": seq} for user, seq in event.items]
+            return _with_rid({"type": "reads", "with": event.with_, "items": items}, event.rid)
         case Pong():
             return _with_rid({"type": "pong"}, event.rid)
         case Error():
@@ -782,6 +970,7 @@ def _event_from_object(frame: dict[str, Any]) -> Event:
                     read_seq=_req_int(item, "readSeq"), unread=_req_int(item, "unread"),
                     last=Message.from_wire(last) if last is not None else None,
                     peer_read_seq=_req_int(item, "peerReadSeq") if "peerReadSeq" in item else 0,
+                    title=_opt_str(item, "title"),
                 )  # fmt: skip
             )
         return Conversations(items=tuple(convs), next=_opt_str(frame, "next"), rid=rid)
@@ -807,7 +996,22 @@ def _event_from_object(frame: dict[str, Any]) -> Event:
     if kind == "read":
         return Read(with_=_req_str(frame, "with"), by=_req_str(frame, "by"), seq=_req_int(frame, "seq"))
     if kind == "typing":
-        return TypingEvent(sender=_req_str(frame, "from"))
+        return TypingEvent(sender=_req_str(frame, "from"), room=_opt_str(frame, "room"))
+    if kind == "room":
+        members = _list(frame, "members")
+        if not all(isinstance(m, str) for m in members):
+            raise ValueError("members must be usernames")
+        return RoomEvent(room=_req_str(frame, "room"), title=_opt_str(frame, "title") or "", owner=_req_str(frame, "owner"),
+                         members=tuple(members), rid=rid)  # fmt: skip
+    if kind == "left":
+        return Left(room=_req_str(frame, "room"), rid=rid)
+    if kind == "reads":
+        reads = []
+        for item in _list(frame, "items"):
+            if not isinstance(item, dict):
+                raise ValueError("a read mark must be an object")
+            reads.append((_req_str(item, "user"), _req_int(item, "seq")))
+        return Reads(with_=_req_str(frame, "with"), items=tuple(reads), rid=rid)
     if kind == "pong":
         return Pong(rid=rid)
     if kind == "error":

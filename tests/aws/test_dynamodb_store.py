@@ -9,7 +9,7 @@ import pytest
 from moto import mock_aws
 
 from tests.aws.conftest import REGION
-from tui_chat.server.store import ConnectionRecord, StoreUnavailable
+from tui_chat.server.store import ConnectionRecord, RoomFull, StoreUnavailable
 from tui_chat.server.stores.dynamodb import DynamoDBStore
 
 
@@ -173,3 +173,81 @@ async def test_missing_tables_make_the_store_unavailable_not_crash():
         assert await s.healthy() is False
         with pytest.raises(StoreUnavailable):
             await s.get_user("alice")
+
+
+# -- rooms ---------------------------------------------------------------------------------------
+
+
+def one_call_at_a_time(store, monkeypatch):
+    """In-process moto is not thread-safe; a room send updates members' inboxes concurrently."""
+    lock = threading.Lock()
+    unlocked = store._call_sync
+
+    def locked(op, kwargs):
+        with lock:
+            return unlocked(op, kwargs)
+
+    monkeypatch.setattr(store, "_call_sync", locked)
+
+
+def raw_items(store, table):
+    return store.client.scan(TableName=table)["Items"]
+
+
+async def test_a_full_room_outgrows_one_transaction_and_every_member_hears_of_a_message(store, monkeypatch):
+    one_call_at_a_time(store, monkeypatch)
+    names = [f"member{i:03d}" for i in range(255)]
+    room = await store.create_room("#big", "alice", "", names, 1)
+    assert len(room.members) == 256, "the room item and 255 inbox items: more than one transaction's 100"
+    with pytest.raises(RoomFull):
+        await store.add_member("#big", "bob", 2, max_members=256)
+    saved = await store.save_message("member100", "big-00000001", "#big", "hello all", 3)
+    assert saved.created and saved.message.seq == 1
+    reads = await store.get_reads("#big")
+    assert len(reads) == 256 and dict(reads)["member100"] == 1
+    for user in ("alice", "member000", "member254"):
+        [conv], _ = await store.list_conversations(user, None, 10)
+        assert (conv.with_, conv.last_seq, conv.unread, conv.last.body) == ("#big", 1, 1, "hello all")
+
+
+async def test_a_member_whose_inbox_update_fails_does_not_fail_the_send(store, monkeypatch):
+    one_call_at_a_time(store, monkeypatch)
+    await store.create_room("#lab", "alice", "", ["bob", "carol"], 1)
+    moving = store._conditional_update
+
+    async def flaky(table, key, *args):
+        if key.get("user") == "bob":
+            raise StoreUnavailable("throttled")
+        return await moving(table, key, *args)
+
+    monkeypatch.setattr(store, "_conditional_update", flaky)
+    saved = await store.save_message("alice", "lab-00000001", "#lab", "stored once", 2)
+    assert saved.created, "the message is durable before any member's inbox moves"
+    [carol], _ = await store.list_conversations("carol", None, 10)
+    assert (carol.last_seq, carol.unread) == (1, 1)
+    [bob], _ = await store.list_conversations("bob", None, 10)
+    assert bob.last_seq == 0, "bob's inbox catches up with the next message"
+    monkeypatch.setattr(store, "_conditional_update", moving)
+    await store.save_message("carol", "lab-00000002", "#lab", "next", 3)
+    [bob], _ = await store.list_conversations("bob", None, 10)
+    assert (bob.last_seq, bob.unread) == (2, 2)
+
+
+async def test_the_last_leave_deletes_the_rooms_messages_counter_and_guards(store):
+    await store.create_room("#lab", "alice", "", ["bob"], 1)
+    await store.save_message("alice", "lab-00000001", "#lab", "one", 2)
+    await store.save_message("bob", "lab-00000002", "#lab", "two", 3)
+    await store.save_message("alice", "dir-00000001", "bob", "direct", 4)
+    await store.remove_member("#lab", "alice", 5)
+    await store.remove_member("#lab", "bob", 6)
+    assert {i["pk"]["S"] for i in raw_items(store, store.messages)} == {"c#alice#bob", "g#alice#dir-00000001"}
+    assert raw_items(store, store.rooms) == []
+    assert {(i["user"]["S"], i["with"]["S"]) for i in raw_items(store, store.conversations)} == {("alice", "bob"), ("bob", "alice")}
+
+
+async def test_room_messages_expire_but_memberships_do_not(store):
+    await store.create_room("#lab", "alice", "", ["bob"], 1)
+    saved = await store.save_message("alice", "lab-00000001", "#lab", "x", 1_700_000_000_000)
+    [message] = [i for i in raw_items(store, store.messages) if i["pk"]["S"].startswith("r#lab#") and i["sk"]["N"] != "0"]
+    assert int(message["expireAt"]["N"]) == 1_700_000_000 + 365 * 86400 and int(message["sk"]["N"]) == saved.message.seq
+    assert all("expireAt" not in i for i in raw_items(store, store.conversations)), "an inbox item of a room is its membership"

@@ -30,6 +30,20 @@ VALID = [
     ({"action": "markRead", "with": "bob", "seq": 7}, p.MarkRead(with_="bob", seq=7)),
     ({"action": "typing", "to": "bob"}, p.Typing(to="bob")),
     ({"action": "ping", "rid": "x", "extra": [1, 2]}, p.Ping(rid="x")),
+    # Rooms (section 7.2): room addresses are lowercased like usernames.
+    ({"action": "sendMessage", "id": "abcdefgh", "to": "#General", "body": "hi"}, p.SendMessage(id="abcdefgh", to="#general", body="hi")),
+    ({"action": "getMessages", "with": "#lab"}, p.GetMessages(with_="#lab")),
+    ({"action": "markRead", "with": "#lab", "seq": 3}, p.MarkRead(with_="#lab", seq=3)),
+    ({"action": "typing", "to": "#lab"}, p.Typing(to="#lab")),
+    ({"action": "createRoom", "room": "#Lab", "title": "The lab", "members": ["Bob", "carol"]},
+     p.CreateRoom(room="#lab", title="The lab", members=("bob", "carol"))),
+    ({"action": "createRoom", "room": "#lab"}, p.CreateRoom(room="#lab")),
+    ({"action": "getRoom", "room": "#lab", "rid": "r1"}, p.GetRoom(room="#lab", rid="r1")),
+    ({"action": "invite", "room": "#lab", "user": "Dave"}, p.Invite(room="#lab", user="dave")),
+    ({"action": "leaveRoom", "room": "#lab"}, p.LeaveRoom(room="#lab")),
+    ({"action": "removeMember", "room": "#lab", "user": "bob"}, p.RemoveMember(room="#lab", user="bob")),
+    ({"action": "setRoomTitle", "room": "#lab", "title": ""}, p.SetRoomTitle(room="#lab", title="")),
+    ({"action": "getReads", "with": "#lab"}, p.GetReads(with_="#lab")),
 ]
 
 
@@ -38,7 +52,7 @@ def test_every_action_parses_to_its_typed_form(frame, expected):
     assert parse(frame) == expected
 
 
-@pytest.mark.parametrize("frame,expected", VALID[:1] + VALID[2:4] + VALID[7:8])
+@pytest.mark.parametrize("frame,expected", VALID[:1] + VALID[2:4] + VALID[7:8] + VALID[-11:])
 def test_actions_round_trip_through_the_wire_form(frame, expected):
     assert p.parse_action(p.encode(p.action_to_wire(expected))) == expected
 
@@ -51,7 +65,18 @@ BAD = [
     ({"action": 5}, "'action' must be a string"),
     ({"action": "sendMessage", "id": "short", "to": "bob", "body": "x"}, "'id'"),
     ({"action": "sendMessage", "id": "abcdefgh", "body": "x"}, "'to' is required"),
-    ({"action": "sendMessage", "id": "abcdefgh", "to": "#general", "body": "x"}, "rooms"),
+    ({"action": "sendMessage", "id": "abcdefgh", "to": "#", "body": "x"}, "'to': a room is"),
+    ({"action": "sendMessage", "id": "abcdefgh", "to": "#a b", "body": "x"}, "'to': a room is"),
+    ({"action": "createRoom", "room": "lab"}, "'room': a room is"),
+    ({"action": "createRoom", "room": "#lab", "title": "t" * 81}, "'title'"),
+    ({"action": "createRoom", "room": "#lab", "title": "a\x1b[2Jb"}, "'title'"),
+    ({"action": "createRoom", "room": "#lab", "members": "bob"}, "'members'"),
+    ({"action": "createRoom", "room": "#lab", "members": [f"u{i:03d}" for i in range(256)]}, "255"),
+    ({"action": "createRoom", "room": "#lab", "members": ["#other"]}, "'members'"),
+    ({"action": "invite", "room": "#lab", "user": "#lab"}, "not a room"),
+    ({"action": "invite", "room": "#lab"}, "'user' is required"),
+    ({"action": "setRoomTitle", "room": "#lab"}, "'title'"),
+    ({"action": "getReads", "with": "bob"}, "'with': a room is"),
     ({"action": "sendMessage", "id": "abcdefgh", "to": "bob", "body": "   "}, "empty"),
     ({"action": "sendMessage", "id": "abcdefgh", "to": "bob", "body": "a\x1b[31mb"}, "U+001B"),
     ({"action": "sendMessage", "id": "abcdefgh", "to": "bob", "body": "a\x85b"}, "U+0085"),
@@ -139,6 +164,13 @@ def test_encode_is_compact_raw_utf8():
     assert p.encode({"body": "é"}) == '{"body":"é"}'
 
 
+def test_a_room_summary_carries_its_title_and_no_peer_read_mark():
+    room = p.ConversationSummary(with_="#lab", last_seq=3, read_seq=1, unread=2, last=None, title="")
+    assert p.event_to_wire(p.Conversations(items=(room,)))["items"][0] == {
+        "with": "#lab", "lastSeq": 3, "readSeq": 1, "unread": 2, "last": None, "title": "",
+    }  # fmt: skip
+
+
 def test_events_round_trip_through_the_client_parser():
     msg = p.Message(id="abcdefgh", sender="alice", to="bob", body="hi", seq=1, ts=1700000000000)
     events = [
@@ -154,6 +186,11 @@ def test_events_round_trip_through_the_client_parser():
         p.Pong(rid="r"),
         p.Error(code="rate_limited", message="slow down", retry_after_ms=20),
         p.Replaced(),
+        p.Conversations(items=(p.ConversationSummary(with_="#lab", last_seq=3, read_seq=1, unread=2, last=None, title="The lab"),)),
+        p.RoomEvent(room="#lab", title="", owner="alice", members=("alice", "bob"), rid="r"),
+        p.Left(room="#lab"),
+        p.Reads(with_="#lab", items=(("alice", 3), ("bob", 0)), rid="r"),
+        p.TypingEvent(sender="bob", room="#lab"),
     ]
     for event in events:
         assert p.parse_event(p.encode(p.event_to_wire(event))) == event
@@ -161,6 +198,7 @@ def test_events_round_trip_through_the_client_parser():
 
 def test_garbage_from_a_server_is_a_protocol_error():
     for raw in ['{"type":"ack"}', '{"type":"message","message":{"id":1}}', '{"type":"what"}', "[]",
-                '{"type":"presences","items":[1]}', '{"type":"presences","items":{}}', '{"type":"presences"}']:
+                '{"type":"presences","items":[1]}', '{"type":"presences","items":{}}', '{"type":"presences"}',
+                '{"type":"room","room":"#lab","owner":"a","members":[1]}', '{"type":"reads","with":"#lab","items":[{"user":"a"}]}']:
         with pytest.raises(p.ProtocolError):
             p.parse_event(raw)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -181,3 +182,38 @@ async def test_set_status_announces_only_changes(chat):
     await core.handle_frame(alice, frame(action="setStatus", status="busy", text="focus"))
     await core.handle_frame(alice, frame(action="setStatus", status="busy", text="focus"))
     assert [(f["status"], f["text"]) for f in gw.take("c1", "presence")] == [("busy", "focus")]
+
+
+class SlowNetworkGateway(RecordingGateway):
+    """Each send is a network request that waits until the test lets it finish."""
+
+    concurrent_sends = 8
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self.release = asyncio.Event()
+
+    async def send(self, conn_id: str, text: str) -> bool:
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        if self.most_in_flight == self.concurrent_sends:
+            self.release.set()  # the bound is reached: let them all go
+        await self.release.wait()
+        self.in_flight -= 1
+        return await super().send(conn_id, text)
+
+
+async def test_a_fan_out_over_a_network_gateway_posts_concurrently_within_its_bound(tmp_path):
+    store = SQLiteStore(tmp_path / "fan.db")
+    await store.open()
+    gateway = SlowNetworkGateway()
+    core = ChatCore(store, gateway, clock=Clock())
+    try:
+        gateway.gone = {f"c{i}" for i in range(0, 20, 5)}
+        await core.fan_out([f"c{i}" for i in range(20)], '{"type":"typing","from":"x"}')
+        assert gateway.most_in_flight == 8, "never more than the bound, and not one at a time"
+        assert sorted(gateway.frames) == sorted(f"c{i}" for i in range(20) if i % 5), "everyone else got it"
+    finally:
+        await store.close()

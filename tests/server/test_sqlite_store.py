@@ -15,7 +15,7 @@ import threading
 
 import pytest
 
-from tui_chat.server.store import StoreUnavailable
+from tui_chat.server.store import NotAMember, RoomRecord, StoreUnavailable
 from tui_chat.server.stores.sqlite import MIGRATIONS, SCHEMA_VERSION, SchemaTooNew, SQLiteStore
 from tui_chat.server.stores.sqlite_schema import WAL_CHECKPOINT_PAGES, WAL_SIZE_LIMIT_BYTES
 
@@ -399,6 +399,91 @@ async def test_a_version_1_database_is_migrated_with_its_unread_counts(tmp_path)
     db = sqlite3.connect(path)
     assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     db.close()
+
+
+async def test_a_version_4_database_is_migrated_keeping_its_messages_and_gets_rooms(tmp_path):
+    path = tmp_path / "v4.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    for step in MIGRATIONS[:4]:
+        step(db)
+    db.execute("PRAGMA user_version = 4")
+    db.executemany("INSERT INTO users (username, created_at) VALUES (?, 0)", [("alice",), ("bob",)])
+    db.execute("INSERT INTO conversations VALUES ('alice', 'bob', 2)")
+    db.executemany(
+        "INSERT INTO messages VALUES ('alice', 'bob', ?, ?, ?, ?, ?, ?)",
+        [(1, "m-00000001", "alice", "bob", "one", 1), (2, "m-00000002", "alice", "bob", "two", 2)],
+    )
+    db.executemany("INSERT INTO sides VALUES (?, ?, 2, ?, ?)", [("alice", "bob", 2, 0), ("bob", "alice", 0, 2)])
+    db.close()
+    store = SQLiteStore(path)
+    await store.open()
+    assert [m.body for m in await history(store)] == ["one", "two"]
+    [bob_view], _ = await store.list_conversations("bob", None, 10)
+    assert (bob_view.with_, bob_view.title, bob_view.unread, bob_view.last.body) == ("alice", None, 2, "two")
+    assert (await store.save_message("alice", "m-00000002", "bob", "retry", 9)).created is False
+    assert await store.create_room("#lab", "alice", "", ["bob"], 10) == RoomRecord("#lab", "", "alice", ("alice", "bob"))
+    assert (await store.save_message("bob", "m-00000003", "#lab", "rooms work", 11)).message.seq == 1
+    await store.close()
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+    db.close()
+
+
+# -- rooms: what only the self-hosted server does ---------------------------------------------
+
+
+async def room_view(store, user, room="#lab"):
+    return next(c for c in (await store.list_conversations(user, None, 10))[0] if c.with_ == room)
+
+
+async def test_a_removed_user_leaves_every_room_and_what_they_said_there_goes(store):
+    await store.create_user("carol", None, 0)
+    await store.create_room("#lab", "alice", "The lab", ["bob", "carol"], 1)
+    await store.create_room("#solo", "alice", "", [], 1)
+    await store.create_room("#bobs", "bob", "", ["alice"], 1)
+    await store.save_message("alice", "a-00000001", "#lab", "from alice", 2)
+    await store.save_message("bob", "b-00000001", "#lab", "from bob", 3)
+    await store.save_message("alice", "a-00000002", "#lab", "alice again", 4)
+    await store.save_message("alice", "a-00000003", "#solo", "note", 5)
+    assert (await room_view(store, "carol")).unread == 3
+
+    assert await store.delete_user("alice")
+
+    assert await store.get_room("#lab") == RoomRecord("#lab", "The lab", "bob", ("bob", "carol")), "bob took over"
+    assert await store.get_room("#bobs") == RoomRecord("#bobs", "", "bob", ("bob",))
+    assert await store.get_room("#solo") is None, "alice was its last member"
+    assert [m.body for m in await history(store, "carol", "#lab")] == ["from bob"]
+    carol, bob = await room_view(store, "carol"), await room_view(store, "bob")
+    assert (carol.unread, carol.last.body) == (1, "from bob"), "unread counts what is left"
+    assert (bob.unread, bob.last_seq) == (0, 3), "seq goes on: clients keep what they cached"
+    await store.create_user("alice", None, 9)  # someone else takes the name
+    again = await store.save_message("alice", "a-00000001", "bob", "hello", 10)
+    assert again.created, "no idempotency key of the old alice is left"
+    with pytest.raises(NotAMember):
+        await store.save_message("alice", "a-00000004", "#lab", "let me back in", 11)
+    assert [c.with_ for c in (await store.list_conversations("alice", None, 10))[0]] == ["bob"]
+    solo = await store.create_room("#solo", "alice", "", [], 12)
+    assert solo is not None and await history(store, "alice", "#solo") == []
+
+
+async def test_retention_purges_room_messages_and_fixes_every_members_unread(store):
+    await store.create_user("carol", None, 0)
+    await store.create_room("#lab", "alice", "", ["bob", "carol"], 0)
+    for day in range(5):
+        await store.save_message("alice", f"a-day-{day:04d}", "#lab", f"a{day}", 10 + day)
+    await store.save_message("bob", "b-day-0005", "#lab", "b5", 15)
+    await store.mark_read("carol", "#lab", 1)
+    await store.save_message("alice", "d-00000001", "bob", "direct, old", 10)
+
+    assert await store.purge_messages(13) == 4, "days 0-2 of the room and the old direct message"
+
+    assert [m.body for m in await history(store, "carol", "#lab")] == ["a3", "a4", "b5"]
+    views = {user: await room_view(store, user) for user in ("alice", "bob", "carol")}
+    assert {user: (v.read_seq, v.unread) for user, v in views.items()} == {
+        "alice": (5, 1), "bob": (6, 0), "carol": (1, 3),
+    }, "carol had 5 unread, two of them went"  # fmt: skip
+    assert (await store.save_message("carol", "c-00000001", "#lab", "after", 20)).message.seq == 7
+    assert await store.purge_messages(13) == 0, "nothing more to do"
 
 
 # -- odd input ---------------------------------------------------------------------------------

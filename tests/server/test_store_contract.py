@@ -13,7 +13,7 @@ import threading
 
 import pytest
 
-from tui_chat.server.store import ConnectionRecord, RotationOutcome, SessionRecord
+from tui_chat.server.store import ConnectionRecord, Departure, NotAMember, RoomFull, RoomRecord, RotationOutcome, SessionRecord
 from tui_chat.server.stores.sqlite import SQLiteStore
 
 
@@ -564,3 +564,165 @@ async def test_a_session_is_active_only_for_its_own_user(store):
     await store.create_user("alice", None, 1)
     await store.create_session(session("fam-a"), "h0", keep_at_most=5)
     assert await store.session_active("fam-a", "alice", 20) and not await store.session_active("fam-a", "bob", 20)
+
+
+# -- rooms (PROTOCOL.md 7.2) ---------------------------------------------------------------------
+
+
+async def room_with(store, *members: str, room: str = "#lab", title: str = "The lab"):
+    """A room created by the first of ``members``, the others joining in order."""
+    created = await store.create_room(room, members[0], title, list(members[1:]), 2)
+    assert created is not None
+    return created
+
+
+async def test_a_room_is_created_with_its_creator_first_and_owner(store):
+    room = await store.create_room("#lab", "alice", "The lab", ["carol", "bob", "carol", "alice"], 2)
+    assert room == RoomRecord("#lab", "The lab", "alice", ("alice", "carol", "bob")), "in order, once each"
+    assert await store.get_room("#lab") == room
+    assert await store.get_room("#nowhere") is None
+
+
+async def test_a_taken_room_name_is_refused_and_left_alone(store):
+    first = await room_with(store, "alice", "bob")
+    assert await store.create_room("#lab", "carol", "mine now", [], 3) is None
+    assert await store.get_room("#lab") == first
+
+
+async def test_members_join_at_the_end_once_and_the_cap_holds(store):
+    await room_with(store, "alice")
+    room, added = await store.add_member("#lab", "bob", 3, max_members=3)
+    assert added and room.members == ("alice", "bob")
+    room, added = await store.add_member("#lab", "bob", 4, max_members=3)
+    assert not added and room.members == ("alice", "bob"), "inviting a member changes nothing"
+    await store.create_user("dave", None, 1)
+    await store.add_member("#lab", "carol", 5, max_members=3)
+    with pytest.raises(RoomFull):
+        await store.add_member("#lab", "dave", 6, max_members=3)
+    assert (await store.get_room("#lab")).members == ("alice", "bob", "carol")
+    assert await store.add_member("#nowhere", "bob", 7, max_members=3) is None
+
+
+async def test_the_cap_holds_when_many_join_at_once(store):
+    for name in ("dave", "erin", "frank", "gina"):
+        await store.create_user(name, None, 1)
+    await room_with(store, "alice")
+    joiners = ["bob", "carol", "dave", "erin", "frank", "gina"]
+    results = await asyncio.gather(*(store.add_member("#lab", u, 3, max_members=4) for u in joiners), return_exceptions=True)
+    assert sum(isinstance(r, RoomFull) for r in results) == 3
+    members = (await store.get_room("#lab")).members
+    assert len(members) == 4 and members[0] == "alice"
+
+
+async def test_leaving_hands_the_room_to_the_longest_standing_member(store):
+    await room_with(store, "alice", "bob", "carol")
+    gone = await store.remove_member("#lab", "alice", 3)
+    assert gone.left and gone.room == RoomRecord("#lab", "The lab", "bob", ("bob", "carol"))
+    assert await store.remove_member("#lab", "alice", 4) == Departure(gone.room, left=False), "not a member: no-op"
+    removed = await store.remove_member("#lab", "carol", 5)
+    assert removed.room.members == ("bob",) and removed.room.owner == "bob"
+
+
+async def test_the_last_member_leaving_deletes_the_room_and_everything_in_it(store):
+    await room_with(store, "alice", "bob")
+    await store.save_message("alice", "r-00000001", "#lab", "first", 3)
+    await store.save_message("bob", "r-00000002", "#lab", "second", 4)
+    await store.remove_member("#lab", "alice", 5)
+    gone = await store.remove_member("#lab", "bob", 6)
+    assert gone == Departure(None, left=True)
+    assert await store.get_room("#lab") is None
+    assert (await store.list_conversations("bob", None, 10))[0] == []
+    again = await room_with(store, "carol", "alice", title="")
+    assert again.owner == "carol" and again.title == ""
+    reused = await store.save_message("alice", "r-00000001", "#lab", "new room, same id", 7)
+    assert reused.created and reused.message.seq == 1, "the old room's seq and idempotency keys went with it"
+    assert [m.body for m in await history(store, "carol", "#lab")] == ["new room, same id"]
+
+
+async def test_the_title_can_be_changed_and_cleared(store):
+    await room_with(store, "alice", "bob")
+    assert (await store.set_room_title("#lab", "Renamed")).title == "Renamed"
+    assert (await store.set_room_title("#lab", "")).title == ""
+    assert await store.set_room_title("#nowhere", "x") is None
+
+
+async def test_room_messages_have_their_own_seq_and_retries_store_nothing(store):
+    await room_with(store, "alice", "bob")
+    await store.save_message("alice", "d-00000001", "bob", "direct", 3)
+    first = await store.save_message("alice", "r-00000001", "#lab", "to the room", 4)
+    assert first.created and (first.message.seq, first.message.to, first.message.sender) == (1, "#lab", "alice")
+    retry = await store.save_message("alice", "r-00000001", "#lab", "to the room", 9)
+    assert not retry.created and retry.message == first.message
+    second = await store.save_message("bob", "r-00000001", "#lab", "same id, other sender", 5)
+    assert second.created and second.message.seq == 2
+    assert [m.body for m in await history(store, "bob", "#lab")] == ["to the room", "same id, other sender"]
+
+
+async def test_only_members_can_send_to_a_room(store):
+    await room_with(store, "alice", "bob")
+    with pytest.raises(NotAMember):
+        await store.save_message("carol", "c-00000001", "#lab", "let me in", 3)
+    with pytest.raises(NotAMember):
+        await store.save_message("alice", "a-00000001", "#nowhere", "anyone?", 3)
+    await store.remove_member("#lab", "bob", 4)
+    with pytest.raises(NotAMember):
+        await store.save_message("bob", "b-00000001", "#lab", "still here?", 5)
+    assert await history(store, "alice", "#lab") == [], "nothing refused was stored"
+
+
+async def test_concurrent_room_sends_get_distinct_ordered_seqs(store):
+    await room_with(store, "alice", "bob", "carol")
+    sends = [store.save_message(u, f"{u}-{i:07d}", "#lab", f"{u} {i}", 10 + i) for i in range(10) for u in ("alice", "bob", "carol")]
+    results = await asyncio.gather(*sends)
+    assert sorted(r.message.seq for r in results) == list(range(1, 31))
+    assert [m.seq for m in await history(store, "carol", "#lab")] == list(range(1, 31))
+
+
+async def test_room_unread_counts_every_other_members_messages(store):
+    await room_with(store, "alice", "bob", "carol")
+    await store.save_message("alice", "a-00000001", "#lab", "one", 3)
+    await store.save_message("bob", "b-00000001", "#lab", "two", 4)
+    await store.save_message("alice", "a-00000002", "#lab", "three", 5)
+    views = {u: (await store.list_conversations(u, None, 10))[0][0] for u in ("alice", "bob", "carol")}
+    assert {u: (v.with_, v.title, v.last_seq, v.read_seq, v.unread) for u, v in views.items()} == {
+        "alice": ("#lab", "The lab", 3, 3, 0), "bob": ("#lab", "The lab", 3, 2, 1), "carol": ("#lab", "The lab", 3, 0, 3),
+    }  # fmt: skip
+    assert views["carol"].last.body == "three"
+    assert await store.mark_read("carol", "#lab", 2) == 2
+    assert await store.mark_read("carol", "#lab", 1) is None, "never backwards"
+    assert await store.mark_read("carol", "#lab", 99) == 3, "clamped"
+    [carol], _ = await store.list_conversations("carol", None, 10)
+    assert (carol.read_seq, carol.unread) == (3, 0)
+
+
+async def test_a_new_member_sees_the_whole_history_as_unread(store):
+    await room_with(store, "alice", "bob")
+    await store.save_message("alice", "a-00000001", "#lab", "before carol", 3)
+    await store.save_message("bob", "b-00000001", "#lab", "also before", 4)
+    await store.add_member("#lab", "carol", 5, max_members=256)
+    [carol], _ = await store.list_conversations("carol", None, 10)
+    assert (carol.read_seq, carol.unread, carol.last_seq) == (0, 2, 2)
+    assert [m.body for m in await history(store, "carol", "#lab")] == ["before carol", "also before"]
+
+
+async def test_read_marks_of_every_member_in_join_order(store):
+    await room_with(store, "alice", "bob", "carol")
+    for i in range(1, 4):
+        await store.save_message("alice", f"a-{i:08d}", "#lab", f"m{i}", i)
+    await store.mark_read("bob", "#lab", 2)
+    assert await store.get_reads("#lab") == [("alice", 3), ("bob", 2), ("carol", 0)]
+    await store.remove_member("#lab", "bob", 9)
+    assert await store.get_reads("#lab") == [("alice", 3), ("carol", 0)]
+
+
+async def test_rooms_are_listed_beside_direct_conversations_by_activity(store):
+    await store.save_message("bob", "b-00000001", "alice", "direct, older", 3)
+    await room_with(store, "alice", "carol")  # created at 2, no message: active since joining
+    await store.create_room("#quiet", "alice", "", [], 1)
+    await store.save_message("carol", "c-00000001", "#lab", "room, newer", 5)
+    items, _ = await store.list_conversations("alice", None, 10)
+    assert [(c.with_, c.title) for c in items] == [("#lab", "The lab"), ("bob", None), ("#quiet", "")]
+    [quiet] = [c for c in items if c.with_ == "#quiet"]
+    assert (quiet.last, quiet.last_seq, quiet.unread) == (None, 0, 0)
+    await store.remove_member("#lab", "alice", 6)
+    assert [c.with_ for c in (await store.list_conversations("alice", None, 10))[0]] == ["bob", "#quiet"], "a room left is not listed"

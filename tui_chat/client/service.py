@@ -479,6 +479,8 @@ class ChatClient:
     async def _on_event(self, event: p.Event) -> None:
         if self.requests.answer(event) or self.local is None or self.sender.take(event):
             return
+        if _about_a_room(event):
+            return  # the app does not show rooms yet: never file them under a person
         match event:
             case p.MessageEvent():
                 message = event.message
@@ -499,3 +501,17 @@ class ChatClient:
                 self.people.typing_seen(event.sender)
             case p.Error():
                 log.info("server error: %s %s", event.code, event.message)
+
+
+def _about_a_room(event: p.Event) -> bool:
+    """Room traffic (PROTOCOL.md 7.2), which this version of the app leaves alone."""
+    match event:
+        case p.MessageEvent():
+            return p.is_room(event.message.to)
+        case p.Read():
+            return p.is_room(event.with_)
+        case p.TypingEvent():
+            return event.room is not None
+        case p.RoomEvent() | p.Left() | p.Reads():
+            return True
+    return False

@@ -37,6 +37,8 @@ class Sync:
             reply = await self.requests.ask(generation, p.GetConversations(cursor=cursor), p.Conversations)
             for summary in reply.items:
                 peer = summary.with_
+                if p.is_room(peer):
+                    continue  # the app does not show rooms yet (PROTOCOL.md 7.2)
                 self.timeline.summary(summary)
                 if summary.last_seq > cache.synced_seq(peer):
                     if cache.synced_seq(peer) == 0:

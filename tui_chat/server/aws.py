@@ -88,6 +88,9 @@ def _add_close_code_header(request: Any, **_: Any) -> None:
 class AwsGateway(Gateway):
     """``@connections`` over boto3's ``apigatewaymanagementapi``, for one API stage."""
 
+    concurrent_sends = 32
+    """Posts of one fan-out in flight at once (within boto3's pool of 64 connections)."""
+
     def __init__(self, endpoint_url: str, *, region: str | None = None, client: Any = None) -> None:
         self.endpoint_url = endpoint_url
         if client is None:

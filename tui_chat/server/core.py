@@ -11,6 +11,7 @@ from the frame.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from abc import ABC, abstractmethod
@@ -18,8 +19,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from tui_chat import protocol as p
-from tui_chat.server.store import ConnectionRecord, SaveResult, Store, StoreUnavailable, UnknownUser
+from tui_chat.server.store import ConnectionRecord, NotAMember, SaveResult, Store, StoreUnavailable, UnknownUser
 from tui_chat.server.presence import PresenceHub
+from tui_chat.server.rooms import NOT_A_MEMBER, RoomRoutes
 
 log = logging.getLogger("tui_chat.core")
 
@@ -45,6 +47,12 @@ class Caller:
 class Gateway(ABC):
     """How the core reaches connections: the socket table locally, ``@connections`` in AWS."""
 
+    concurrent_sends: int = 0
+    """How many sends of one fan-out may be in flight at once. 0: one after another (a send only
+    queues the frame, as on the self-hosted server). A gateway whose send is a network request
+    sets a bound: a room of 256 members on several devices each must not take one round trip per
+    connection (at 10 ms a post, 2,900 of them would pass API Gateway's 29 s limit)."""
+
     @abstractmethod
     async def send(self, conn_id: str, text: str) -> bool:
         """Queue one encoded frame for a connection; False when the connection is gone."""
@@ -62,6 +70,7 @@ class ChatCore:
         self.gateway = gateway
         self.clock = clock
         self.presence = PresenceHub(store.presence_watchers, gateway.send, self.disconnect) if coalesce_presence else None
+        self.rooms = RoomRoutes(self)
 
     async def close(self) -> None:
         if self.presence is not None:
@@ -95,7 +104,7 @@ class ChatCore:
         try:
             action = p.parse_action(raw)
         except p.ProtocolError as exc:
-            await self._reply(caller, exc.to_event())
+            await self.reply(caller, exc.to_event())
             return
         await self.dispatch(caller, action)
 
@@ -131,15 +140,17 @@ class ChatCore:
             case p.Typing():
                 await self.typing(caller, action)
             case p.Ping():
-                await self._reply(caller, p.Pong(rid=action.rid))
+                await self.reply(caller, p.Pong(rid=action.rid))
+            case p.CreateRoom() | p.GetRoom() | p.Invite() | p.LeaveRoom() | p.RemoveMember() | p.SetRoomTitle() | p.GetReads():
+                await self.rooms.handle(caller, action)
 
     # -- routes ---------------------------------------------------------------------------
 
     async def send_message(self, caller: Caller, action: p.SendMessage) -> None:
-        await self._require_user(action.to)
+        await self._require_address(caller, action.to)
         saved = await self._save(caller, action.id, action.to, action.body)
         message = saved.message
-        await self._reply(caller, p.Ack(id=message.id, message=message, rid=action.rid))
+        await self.reply(caller, p.Ack(id=message.id, message=message, rid=action.rid))
         if saved.created:  # a retry stores nothing: the recipients already have it
             await self._deliver(caller, message)
 
@@ -157,7 +168,7 @@ class ChatCore:
                 refused(item.code, item.message, item.id)
                 continue
             try:
-                await self._require_user(item.to)
+                await self._require_address(caller, item.to)
                 saved = await self._save(caller, item.id, item.to, item.body)
             except p.ProtocolError as exc:
                 refused(exc.code, exc.message, item.id)
@@ -169,13 +180,15 @@ class ChatCore:
             entries.append(p.Ack(id=item.id, message=saved.message))
             if saved.created:
                 created.append(saved.message)
-        await self._reply(caller, p.Acks(items=tuple(entries), rid=action.rid))
+        await self.reply(caller, p.Acks(items=tuple(entries), rid=action.rid))
         for message in created:
             await self._deliver(caller, message)
 
     async def _save(self, caller: Caller, msg_id: str, to: str, body: str) -> SaveResult:
         try:
             return await self.store.save_message(caller.username, msg_id, to, body, self.clock())
+        except NotAMember:  # left or removed since the check above
+            raise p.ProtocolError(p.FORBIDDEN, NOT_A_MEMBER) from None
         except UnknownUser as gone:  # removed by an operator since the check above
             who = "your account" if str(gone) == caller.username else repr(str(gone))
             raise p.ProtocolError(p.UNKNOWN_USER, f"{who} no longer exists") from None
@@ -183,20 +196,26 @@ class ChatCore:
     async def _deliver(self, caller: Caller, message: p.Message) -> None:
         """A newly stored message to the recipient's connections and the sender's other ones."""
         frame = _text(p.MessageEvent(message))
+        if p.is_room(message.to):  # every member's connections, the sender's other ones included
+            room = await self.store.get_room(message.to)
+            targets = await self.rooms.connections(room.members) if room is not None else set()
+            targets.discard(caller.conn_id)
+            await self.fan_out(targets, frame)
+            return
         targets = {c.conn_id for c in await self.store.user_connections(message.to)}
         if message.to != caller.username:
             targets.update(c.conn_id for c in await self.store.user_connections(caller.username))
         targets.discard(caller.conn_id)
-        await self._fan_out(targets, frame)
+        await self.fan_out(targets, frame)
 
     async def get_messages(self, caller: Caller, action: p.GetMessages) -> None:
-        await self._require_user(action.with_)
+        await self._require_address(caller, action.with_)
         items, has_more = await self.store.get_messages(
             caller.username, action.with_, before=action.before, after=action.after, limit=action.limit
         )
         empty = p.Messages(with_=action.with_, items=(), has_more=has_more, rid=action.rid)
         kept = _fit(items, len(_text(empty).encode()), drop_from_start=action.after is None)
-        await self._reply(caller, p.Messages(with_=action.with_, items=tuple(kept), has_more=has_more or len(kept) < len(items), rid=action.rid))
+        await self.reply(caller, p.Messages(with_=action.with_, items=tuple(kept), has_more=has_more or len(kept) < len(items), rid=action.rid))
 
     async def get_conversations(self, caller: Caller, action: p.GetConversations) -> None:
         limit = CONVERSATIONS_PAGE
@@ -208,7 +227,7 @@ class ChatCore:
             reply = p.Conversations(items=tuple(items), next=next_cursor, rid=action.rid)
             # Each item may carry a 16 KiB body: ask for fewer until the reply fits.
             if limit == 1 or p.frame_size(_text(reply)) <= p.MAX_FRAME_BYTES:
-                await self._reply(caller, reply)
+                await self.reply(caller, reply)
                 return
             limit //= 2
 
@@ -220,7 +239,7 @@ class ChatCore:
         for user in page:
             online = bool(await self.store.user_connections(user.username))
             listed.append(p.ClientInfo(user.username, user.status if online else "offline", user.text, None if online else user.last_seen))
-        await self._reply(caller, p.Clients(users=tuple(listed), next=page[-1].username if more else None, rid=action.rid))
+        await self.reply(caller, p.Clients(users=tuple(listed), next=page[-1].username if more else None, rid=action.rid))
 
     async def set_status(self, caller: Caller, action: p.SetStatus) -> None:
         user = await self.store.get_user(caller.username)
@@ -230,28 +249,45 @@ class ChatCore:
         await self._announce(caller.username)
 
     async def mark_read(self, caller: Caller, action: p.MarkRead) -> None:
-        await self._require_user(action.with_)
+        await self._require_address(caller, action.with_)
         moved = await self.store.mark_read(caller.username, action.with_, action.seq)
         if moved is None:
             return
         me, other = caller.username, action.with_
-        await self._fan_out(await self._conn_ids(me), _text(p.Read(with_=other, by=me, seq=moved)))
+        if p.is_room(other):  # every member's connections, the reader's included
+            room = await self.store.get_room(other)
+            members = room.members if room is not None else (me,)
+            await self.fan_out(await self.rooms.connections(members), _text(p.Read(with_=other, by=me, seq=moved)))
+            return
+        await self.fan_out(await self.conn_ids(me), _text(p.Read(with_=other, by=me, seq=moved)))
         if other != me:
-            await self._fan_out(await self._conn_ids(other), _text(p.Read(with_=me, by=me, seq=moved)))
+            await self.fan_out(await self.conn_ids(other), _text(p.Read(with_=me, by=me, seq=moved)))
 
     async def typing(self, caller: Caller, action: p.Typing) -> None:
+        if p.is_room(action.to):  # the other members' connections, none of the typer's
+            room = await self.rooms.member_room(caller.username, action.to)
+            targets = await self.rooms.connections([m for m in room.members if m != caller.username])
+            await self.fan_out(targets, _text(p.TypingEvent(sender=caller.username, room=action.to)))
+            return
         await self._require_user(action.to)
-        targets = await self._conn_ids(action.to)
+        targets = await self.conn_ids(action.to)
         targets.discard(caller.conn_id)
-        await self._fan_out(targets, _text(p.TypingEvent(sender=caller.username)))
+        await self.fan_out(targets, _text(p.TypingEvent(sender=caller.username)))
 
     # -- helpers --------------------------------------------------------------------------
+
+    async def _require_address(self, caller: Caller, address: str) -> None:
+        """A user that exists, or a room the caller is a member of."""
+        if p.is_room(address):
+            await self.rooms.member_room(caller.username, address)
+        else:
+            await self._require_user(address)
 
     async def _require_user(self, username: str) -> None:
         if not await self.store.user_exists(username):
             raise p.ProtocolError(p.UNKNOWN_USER, f"no user named {username!r}")
 
-    async def _conn_ids(self, username: str) -> set[str]:
+    async def conn_ids(self, username: str) -> set[str]:
         return {c.conn_id for c in await self.store.user_connections(username)}
 
     async def _announce(self, username: str) -> None:
@@ -262,22 +298,34 @@ class ChatCore:
         online = bool(await self.store.user_connections(username))
         presence = p.PresenceEvent(username, user.status if online else "offline", user.text, None if online else user.last_seen)
         if self.presence is None:
-            await self._fan_out(await self.store.presence_audience(username), _text(presence))
+            await self.fan_out(await self.store.presence_audience(username), _text(presence))
             return
-        await self._fan_out(await self._conn_ids(username), _text(presence))  # the user's own devices: at once
+        await self.fan_out(await self.conn_ids(username), _text(presence))  # the user's own devices: at once
         self.presence.publish(presence)
 
-    async def _reply(self, caller: Caller, event: p.Event) -> None:
+    async def reply(self, caller: Caller, event: p.Event) -> None:
         if not await self.gateway.send(caller.conn_id, _text(event)):
             await self.disconnect(caller.conn_id)
 
     async def _error(self, caller: Caller, code: str, message: str, *, rid: str | None, id: str | None) -> None:
-        await self._reply(caller, p.Error(code=code, message=message, id=id, rid=rid))
+        await self.reply(caller, p.Error(code=code, message=message, id=id, rid=rid))
 
-    async def _fan_out(self, conn_ids: Iterable[str], text: str) -> None:
-        gone = [cid for cid in conn_ids if not await self.gateway.send(cid, text)]
-        for cid in gone:  # a stale connection is removed, never the sender's
-            await self.disconnect(cid)
+    async def fan_out(self, conn_ids: Iterable[str], text: str) -> None:
+        targets = list(conn_ids)
+        bound = self.gateway.concurrent_sends
+        if bound and len(targets) > 1:
+            limit = asyncio.Semaphore(bound)
+
+            async def send(cid: str) -> bool:
+                async with limit:
+                    return await self.gateway.send(cid, text)
+
+            delivered = await asyncio.gather(*(send(cid) for cid in targets))
+        else:
+            delivered = [await self.gateway.send(cid, text) for cid in targets]
+        for cid, ok in zip(targets, delivered):
+            if not ok:  # a stale connection is removed, never the sender's
+                await self.disconnect(cid)
 
 
 def _text(event: p.Event) -> str:

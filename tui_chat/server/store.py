@@ -11,7 +11,11 @@ Conventions shared by every implementation:
   notes-to-self conversation); ``seq`` is per conversation, starting at 1;
 - ``read_seq`` is per (user, other) side of a conversation, 0 when never read;
 - times are integers, milliseconds since the epoch, always passed in by the caller (the core
-  owns the clock, so tests are deterministic).
+  owns the clock, so tests are deterministic);
+- a room (PROTOCOL.md 7.2) is a conversation addressed ``#name``: its messages are stored once,
+  with ``seq`` per room; each member has a side (read mark, unread count) from joining until
+  leaving. The core checks who may do what; the store keeps membership atomic (the cap, the
+  owner's hand-over, the room's deletion with its last member).
 """
 
 from __future__ import annotations
@@ -101,6 +105,34 @@ class Rotation:
     session: SessionRecord | None = None
     rotated_at: int = 0
     """When the presented token was rotated (now, for ``ROTATED``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RoomRecord:
+    room: str
+    """``#name``."""
+    title: str
+    """``""`` when it has none."""
+    owner: str
+    members: tuple[str, ...]
+    """In the order they joined (the creator first), the owner among them."""
+
+
+@dataclass(frozen=True, slots=True)
+class Departure:
+    room: RoomRecord | None
+    """The room after the user left; ``None`` when they were its last member and it is gone."""
+    left: bool
+    """False when the user was not a member (nothing changed)."""
+
+
+class RoomFull(Exception):
+    """The room already has as many members as it may."""
+
+
+class NotAMember(Exception):
+    """A message to a room from someone who is not (any more) one of its members, or to a room
+    that does not exist."""
 
 
 class UnknownUser(Exception):
@@ -196,6 +228,10 @@ class Store(ABC):
         sender's own ``read_seq`` up to it. When (sender, id) already exists nothing is written
         and the original is returned with ``created=False``. Returns only after the write is
         durable: the caller acks on return.
+
+        ``to`` may be a room: the sender must be a member at the moment of the write, else
+        :class:`NotAMember` (also for a room that does not exist); every other member's unread
+        count goes up by one.
         """
 
     @abstractmethod
@@ -212,7 +248,9 @@ class Store(ABC):
     async def list_conversations(
         self, user: str, cursor: str | None, limit: int
     ) -> tuple[list[ConversationSummary], str | None]:
-        """The user's conversations, newest (by last message) first, and the next cursor."""
+        """The user's conversations, newest (by last message) first, and the next cursor: the
+        rooms they are a member of among them (with their title; a room with no message yet
+        counts as active from when they joined), not the ones they left."""
 
     async def purge_messages(self, older_than: int) -> int:
         """Delete the messages stored before ``older_than`` (retention); how many went.
@@ -221,8 +259,41 @@ class Store(ABC):
 
     @abstractmethod
     async def mark_read(self, user: str, other: str, seq: int) -> int | None:
-        """Move ``user``'s read marker in the conversation with ``other`` forward to ``seq``
-        (clamped to the last seq). Returns the new value, or ``None`` when it did not move."""
+        """Move ``user``'s read marker in the conversation with ``other`` (a user or a room the
+        user is a member of) forward to ``seq`` (clamped to the last seq). Returns the new value,
+        or ``None`` when it did not move."""
+
+    # -- rooms ------------------------------------------------------------------------------
+
+    @abstractmethod
+    async def create_room(self, room: str, owner: str, title: str, members: list[str], now: int) -> RoomRecord | None:
+        """Create ``room`` with ``owner`` as its first member and owner, then ``members`` in order
+        (repeats and the owner himself skipped; the caller has checked they exist and that there
+        are not too many). ``None`` when the name is taken: nothing changes then."""
+
+    @abstractmethod
+    async def get_room(self, room: str) -> RoomRecord | None: ...
+
+    @abstractmethod
+    async def add_member(self, room: str, user: str, now: int, *, max_members: int) -> tuple[RoomRecord, bool] | None:
+        """Add ``user`` as the newest member: the room, and whether they were added (False: they
+        already were a member). ``None`` when the room does not exist. Raises :class:`RoomFull`
+        when it has ``max_members`` already. A new member's read mark is 0, and every message of
+        the room from someone else counts as unread for them."""
+
+    @abstractmethod
+    async def remove_member(self, room: str, user: str, now: int) -> Departure:
+        """``user`` leaves (or is removed). When the owner leaves, the longest-standing remaining
+        member becomes owner; when the last member leaves, the room is deleted with its messages,
+        its ``seq`` and their idempotency keys (a room created again with that name starts at 1)."""
+
+    @abstractmethod
+    async def set_room_title(self, room: str, title: str) -> RoomRecord | None:
+        """``None`` when the room does not exist."""
+
+    @abstractmethod
+    async def get_reads(self, room: str) -> list[tuple[str, int]]:
+        """Every member with their read mark (0 when never read), in the order they joined."""
 
     # -- accounts ---------------------------------------------------------------------------
 

@@ -45,6 +45,10 @@ point-in-time recovery and TTL on ``expireAt``.
     * the idempotency guard of ``(sender, id)``: ``pk = "g#<sender>#<id>"``, ``sk = 0``; ``conv``,
       ``seq``. It is written in the same TransactWriteItems as the message, both with
       ``attribute_not_exists``: a retry finds the guard and returns the original message.
+    * a room's messages and counter: as above under the room's ``roomKey``, ``pk = "r#<name>#<random>"``
+      (a room created again with a deleted one's name gets another key, so it starts at seq 1 and
+      nothing a deletion cut short can show up in it); ``to`` is ``#name``. Their guards are the
+      same ``g#`` items (``conv`` is the ``roomKey``).
 
 ``conversations`` — key ``user`` (S), ``with`` (S): one "inbox" item per user and conversation
     * ``lastSeq``, ``readSeq`` (the read marker), ``activity`` (the last message's time in
@@ -54,6 +58,19 @@ point-in-time recovery and TTL on ``expireAt``.
     * ``unread`` is counted when listed: a Query COUNT over the messages above ``readSeq`` from
       the other user — only for conversations with ``lastSeq > readSeq``, so a read inbox costs
       nothing and an unread one costs about what reading those messages will.
+    * a room member's side: ``with = "#name"``, plus ``roomKey`` and ``joinedAt``, no ``expireAt``
+      (it is the membership a send checks). Written with the room item on join, deleted with it on
+      leave; ``lastSeq`` starts at the room's counter (everything before is unread: a room's unread
+      are the messages above ``readSeq`` from anyone else), ``activity`` at the join.
+
+``rooms`` — key ``room`` (S, ``#name``); no TTL
+    * ``title``, ``owner``, ``members`` (a list, in join order), ``joined`` (a map ``{user: joinedAt}``),
+      ``roomKey``, ``createdAt``, ``rev`` (ADD 1 with every change). A join is one transaction of
+      the room item (``list_append``, conditioned on ``size(members) < cap``, so the cap holds
+      however many join at once) and the member's inbox item; a leave writes the list read, on
+      the condition that ``rev`` did not move, hands the room to ``members[0]`` when the owner
+      leaves, and deletes the member's inbox item in the same transaction. The last leave deletes
+      the room item, then (batch deletes) its guards and its messages.
 
 Sending a message: (1) UpdateItem ADD on the counter gives ``seq``; (2) one TransactWriteItems
 puts the guard and the message and moves both users' inbox items to ``seq`` (the sender's read
@@ -63,6 +80,14 @@ retried without that item (the newer message already moved it; the sender's read
 moves). When the guard's condition cancels it, ``(sender, id)`` was stored before: the original is
 returned. A transaction that fails after the counter moved leaves a gap in ``seq`` (PROTOCOL.md
 allows gaps) — so does every retry of an already stored message (one counter increment).
+
+Sending to a room (:meth:`DynamoDBStore._save_room_message`): GetItem of the guard and of the
+sender's inbox item (concurrently: a retry returns the original without taking a ``seq``; no inbox
+item is :class:`NotAMember`), UpdateItem ADD on the room's counter, one TransactWriteItems (guard,
+message, and the sender's inbox item moved on the condition that it still names the room's
+``roomKey``: membership is checked by the write), then a GetItem of the room's members and one
+conditional UpdateItem per other member (at most 16 at once) moving ``lastSeq`` and ``activity``:
+5 + (members - 1) requests, the last ``members`` of them after the message is durable.
 """
 
 from __future__ import annotations
@@ -72,16 +97,21 @@ import base64
 import binascii
 import json
 import logging
+import random
 import secrets
 import time
 from collections.abc import Callable
 from typing import Any
 
-from tui_chat.protocol import MAX_SEQ, ConversationSummary, Message
+from tui_chat.protocol import MAX_SEQ, ConversationSummary, Message, is_room
 from tui_chat.server.store import (
     ConnectionRecord,
     ConnectResult,
+    Departure,
     DisconnectResult,
+    NotAMember,
+    RoomFull,
+    RoomRecord,
     Rotation,
     RotationOutcome,
     SaveResult,
@@ -96,7 +126,7 @@ SERVER_ID_KEY = "#server-id"
 
 log = logging.getLogger("tui_chat.dynamodb")
 
-TABLES = ("users", "connections", "messages", "conversations")
+TABLES = ("users", "connections", "messages", "conversations", "rooms")
 DEFAULT_RETENTION_DAYS = 365
 """The seed design keeps messages for one year; ``retention_days=None`` keeps them forever."""
 CONNECTION_TTL_S = 3 * 60 * 60
@@ -106,10 +136,15 @@ LOGIN_FAILURE_TTL_S = 60 * 60
 MAX_RECORDED_FAILURES = 50
 WATCH_ALL = "all"
 _USER_LISTED = "u"
+TRANSACT_MAX_ITEMS = 100
+ROOM_FANOUT_CONCURRENCY = 16
+"""How many members' inbox items one room message updates at once (after it is stored)."""
+MEMBERSHIP_ATTEMPTS = 20
+"""Joins, leaves and sends that lost a race re-read and try again, at most this often."""
 
 
 class DynamoDBStore(Store):
-    """The :class:`Store` over four DynamoDB tables (see the module docstring)."""
+    """The :class:`Store` over five DynamoDB tables (see the module docstring)."""
 
     def __init__(
         self,
@@ -137,6 +172,7 @@ class DynamoDBStore(Store):
         self.connections = prefix + "connections"
         self.messages = prefix + "messages"
         self.conversations = prefix + "conversations"
+        self.rooms = prefix + "rooms"
         from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
         self._ser = TypeSerializer()
@@ -234,7 +270,7 @@ class DynamoDBStore(Store):
         return True
 
     def create_tables(self) -> None:
-        """Create the four tables (and TTL) unless they exist: for tests and the emulator."""
+        """Create the five tables (and TTL) unless they exist: for tests and the emulator."""
         c = self.client
         existing = set(c.list_tables().get("TableNames", []))
 
@@ -264,6 +300,7 @@ class DynamoDBStore(Store):
             self.conversations: dict(AttributeDefinitions=[s("user"), s("with"), n("activity")],
                                      KeySchema=key("user", "with"),
                                      GlobalSecondaryIndexes=[gsi("byActivity", "user", "activity")]),
+            self.rooms: dict(AttributeDefinitions=[s("room")], KeySchema=key("room")),
         }  # fmt: skip
         for table, spec in specs.items():
             if table in existing:
@@ -271,7 +308,9 @@ class DynamoDBStore(Store):
             c.create_table(TableName=table, BillingMode="PAY_PER_REQUEST", **spec)
         for table in specs:
             c.get_waiter("table_exists").wait(TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
-            # Every table: messages and inboxes (retention), sessions, connections.
+            if table == self.rooms:
+                continue  # a room lives until its last member leaves: nothing in it expires
+            # Every other table: messages and inboxes (retention), sessions, connections.
             c.update_time_to_live(
                 TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expireAt"}
             )
@@ -502,6 +541,8 @@ class DynamoDBStore(Store):
     async def save_message(self, sender: str, msg_id: str, to: str, body: str, now: int) -> SaveResult:
         from botocore.exceptions import ClientError
 
+        if is_room(to):
+            return await self._save_room_message(sender, msg_id, to, body, now)
         conv = _conv_key(sender, to)
         guard_key = f"g#{sender}#{msg_id}"
         counter = await self._call(
@@ -512,7 +553,7 @@ class DynamoDBStore(Store):
         seq = int(self._plain(counter["Attributes"])["lastSeq"])
         message = Message(id=msg_id, sender=sender, to=to, body=body, seq=seq, ts=now)
         expire = self._expire_at(now)
-        activity = now * 1000 + (self._activity_clock() // 1000) % 1000
+        activity = self._activity(now)
         items: list[dict | None] = [
             {"Put": {"TableName": self.messages, "ConditionExpression": "attribute_not_exists(pk)",
                      "Item": self._item({"pk": guard_key, "sk": 0, "conv": conv, "seq": seq, "expireAt": expire})}},
@@ -547,6 +588,10 @@ class DynamoDBStore(Store):
                     # The sender's own read marker still moves to its message; anything else is dropped.
                     items[slot] = self._read_marker_update(sender, to, seq) if slot == 2 and full_update else None
         raise StoreUnavailable("DynamoDB kept cancelling the message's transaction")
+
+    def _activity(self, now: int) -> int:
+        """An inbox item's ``activity``: ``now`` in microseconds, the clock's own µs as a tie-breaker."""
+        return now * 1000 + (self._activity_clock() // 1000) % 1000
 
     def _inbox_update(self, user: str, other: str, seq: int, activity: int, *, is_sender: bool) -> dict:
         """Move one inbox item to ``seq`` (never back); the sender's read marker moves with it.
@@ -596,7 +641,8 @@ class DynamoDBStore(Store):
             low, high, forward = after + 1, MAX_SEQ, True
         else:
             low, high, forward = 1, (before - 1 if before is not None else MAX_SEQ), False
-        if low > high:
+        pk = await self._conversation_pk(user, other)
+        if low > high or pk is None:
             return [], False
         items: list[dict] = []
         start = None
@@ -606,7 +652,7 @@ class DynamoDBStore(Store):
                 TableName=self.messages, ConsistentRead=True, ScanIndexForward=forward,
                 Limit=limit + 1 - len(items), FilterExpression=live,
                 KeyConditionExpression="pk = :pk AND sk BETWEEN :low AND :high",
-                ExpressionAttributeValues=self._item({":pk": _conv_key(user, other), ":low": low, ":high": high, **now}),
+                ExpressionAttributeValues=self._item({":pk": pk, ":low": low, ":high": high, **now}),
             )  # fmt: skip
             if start:
                 kwargs["ExclusiveStartKey"] = start
@@ -641,20 +687,27 @@ class DynamoDBStore(Store):
             if not start:
                 break
         page, more = rows[:limit], len(rows) > limit
+        rooms = await self._rooms_by_name([r["with"] for r in page if is_room(r["with"])])
+        # An item of an older room of that name (a create or a deletion cut short) is not listed.
+        shown = [r for r in page if not is_room(r["with"]) or rooms.get(r["with"], {}).get("roomKey") == r.get("roomKey")]
         lasts = await self._batch_get(
-            self.messages, [{"pk": _conv_key(user, r["with"]), "sk": r["lastSeq"]} for r in page]
+            self.messages, [{"pk": self._row_pk(user, r), "sk": r["lastSeq"]} for r in shown if r["lastSeq"] > 0]
         )
         last_by_conv = {(i["pk"], i["sk"]): _message(i) for i in lasts if not self._expired(i)}
-        peer_rows = await self._batch_get(self.conversations, [{"user": r["with"], "with": user} for r in page])
+        direct = [r for r in shown if not is_room(r["with"])]
+        peer_rows = await self._batch_get(self.conversations, [{"user": r["with"], "with": user} for r in direct])
         peer_read = {row["user"]: row.get("readSeq", 0) for row in peer_rows}
         summaries = []
-        for row in page:
-            conv = _conv_key(user, row["with"])
+        for row in shown:
+            pk, other = self._row_pk(user, row), row["with"]
             read_seq = row.get("readSeq", 0)
-            unread = await self._count_unread(conv, row["with"], read_seq) if row["lastSeq"] > read_seq else 0
+            # A room's unread are the other members' messages; a direct conversation's, the other user's.
+            sender_test = ("#f <> :who", user) if is_room(other) else ("#f = :who", other)
+            unread = await self._count_unread(pk, read_seq, *sender_test) if row["lastSeq"] > read_seq else 0
             summaries.append(ConversationSummary(
-                with_=row["with"], last_seq=row["lastSeq"], read_seq=read_seq, unread=unread,
-                last=last_by_conv.get((conv, row["lastSeq"])), peer_read_seq=int(peer_read.get(row["with"], 0)),
+                with_=other, last_seq=row["lastSeq"], read_seq=read_seq, unread=unread,
+                last=last_by_conv.get((pk, row["lastSeq"])), peer_read_seq=int(peer_read.get(other, 0)),
+                title=rooms[other].get("title", "") if is_room(other) else None,
             ))  # fmt: skip
         next_cursor = None
         if more:
@@ -662,16 +715,29 @@ class DynamoDBStore(Store):
             next_cursor = _encode_cursor({"user": user, "with": last["with"], "activity": last["activity"]})
         return summaries, next_cursor
 
-    async def _count_unread(self, conv: str, other: str, read_seq: int) -> int:
+    def _row_pk(self, user: str, row: dict) -> str:
+        """The messages-table ``pk`` of the conversation an inbox item stands for."""
+        return row["roomKey"] if is_room(row["with"]) else _conv_key(user, row["with"])
+
+    async def _conversation_pk(self, user: str, other: str) -> str | None:
+        """The messages-table ``pk`` of ``user``'s conversation with ``other``; for a room, the
+        current one's (from the member's inbox item), ``None`` when ``user`` is not a member."""
+        if not is_room(other):
+            return _conv_key(user, other)
+        row = await self._get(self.conversations, {"user": user, "with": other}, ProjectionExpression="roomKey")
+        return row["roomKey"] if row else None
+
+    async def _count_unread(self, conv: str, read_seq: int, sender_test: str, who: str) -> int:
+        """How many live messages above ``read_seq`` pass ``sender_test`` (on ``#f``, against ``:who``)."""
         count = 0
         start = None
         while True:
             live, now = self._unexpired()
             kwargs: dict[str, Any] = dict(
                 TableName=self.messages, Select="COUNT", ConsistentRead=True,
-                KeyConditionExpression="pk = :pk AND sk BETWEEN :low AND :high", FilterExpression=f"#f = :other AND {live}",
+                KeyConditionExpression="pk = :pk AND sk BETWEEN :low AND :high", FilterExpression=f"{sender_test} AND {live}",
                 ExpressionAttributeNames={"#f": "from"},
-                ExpressionAttributeValues=self._item({":pk": conv, ":low": read_seq + 1, ":high": MAX_SEQ, ":other": other, **now}),
+                ExpressionAttributeValues=self._item({":pk": conv, ":low": read_seq + 1, ":high": MAX_SEQ, ":who": who, **now}),
             )  # fmt: skip
             if start:
                 kwargs["ExclusiveStartKey"] = start
@@ -692,6 +758,288 @@ class DynamoDBStore(Store):
             self.conversations, {"user": user, "with": other}, "SET readSeq = :t", "readSeq < :t", {":t": target}
         )
         return target if moved else None
+
+    # -- rooms ----------------------------------------------------------------------------------
+
+    async def create_room(self, room: str, owner: str, title: str, members: list[str], now: int) -> RoomRecord | None:
+        order = list(dict.fromkeys([owner, *members]))
+        # Each room gets its own messages pk: a room created again with this name starts at seq 1
+        # and never sees what a deletion cut short left of the old one.
+        room_key = f"r{room}#{secrets.token_hex(8)}"
+        claim = {"Put": {"TableName": self.rooms, "ConditionExpression": "attribute_not_exists(room)",
+                         "Item": self._item({"room": room, "title": title, "owner": owner, "members": order,
+                                             "joined": {u: now for u in order}, "rev": 0, "roomKey": room_key,
+                                             "createdAt": now})}}  # fmt: skip
+        joins = [self._member_put(user, room, room_key, 0, now) for user in order]
+        first, rest = joins[: TRANSACT_MAX_ITEMS - 1], joins[TRANSACT_MAX_ITEMS - 1 :]
+        for attempt in range(MEMBERSHIP_ATTEMPTS):
+            reasons = await self._transact([claim, *first])
+            if reasons is None:
+                break
+            if reasons[0] == "ConditionalCheckFailed":
+                return None  # the name is taken
+            await _backoff(attempt)
+        else:
+            raise StoreUnavailable("DynamoDB kept cancelling the room's creation")
+        # One transaction holds 100 items: the members past the 99th join right after (puts, so
+        # repeating them is harmless).
+        for start in range(0, len(rest), TRANSACT_MAX_ITEMS):
+            await self._call("transact_write_items", TransactItems=rest[start : start + TRANSACT_MAX_ITEMS])
+        return RoomRecord(room, title, owner, tuple(order))
+
+    def _member_put(self, user: str, room: str, room_key: str, last_seq: int, now: int) -> dict:
+        """A member's inbox item: their side of the room from joining until leaving. It carries no
+        ``expireAt``: it is also the membership a send checks, so it lives as long as that."""
+        return {"Put": {"TableName": self.conversations, "Item": self._item({
+            "user": user, "with": room, "roomKey": room_key, "readSeq": 0, "lastSeq": last_seq,
+            "activity": self._activity(now), "joinedAt": now,
+        })}}  # fmt: skip
+
+    async def get_room(self, room: str) -> RoomRecord | None:
+        item = await self._get(self.rooms, {"room": room})
+        return _room(item) if item is not None else None
+
+    async def _rooms_by_name(self, rooms: list[str]) -> dict[str, dict]:
+        return {item["room"]: item for item in await self._batch_get(self.rooms, [{"room": r} for r in rooms])}
+
+    async def add_member(self, room: str, user: str, now: int, *, max_members: int) -> tuple[RoomRecord, bool] | None:
+        for attempt in range(MEMBERSHIP_ATTEMPTS):
+            item = await self._get(self.rooms, {"room": room})
+            if item is None:
+                return None
+            if user in item["members"]:
+                return _room(item), False
+            if len(item["members"]) >= max_members:
+                raise RoomFull(room)
+            room_key = item["roomKey"]
+            last_seq = await self._last_seq(room_key)
+            reasons = await self._transact([
+                {"Update": {"TableName": self.rooms, "Key": self._item({"room": room}),
+                            "UpdateExpression": "SET members = list_append(members, :who), joined.#u = :now ADD rev :one",
+                            # The cap is checked by the write itself: it holds however many join at once.
+                            "ConditionExpression": "roomKey = :key AND attribute_not_exists(joined.#u) AND size(members) < :cap",
+                            "ExpressionAttributeNames": {"#u": user},
+                            "ExpressionAttributeValues": self._item({":who": [user], ":now": now, ":one": 1,
+                                                                     ":key": room_key, ":cap": max_members})}},
+                self._member_put(user, room, room_key, last_seq, now),
+            ])  # fmt: skip
+            if reasons is None:
+                after = await self._get(self.rooms, {"room": room})  # with whoever joined meanwhile
+                if after is None or after["roomKey"] != room_key:
+                    return RoomRecord(room, item.get("title", ""), item["owner"], (*item["members"], user)), True
+                return _room(after), True
+            await _backoff(attempt)  # joined, full, gone or busy meanwhile: the next read says which
+        raise StoreUnavailable("the room kept changing while a member joined")
+
+    async def _last_seq(self, room_key: str) -> int:
+        """The room's counter: a new member's inbox starts there (everything before is unread)."""
+        counter = await self._get(self.messages, {"pk": room_key, "sk": 0})
+        return int((counter or {}).get("lastSeq", 0))
+
+    async def remove_member(self, room: str, user: str, now: int) -> Departure:
+        for attempt in range(MEMBERSHIP_ATTEMPTS):
+            item = await self._get(self.rooms, {"room": room})
+            if item is None:
+                return Departure(None, left=False)
+            before = _room(item)
+            if user not in before.members:
+                return Departure(before, left=False)
+            remaining = tuple(m for m in before.members if m != user)
+            leave = {"Delete": {"TableName": self.conversations, "Key": self._item({"user": user, "with": room})}}
+            # ``rev`` moves with every change of the room item: the list written is the list read.
+            unchanged = {"ConditionExpression": "rev = :rev", "ExpressionAttributeValues": self._item({":rev": item["rev"]})}
+            if not remaining:
+                reasons = await self._transact([{"Delete": {"TableName": self.rooms, "Key": self._item({"room": room}), **unchanged}}, leave])
+                if reasons is None:
+                    await self._delete_room_contents(item["roomKey"])
+                    return Departure(None, left=True)
+            else:
+                owner = before.owner if before.owner != user else remaining[0]  # the longest-standing member
+                reasons = await self._transact([{"Update": {
+                    "TableName": self.rooms, "Key": self._item({"room": room}),
+                    "UpdateExpression": "SET members = :members, #o = :owner REMOVE joined.#u ADD rev :one",
+                    "ConditionExpression": "rev = :rev", "ExpressionAttributeNames": {"#o": "owner", "#u": user},
+                    "ExpressionAttributeValues": self._item({":members": list(remaining), ":owner": owner, ":one": 1, ":rev": item["rev"]}),
+                }}, leave])  # fmt: skip
+                if reasons is None:
+                    return Departure(RoomRecord(room, before.title, owner, remaining), left=True)
+            await _backoff(attempt)
+        raise StoreUnavailable("the room kept changing while a member left")
+
+    async def _delete_room_contents(self, room_key: str) -> None:
+        """Delete a deleted room's messages, counter and idempotency guards, a query page at a time,
+        each page's guards before its messages (a guard must not outlive its message: a send with
+        that id would find it and no original). The room item is gone already and a new room of
+        that name gets another ``roomKey``, so whatever a failure leaves here is unreachable (and
+        expires with retention): it is logged, not raised, since the member did leave."""
+        try:
+            async for page in self._query_pages(
+                TableName=self.messages, ConsistentRead=True, KeyConditionExpression="pk = :pk",
+                ProjectionExpression="sk, #f, id", ExpressionAttributeNames={"#f": "from"},
+                ExpressionAttributeValues=self._item({":pk": room_key}),
+            ):  # fmt: skip
+                await self._batch_delete(self.messages, [{"pk": f"g#{i['from']}#{i['id']}", "sk": 0} for i in page if i["sk"] > 0])
+                await self._batch_delete(self.messages, [{"pk": room_key, "sk": i["sk"]} for i in page])
+        except StoreUnavailable as exc:
+            log.warning("room %s: deleting its messages stopped: %s", room_key, exc)
+
+    async def _query_pages(self, **kwargs: Any):
+        start = None
+        while True:
+            reply = await self._call("query", **kwargs, **({"ExclusiveStartKey": start} if start else {}))
+            yield [self._plain(item) for item in reply.get("Items", [])]
+            start = reply.get("LastEvaluatedKey")
+            if not start:
+                return
+
+    async def _batch_delete(self, table: str, keys: list[dict]) -> None:
+        for start in range(0, len(keys), 25):
+            pending = {table: [{"DeleteRequest": {"Key": self._item(k)}} for k in keys[start : start + 25]]}
+            for attempt in range(8):
+                reply = await self._call("batch_write_item", RequestItems=pending)
+                pending = reply.get("UnprocessedItems") or {}
+                if not pending:
+                    break
+                await asyncio.sleep(min(0.05 * 2**attempt, 1.0))
+            if pending:
+                raise StoreUnavailable("DynamoDB BatchWriteItem left items unprocessed")
+
+    async def set_room_title(self, room: str, title: str) -> RoomRecord | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            reply = await self._call(
+                "update_item", TableName=self.rooms, Key=self._item({"room": room}),
+                UpdateExpression="SET title = :t ADD rev :one", ConditionExpression="attribute_exists(room)",
+                ExpressionAttributeValues=self._item({":t": title, ":one": 1}), ReturnValues="ALL_NEW",
+            )  # fmt: skip
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return None
+            raise
+        return _room(self._plain(reply["Attributes"]))
+
+    async def get_reads(self, room: str) -> list[tuple[str, int]]:
+        item = await self._get(self.rooms, {"room": room})
+        if item is None:
+            return []
+        rows = await self._batch_get(self.conversations, [{"user": m, "with": room} for m in item["members"]])
+        reads = {r["user"]: r.get("readSeq", 0) for r in rows if r.get("roomKey") == item["roomKey"]}
+        return [(m, int(reads.get(m, 0))) for m in item["members"]]
+
+    async def _save_room_message(self, sender: str, msg_id: str, room: str, body: str, now: int) -> SaveResult:
+        """A room message: (1) the guard of ``(sender, id)`` (a retry returns the original without
+        taking a ``seq``) and the sender's inbox item, read at once: it names the room's
+        ``roomKey`` (none: not a member); (2) the room's counter gives ``seq``; (3) one transaction
+        puts the guard and the message and moves the sender's inbox item, on the condition that it
+        still names that ``roomKey``: the membership is checked by the write itself; (4) every other
+        member's inbox item moves to ``seq`` (see :meth:`_fan_out`)."""
+        guard_key = f"g#{sender}#{msg_id}"
+        original, membership = await asyncio.gather(
+            self._original(guard_key),
+            self._get(self.conversations, {"user": sender, "with": room}, ProjectionExpression="roomKey"),
+        )
+        if original is not None:
+            return SaveResult(message=original, created=False)
+        if membership is None:
+            raise NotAMember(room)
+        room_key = membership["roomKey"]
+        counter = await self._call(
+            "update_item", TableName=self.messages, Key=self._item({"pk": room_key, "sk": 0}),
+            UpdateExpression="ADD lastSeq :one", ExpressionAttributeValues=self._item({":one": 1}),
+            ReturnValues="UPDATED_NEW",
+        )  # fmt: skip
+        seq = int(self._plain(counter["Attributes"])["lastSeq"])
+        expire, activity = self._expire_at(now), self._activity(now)
+        items = [
+            {"Put": {"TableName": self.messages, "ConditionExpression": "attribute_not_exists(pk)",
+                     "Item": self._item({"pk": guard_key, "sk": 0, "conv": room_key, "seq": seq, "expireAt": expire})}},
+            {"Put": {"TableName": self.messages, "ConditionExpression": "attribute_not_exists(pk)",
+                     "Item": self._item({"pk": room_key, "sk": seq, "id": msg_id, "from": sender, "to": room,
+                                         "body": body, "ts": now, "expireAt": expire})}},
+            self._sender_room_update(sender, room, room_key, seq, activity, "full"),
+        ]  # fmt: skip
+        for attempt in range(MEMBERSHIP_ATTEMPTS):
+            reasons = await self._transact(items)
+            if reasons is None:
+                await self._fan_out(room, room_key, sender, seq, activity)
+                return SaveResult(message=Message(msg_id, sender, room, body, seq, now), created=True)
+            if reasons[0] == "ConditionalCheckFailed":  # (sender, id) is stored: a retry
+                original = await self._original(guard_key)
+                if original is None:
+                    raise StoreUnavailable("the message of an idempotency guard is missing")
+                return SaveResult(message=original, created=False)
+            if reasons[2] == "ConditionalCheckFailed":
+                items[2] = await self._sender_room_step(sender, room, room_key, seq, activity)
+            else:
+                await _backoff(attempt)  # TransactionConflict and friends: the same again
+        raise StoreUnavailable("DynamoDB kept cancelling the room message's transaction")
+
+    async def _sender_room_step(self, sender: str, room: str, room_key: str, seq: int, activity: int) -> dict:
+        """The sender's inbox condition failed: they left (:class:`NotAMember`), or a newer message
+        of the room already moved their item, and only what still moves forward is kept."""
+        row = await self._get(self.conversations, {"user": sender, "with": room})
+        if row is None or row.get("roomKey") != room_key:
+            raise NotAMember(room)
+        if row["lastSeq"] < seq:
+            form = "full"
+        elif row.get("readSeq", 0) < seq:
+            form = "read"
+        else:
+            form = "member"
+        return self._sender_room_update(sender, room, room_key, seq, activity, form)
+
+    def _sender_room_update(self, sender: str, room: str, room_key: str, seq: int, activity: int, form: str) -> dict:
+        """``full``: the sender's inbox item moves to ``seq`` with their read mark; ``read``: only
+        the read mark; ``member``: nothing moves, the membership is only checked."""
+        key = self._item({"user": sender, "with": room})
+        if form == "member":
+            return {"ConditionCheck": {"TableName": self.conversations, "Key": key, "ConditionExpression": "roomKey = :key",
+                                       "ExpressionAttributeValues": self._item({":key": room_key})}}  # fmt: skip
+        update, ahead = ("SET lastSeq = :seq, activity = :act, readSeq = :seq", "lastSeq") if form == "full" else ("SET readSeq = :seq", "readSeq")
+        values = {":key": room_key, ":seq": seq, **({":act": activity} if form == "full" else {})}
+        return {"Update": {"TableName": self.conversations, "Key": key, "UpdateExpression": update,
+                           "ConditionExpression": f"roomKey = :key AND {ahead} < :seq",
+                           "ExpressionAttributeValues": self._item(values)}}  # fmt: skip
+
+    async def _fan_out(self, room: str, room_key: str, sender: str, seq: int, activity: int) -> None:
+        """Move every other member's inbox item to ``seq`` (never back), a bounded number at once.
+
+        This runs after the message is durably stored, outside its transaction: 256 members exceed
+        the 100 items of one, and it is safe because the message itself is stored once, under the
+        room's pk, whatever happens here. The inbox items only order the list and tell that there
+        is something unread (the count itself is a query of the messages above the read mark):
+        an update that fails is logged, not raised — the send did happen, and a client retrying
+        it would only get the original back — and the member's next message catches it up.
+        The member list is read after the commit, so whoever joined before it is included."""
+        item = await self._get(self.rooms, {"room": room}, ProjectionExpression="members, roomKey")
+        if item is None or item["roomKey"] != room_key:
+            return
+        bound = asyncio.Semaphore(ROOM_FANOUT_CONCURRENCY)
+
+        async def move(member: str) -> None:
+            async with bound:
+                try:  # the condition skips who left meanwhile and items a newer message moved
+                    await self._conditional_update(
+                        self.conversations, {"user": member, "with": room}, "SET lastSeq = :seq, activity = :act",
+                        "roomKey = :key AND lastSeq < :seq", {":seq": seq, ":act": activity, ":key": room_key},
+                    )  # fmt: skip
+                except Exception as exc:  # noqa: BLE001 - advisory: see above
+                    log.warning("room %s: %s's inbox not moved to %d: %s", room, member, seq, exc)
+
+        await asyncio.gather(*(move(m) for m in item["members"] if m != sender))
+
+    async def _transact(self, items: list[dict]) -> list[str] | None:
+        """One TransactWriteItems: ``None`` when it committed, else why each item failed."""
+        from botocore.exceptions import ClientError
+
+        try:
+            await self._call("transact_write_items", TransactItems=items)
+        except ClientError as exc:
+            if _code(exc) != "TransactionCanceledException":
+                raise
+            return _cancellation_codes(exc, len(items))
+        return None
 
     # -- accounts -------------------------------------------------------------------------------
 
@@ -891,6 +1239,15 @@ def _user(item: dict) -> UserRecord:
         username=item["pk"], password_hash=item.get("passwordHash"), status=item.get("status", "online"),
         text=item.get("text", ""), last_seen=item.get("lastSeen"), created_at=item.get("createdAt", 0),
     )  # fmt: skip
+
+
+def _room(item: dict) -> RoomRecord:
+    return RoomRecord(room=item["room"], title=item.get("title", ""), owner=item["owner"], members=tuple(item["members"]))
+
+
+async def _backoff(attempt: int) -> None:
+    """A short random pause before trying a lost race again (jittered, so racers spread out)."""
+    await asyncio.sleep(random.uniform(0, min(0.01 * 2**attempt, 0.5)))  # nosec B311 - jitter, not a secret
 
 
 def _message(item: dict) -> Message:

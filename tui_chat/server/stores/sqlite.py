@@ -37,13 +37,16 @@ Connections
 
 Schema
     ``sqlite_schema.py`` (migrations through the shared :mod:`tui_chat.migrations` runner);
-    the writer thread is ``sqlite_writer.py``; this module holds the queries.
+    the writer thread is ``sqlite_writer.py``; this module holds the queries. A room's messages
+    and seq counter are stored as a conversation's, under the key (room, room); each member has
+    a side (member, room) while a member, so sends and listings work alike for both.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import os
@@ -55,13 +58,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tui_chat.protocol import ConversationSummary, Message
+from tui_chat.protocol import ConversationSummary, Message, is_room
 from tui_chat.server.stores.sqlite_schema import MIGRATIONS, SCHEMA_VERSION, SchemaTooNew, connect
 from tui_chat.server.stores.sqlite_writer import GroupCommitWriter, is_unavailable
 from tui_chat.server.store import (
     ConnectionRecord,
     ConnectResult,
+    Departure,
     DisconnectResult,
+    NotAMember,
+    RoomFull,
+    RoomRecord,
     Rotation,
     RotationOutcome,
     SaveResult,
@@ -88,6 +95,12 @@ _INT64_MAX = 2**63 - 1
 
 def _pair(a: str, b: str) -> tuple[str, str]:
     return (a, b) if a <= b else (b, a)
+
+
+def _conversation_key(user: str, other: str) -> tuple[str, str]:
+    """The (user_a, user_b) a conversation is stored under: its two users in order, or
+    (room, room) for a room."""
+    return (other, other) if is_room(other) else _pair(user, other)
 
 
 def _int64(n: int) -> int:
@@ -138,6 +151,79 @@ class _Connections:
     by_id: dict[str, ConnectionRecord] = field(default_factory=dict)
     by_user: dict[str, dict[str, ConnectionRecord]] = field(default_factory=dict)
     watchers: dict[str, None] = field(default_factory=dict)  # an ordered set of conn ids
+
+
+# -- rooms: steps of write jobs (each job is one transaction) ----------------------------------
+
+# One statement, so one consistent snapshot on the reader too. A room always has a member.
+_ROOM_QUERY = (
+    "SELECT r.title, r.owner, m.user FROM rooms AS r JOIN room_members AS m ON m.room = r.room"
+    " WHERE r.room = ? ORDER BY m.join_order"
+)
+
+
+def _room_record(db: sqlite3.Connection, room: str) -> RoomRecord | None:
+    rows = db.execute(_ROOM_QUERY, (room,)).fetchall()
+    if not rows:
+        return None
+    title, owner, _ = rows[0]
+    return RoomRecord(room=room, title=title, owner=owner, members=tuple(row[2] for row in rows))
+
+
+def _join_room(db: sqlite3.Connection, room: str, user: str, now: int) -> None:
+    """``user`` becomes the newest member, with a side whose read mark is 0: every message of
+    someone else is unread. The room counts as active since its last message, or since now."""
+    db.execute(
+        "INSERT INTO room_members (room, user, join_order)"
+        " SELECT :room, :user, coalesce(max(join_order), 0) + 1 FROM room_members WHERE room = :room",
+        {"room": room, "user": user},
+    )
+    db.execute(
+        "INSERT INTO sides (user, other, last_ts, read_seq, unread) VALUES (:user, :room,"
+        " coalesce((SELECT ts FROM messages WHERE user_a = :room AND user_b = :room ORDER BY seq DESC LIMIT 1), :now),"
+        " 0, (SELECT count(*) FROM messages WHERE user_a = :room AND user_b = :room AND sender <> :user))",
+        {"room": room, "user": user, "now": now},
+    )
+
+
+def _leave_room(db: sqlite3.Connection, room: str, user: str) -> Departure:
+    record = _room_record(db, room)
+    if record is None or user not in record.members:
+        return Departure(record, left=False)
+    db.execute("DELETE FROM room_members WHERE room = ? AND user = ?", (room, user))
+    db.execute("DELETE FROM sides WHERE user = ? AND other = ?", (user, room))
+    remaining = tuple(member for member in record.members if member != user)
+    if not remaining:
+        _delete_room(db, room)
+        return Departure(None, left=True)
+    owner = record.owner
+    if owner == user:
+        owner = remaining[0]  # the longest-standing member
+        db.execute("UPDATE rooms SET owner = ? WHERE room = ?", (owner, room))
+    return Departure(dataclasses.replace(record, owner=owner, members=remaining), left=True)
+
+
+def _delete_room(db: sqlite3.Connection, room: str) -> None:
+    """With its messages, so their idempotency keys go too, and its seq counter: a room created
+    again with that name starts at 1."""
+    db.execute("DELETE FROM messages WHERE user_a = ? AND user_b = ?", (room, room))
+    db.execute("DELETE FROM conversations WHERE user_a = ? AND user_b = ?", (room, room))
+    db.execute("DELETE FROM rooms WHERE room = ?", (room,))
+
+
+def _recount_unread(db: sqlite3.Connection, a: str, b: str) -> None:
+    """After messages of conversation (a, b) were deleted: each side's unread count drops by the
+    unread messages that went (only ever down, so sides at 0 are left alone)."""
+    if a == b and is_room(a):
+        sides = "other = :a AND user IN (SELECT user FROM room_members WHERE room = :a)"
+    else:
+        sides = "((user = :a AND other = :b) OR (user = :b AND other = :a))"
+    db.execute(
+        # Unread: the messages above the read mark that someone else sent.
+        "UPDATE sides SET unread = (SELECT count(*) FROM messages AS m WHERE m.user_a = :a AND m.user_b = :b"
+        f" AND m.seq > sides.read_seq AND m.sender <> sides.user) WHERE {sides} AND unread > 0",  # nosec B608 - one of two constants
+        {"a": a, "b": b},
+    )
 
 
 # -- the store -------------------------------------------------------------------------------
@@ -278,14 +364,22 @@ class SQLiteStore(Store):
         )  # fmt: skip
 
     async def delete_user(self, username: str) -> bool:
-        """Remove a user and everything of theirs: their sessions, and every conversation they
-        were in, on both sides (nothing of it is left for whoever takes the name later)."""
+        """Remove a user and everything of theirs: their sessions, every conversation they were
+        in, on both sides, and what they said in rooms (nothing of it is left for whoever takes
+        the name later, not even an idempotency key). They leave every room they were in: the
+        owner's hand-over and the deletion of a room left empty as for anyone leaving."""
 
         def delete(db: sqlite3.Connection) -> bool:
+            for (room,) in db.execute("SELECT room FROM room_members WHERE user = ?", (username,)).fetchall():
+                _leave_room(db, room, username)
             pairs = db.execute("SELECT user_a, user_b FROM conversations WHERE user_a = ? OR user_b = ?", (username, username)).fetchall()
             for a, b in pairs:
                 db.execute("DELETE FROM messages WHERE user_a = ? AND user_b = ?", (a, b))
                 db.execute("DELETE FROM conversations WHERE user_a = ? AND user_b = ?", (a, b))
+            # What is left of theirs is in rooms (the idempotency index finds it).
+            rooms = {room for (room,) in db.execute("DELETE FROM messages WHERE sender = ? RETURNING user_a", (username,))}
+            for room in rooms:
+                _recount_unread(db, room, room)
             db.execute("DELETE FROM sides WHERE user = ? OR other = ?", (username, username))
             db.execute("DELETE FROM sessions WHERE username = ?", (username,))
             # Failures are counted per "name@address" (accounts.py).
@@ -388,16 +482,14 @@ class SQLiteStore(Store):
     # -- messages -----------------------------------------------------------------------------
 
     async def save_message(self, sender: str, msg_id: str, to: str, body: str, now: int) -> SaveResult:
+        if is_room(to):
+            return await self._write(lambda db: self._save_to_room(db, sender, msg_id, to, body, now))
         a, b = _pair(sender, to)
 
         def save(db: sqlite3.Connection) -> SaveResult:
-            # Earlier jobs of the same batch are visible here, so a retry queued behind its
-            # original finds it too.
-            row = db.execute(
-                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE sender = ? AND id = ?", (sender, msg_id)  # nosec B608
-            ).fetchone()
-            if row is not None:
-                return SaveResult(_message(row), created=False)
+            original = self._original(db, sender, msg_id)
+            if original is not None:
+                return original
             # Both users still exist, checked where the write happens: ``tui-chat admin`` may have
             # removed one from another process, and a conversation must not outlive them.
             (found,) = db.execute("SELECT count(*) FROM users WHERE username IN (?, ?)", (sender, to)).fetchone()
@@ -433,10 +525,50 @@ class SQLiteStore(Store):
             self._usernames.discard(str(gone))  # no longer taken for existing on the next send
             raise
 
+    @staticmethod
+    def _original(db: sqlite3.Connection, sender: str, msg_id: str) -> SaveResult | None:
+        """The message already stored under (sender, id), if any. Earlier jobs of the same batch
+        are visible here, so a retry queued behind its original finds it too."""
+        row = db.execute(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE sender = ? AND id = ?", (sender, msg_id)  # nosec B608
+        ).fetchone()
+        return SaveResult(_message(row), created=False) if row is not None else None
+
+    @classmethod
+    def _save_to_room(cls, db: sqlite3.Connection, sender: str, msg_id: str, room: str, body: str, now: int) -> SaveResult:
+        """Four statements, whatever the room's size; the last one updates a side per member."""
+        original = cls._original(db, sender, msg_id)
+        if original is not None:
+            return original
+        # Membership is checked in the statement that takes the seq: someone who just left (or
+        # was removed by an earlier job of this batch) stores nothing.
+        row = db.execute(
+            "UPDATE conversations SET last_seq = last_seq + 1 WHERE user_a = :room AND user_b = :room"
+            " AND EXISTS (SELECT 1 FROM room_members WHERE room = :room AND user = :sender) RETURNING last_seq",
+            {"room": room, "sender": sender},
+        ).fetchone()
+        if row is None:
+            raise NotAMember(room)
+        (seq,) = row
+        db.execute(
+            "INSERT INTO messages (user_a, user_b, seq, id, sender, recipient, body, ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (room, room, seq, msg_id, sender, room, body, now),
+        )
+        # Every member's side at once (the members' keys find their sides): the sender has read
+        # up to their own message, everyone else has one more unread.
+        db.execute(
+            "UPDATE sides SET last_ts = :now,"
+            " read_seq = CASE WHEN user = :sender THEN :seq ELSE read_seq END,"
+            " unread = CASE WHEN user = :sender THEN 0 ELSE unread + 1 END"
+            " WHERE user IN (SELECT user FROM room_members WHERE room = :room) AND other = :room",
+            {"now": now, "sender": sender, "seq": seq, "room": room},
+        )
+        return SaveResult(Message(id=msg_id, sender=sender, to=room, body=body, seq=seq, ts=now), created=True)
+
     async def get_messages(
         self, user: str, other: str, *, before: int | None, after: int | None, limit: int
     ) -> tuple[list[Message], bool]:
-        a, b = _pair(user, other)
+        a, b = _conversation_key(user, other)
         limit = max(0, min(limit, _INT64_MAX - 1))
         fetch = limit + 1  # one more than asked tells whether more exist
 
@@ -464,14 +596,19 @@ class SQLiteStore(Store):
         start = _decode_cursor(cursor) if cursor is not None else None
         limit = max(1, min(limit, 10_000))
         # One statement, so one consistent snapshot: the sides index gives the order, each row
-        # then costs two primary-key lookups (the seq counter and the last message).
+        # then costs a few primary-key lookups (the seq counter, the peer's side or the room, the
+        # last message still stored). A room's side is (member, room), its key (room, room).
         query = (
-            "SELECT s.other, s.last_ts, s.read_seq, s.unread, c.last_seq, coalesce(peer.read_seq, 0),"
+            "SELECT s.other, s.last_ts, s.read_seq, s.unread, c.last_seq, coalesce(peer.read_seq, 0), r.title,"
             " m.seq, m.id, m.sender, m.recipient, m.body, m.ts"
             " FROM sides AS s"
-            " JOIN conversations AS c ON c.user_a = min(s.user, s.other) AND c.user_b = max(s.user, s.other)"
+            " JOIN conversations AS c"
+            " ON c.user_a = iif(s.other GLOB '#*', s.other, min(s.user, s.other))"
+            " AND c.user_b = iif(s.other GLOB '#*', s.other, max(s.user, s.other))"
             " LEFT JOIN sides AS peer ON peer.user = s.other AND peer.other = s.user"
-            " LEFT JOIN messages AS m ON m.user_a = c.user_a AND m.user_b = c.user_b AND m.seq = c.last_seq"
+            " LEFT JOIN rooms AS r ON r.room = s.other"
+            " LEFT JOIN messages AS m ON m.user_a = c.user_a AND m.user_b = c.user_b"
+            " AND m.seq = (SELECT max(seq) FROM messages WHERE user_a = c.user_a AND user_b = c.user_b)"
             " WHERE s.user = ?{after} ORDER BY s.last_ts DESC, s.other LIMIT ?"
         )  # {after} is one of two fixed fragments below, never input
 
@@ -487,10 +624,11 @@ class SQLiteStore(Store):
                 ).fetchall()
             items = []
             for row in rows[:limit]:
-                other, _, read_seq, unread, last_seq, peer_read_seq = row[:6]
-                last = _message(row[6:]) if row[6] is not None else None
+                other, _, read_seq, unread, last_seq, peer_read_seq, title = row[:7]
+                last = _message(row[7:]) if row[7] is not None else None
                 items.append(ConversationSummary(
-                    with_=other, last_seq=last_seq, read_seq=read_seq, unread=unread, last=last, peer_read_seq=peer_read_seq,
+                    with_=other, last_seq=last_seq, read_seq=read_seq, unread=unread, last=last,
+                    peer_read_seq=peer_read_seq, title=title,
                 ))  # fmt: skip
             if len(rows) <= limit:
                 return items, None
@@ -500,7 +638,7 @@ class SQLiteStore(Store):
         return await self._read(listing)
 
     async def mark_read(self, user: str, other: str, seq: int) -> int | None:
-        a, b = _pair(user, other)
+        a, b = _conversation_key(user, other)
         wanted = _int64(seq)
 
         def mark(db: sqlite3.Connection) -> int | None:
@@ -510,15 +648,14 @@ class SQLiteStore(Store):
                 (a, b, user, other),
             ).fetchone()
             if row is None:
-                return None  # no message yet: nothing to read
+                return None  # no message yet (or not a member of the room): nothing to read
             target = min(wanted, row[0])
             if target <= row[1]:
                 return None  # only ever forward
-            # Messages from the other user still above the marker: a short range of the key.
+            # Messages from someone else still above the marker: a short range of the key.
             (unread,) = db.execute(
-                "SELECT count(*) FROM messages"
-                " WHERE user_a = ? AND user_b = ? AND seq > ? AND sender = ? AND sender <> ?",
-                (a, b, target, other, user),
+                "SELECT count(*) FROM messages WHERE user_a = ? AND user_b = ? AND seq > ? AND sender <> ?",
+                (a, b, target, user),
             ).fetchone()
             db.execute(
                 "UPDATE sides SET read_seq = ?, unread = ? WHERE user = ? AND other = ?", (target, unread, user, other)
@@ -528,10 +665,10 @@ class SQLiteStore(Store):
         return await self._write(mark)
 
     async def purge_messages(self, older_than: int) -> int:
-        """Retention, conversation by conversation: the reader finds how far each one's oldest
-        messages are too old (``seq`` follows ``ts``, so only the doomed rows and one more are
-        read), and the writer deletes each range in a transaction of its own, so sends wait for
-        one conversation's purge at most, never for the whole database's."""
+        """Retention, conversation by conversation (rooms too): the reader finds how far each
+        one's oldest messages are too old (``seq`` follows ``ts``, so only the doomed rows and one
+        more are read), and the writer deletes each range in a transaction of its own, so sends
+        wait for one conversation's purge at most, never for the whole database's."""
         cutoff = _int64(older_than)
 
         def doomed(db: sqlite3.Connection) -> list[tuple[str, str, int]]:
@@ -553,13 +690,7 @@ class SQLiteStore(Store):
                 gone = db.execute(
                     "DELETE FROM messages WHERE user_a = ? AND user_b = ? AND seq <= ? AND ts < ?", (a, b, up_to, cutoff)
                 ).rowcount
-                # Unread counts drop by the unread messages that went.
-                db.execute(
-                    "UPDATE sides SET unread = (SELECT count(*) FROM messages AS m WHERE m.user_a = ? AND m.user_b = ?"
-                    " AND m.seq > sides.read_seq AND m.sender = sides.other AND sides.other <> sides.user)"
-                    " WHERE ((user = ? AND other = ?) OR (user = ? AND other = ?)) AND unread > 0",
-                    (a, b, a, b, b, a),
-                )
+                _recount_unread(db, a, b)
                 return gone
 
             return run
@@ -568,6 +699,64 @@ class SQLiteStore(Store):
         for a, b, up_to in await self._read(doomed):
             total += await self._write(delete(a, b, up_to))
         return total
+
+    # -- rooms --------------------------------------------------------------------------------
+    # Each change is one write job, so one transaction: the cap, the owner's hand-over and the
+    # room's deletion with its last member cannot interleave with another change.
+
+    async def create_room(self, room: str, owner: str, title: str, members: list[str], now: int) -> RoomRecord | None:
+        joining = list(dict.fromkeys([owner, *members]))  # in order, once each, the owner first
+
+        def create(db: sqlite3.Connection) -> RoomRecord | None:
+            taken = db.execute(
+                "INSERT INTO rooms (room, title, owner, created_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (room, title, owner, now),
+            ).rowcount == 0
+            if taken:
+                return None
+            db.execute("INSERT INTO conversations (user_a, user_b, last_seq) VALUES (?, ?, 0)", (room, room))
+            for user in joining:
+                _join_room(db, room, user, now)
+            return RoomRecord(room=room, title=title, owner=owner, members=tuple(joining))
+
+        return await self._write(create)
+
+    async def get_room(self, room: str) -> RoomRecord | None:
+        return await self._read(lambda db: _room_record(db, room))
+
+    async def add_member(self, room: str, user: str, now: int, *, max_members: int) -> tuple[RoomRecord, bool] | None:
+        def add(db: sqlite3.Connection) -> tuple[RoomRecord, bool] | None:
+            record = _room_record(db, room)
+            if record is None:
+                return None
+            if user in record.members:
+                return record, False
+            if len(record.members) >= max_members:
+                raise RoomFull(room)
+            _join_room(db, room, user, now)
+            return dataclasses.replace(record, members=(*record.members, user)), True
+
+        return await self._write(add)
+
+    async def remove_member(self, room: str, user: str, now: int) -> Departure:
+        return await self._write(lambda db: _leave_room(db, room, user))
+
+    async def set_room_title(self, room: str, title: str) -> RoomRecord | None:
+        def retitle(db: sqlite3.Connection) -> RoomRecord | None:
+            db.execute("UPDATE rooms SET title = ? WHERE room = ?", (title, room))
+            return _room_record(db, room)
+
+        return await self._write(retitle)
+
+    async def get_reads(self, room: str) -> list[tuple[str, int]]:
+        return await self._read(
+            lambda db: db.execute(
+                "SELECT m.user, coalesce(s.read_seq, 0) FROM room_members AS m"
+                " LEFT JOIN sides AS s ON s.user = m.user AND s.other = m.room"
+                " WHERE m.room = ? ORDER BY m.join_order",
+                (room,),
+            ).fetchall()
+        )
 
     # -- accounts -----------------------------------------------------------------------------
 

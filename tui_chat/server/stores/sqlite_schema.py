@@ -96,7 +96,30 @@ def _migrate_to_4(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_to_1, _migrate_to_2, _migrate_to_3, _migrate_to_4]
+def _migrate_to_5(db: sqlite3.Connection) -> None:
+    run_script(
+        db,
+        """
+        -- Rooms (PROTOCOL.md 7.2). A room's messages and seq counter live in messages and
+        -- conversations under the key (room, room), each member has a side (member, room).
+        CREATE TABLE rooms (
+            room TEXT PRIMARY KEY, title TEXT NOT NULL, owner TEXT NOT NULL, created_at INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        -- join_order numbers a room's members as they join: the owner's successor is the lowest.
+        CREATE TABLE room_members (
+            room TEXT NOT NULL, user TEXT NOT NULL, join_order INTEGER NOT NULL,
+            PRIMARY KEY (room, user)
+        ) WITHOUT ROWID;
+        CREATE UNIQUE INDEX room_members_in_order ON room_members (room, join_order);
+        -- The rooms a user is in (a user removed leaves them all).
+        CREATE INDEX room_members_by_user ON room_members (user);
+        """
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
+    _migrate_to_1, _migrate_to_2, _migrate_to_3, _migrate_to_4, _migrate_to_5,
+]  # fmt: skip
 """``MIGRATIONS[i]`` takes a database from schema version i to i + 1. Append, never edit."""
 SCHEMA_VERSION = len(MIGRATIONS)
 
