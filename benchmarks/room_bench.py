@@ -59,6 +59,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from checkout_server import ROOT, start_server  # noqa: E402
 from server_bench import (  # noqa: E402
+    BenchError,
+    Worker,
     BODY_PAD,
     connect_many,
     cpu_seconds,
@@ -74,6 +76,8 @@ from server_bench import (  # noqa: E402
     wait_until_quiet,
 )
 
+SCRIPT = Path(__file__).resolve()
+"""Client workers are this script re-run with ``--_worker``."""
 SERVE_ARGS = ("--auth", "open", "--auth-rate", "100000", "--rate-limit", "100000", "--rate-burst", "100000")
 START_TIMEOUT_S = 30.0
 SETUP_TIMEOUT_S = 120.0
@@ -319,10 +323,6 @@ def worker_main() -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-class BenchError(RuntimeError):
-    pass
-
-
 class Server:
     """A fresh ``tui-chat serve`` (checkout_server.start_server), with a bounded start."""
 
@@ -382,65 +382,6 @@ class Server:
                 self.proc.wait(10)
 
 
-class Worker:
-    """A client process (this script with ``--_worker``); JSON lines both ways."""
-
-    def __init__(self, spec: dict, log_dir: Path, label: str) -> None:
-        self.log_path = log_dir / f"worker-{label}-{time.monotonic_ns()}.log"
-        self.proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "--_worker"], cwd=ROOT,
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(self.log_path, "w"), text=True,
-        )  # fmt: skip
-        self.lines: queue.Queue = queue.Queue()
-        threading.Thread(target=self._pump, daemon=True).start()
-        self.send(spec)
-
-    def _pump(self) -> None:
-        for line in self.proc.stdout:
-            self.lines.put(line)
-        self.lines.put("")
-
-    def send(self, obj: dict) -> None:
-        try:
-            self.proc.stdin.write(json.dumps(obj) + "\n")
-            self.proc.stdin.flush()
-        except (BrokenPipeError, OSError):
-            pass
-
-    def expect(self, timeout: float) -> dict:
-        try:
-            line = self.lines.get(timeout=timeout)
-        except queue.Empty:
-            raise BenchError(f"a client worker said nothing for {timeout:.0f} s; its log:\n{self.log_tail()}") from None
-        if not line:
-            raise BenchError(f"a client worker exited early; its log:\n{self.log_tail()}")
-        reply = json.loads(line)
-        if "fatal" in reply:
-            raise BenchError(f"a client worker failed: {reply['fatal']}\n{self.log_tail()}")
-        if reply.get("errors"):
-            raise BenchError(f"a client worker could not connect: {reply['errors']}\n{self.log_tail()}")
-        return reply
-
-    def log_tail(self, n: int = 15) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.send({"cmd": "stop"})
-            try:
-                self.proc.stdin.close()
-            except OSError:
-                pass
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-
-
 def sleep_until(t: float) -> None:
     delay = t - time.monotonic()
     if delay > 0:
@@ -487,7 +428,7 @@ def measure_throughput(cfg: Settings, run: int, tmp: Path) -> dict[str, dict]:
         names = members + [n for pair in pairs for n in pair]
         spec = {"http": server.http, "ws": server.ws, "names": names,
                 "create": {"by": members[0], "room": room, "members": members[1:]}}  # fmt: skip
-        workers.append(Worker(spec, tmp, f"tput{run}"))
+        workers.append(Worker(spec, tmp, script=SCRIPT, label=f"tput{run}"))
         workers[0].expect(SETUP_TIMEOUT_S + 30)
         order = ["room", "direct"] if run % 2 == 0 else ["direct", "room"]
         out: dict[str, dict] = {}
@@ -526,9 +467,9 @@ def measure_latency(cfg: Settings, run: int, tmp: Path) -> dict[str, dict]:
         probe = {"http": server.http, "ws": server.ws, "names": probe_names}
         bulk = {"http": server.http, "ws": server.ws, "names": bulk_names,
                 "create": {"by": members[0], "room": room, "members": members[1:]}}  # fmt: skip
-        workers.append(Worker(probe, tmp, f"lat{run}-probe"))
+        workers.append(Worker(probe, tmp, script=SCRIPT, label=f"lat{run}-probe"))
         workers[0].expect(SETUP_TIMEOUT_S + 30)
-        workers.append(Worker(bulk, tmp, f"lat{run}-bulk"))
+        workers.append(Worker(bulk, tmp, script=SCRIPT, label=f"lat{run}-bulk"))
         workers[1].expect(SETUP_TIMEOUT_S + 30)
         order = ["room", "direct"] if run % 2 == 0 else ["direct", "room"]
         out: dict[str, dict] = {}

@@ -689,12 +689,13 @@ def _readline_with_timeout(stream, timeout: float) -> str:
 
 
 class Worker:
-    """A client process running one ``WORKERS`` function; JSON lines both ways."""
+    """A client process running one ``WORKERS`` function (of this script, or of ``script``, which
+    takes the same ``--_worker`` flag); JSON lines both ways."""
 
-    def __init__(self, spec: dict, log_dir: Path) -> None:
-        self.log_path = log_dir / f"worker-{spec['kind']}-{time.monotonic_ns()}.log"
+    def __init__(self, spec: dict, log_dir: Path, *, script: Path | None = None, label: str | None = None) -> None:
+        self.log_path = log_dir / f"worker-{label or spec['kind']}-{time.monotonic_ns()}.log"
         self.proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "--_worker"], cwd=REPO,
+            [sys.executable, str(script or Path(__file__).resolve()), "--_worker"], cwd=REPO,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(self.log_path, "w"), text=True,
         )  # fmt: skip
         self.lines: queue.Queue = queue.Queue()
