@@ -117,6 +117,9 @@ def is_valid_username(value: object) -> bool:
 ROOM_PREFIX = "#"
 MAX_ROOM_MEMBERS = 256
 MAX_ROOM_TITLE_CHARS = 80
+MAX_ROOMS_PER_USER = 500
+"""Not in PROTOCOL.md: rooms outlive retention, so what one (possibly brand-new) account can
+make the server keep is bounded here. Over it: ``too_large``."""
 
 
 def is_room(address: str) -> bool:

@@ -217,3 +217,19 @@ async def test_a_fan_out_over_a_network_gateway_posts_concurrently_within_its_bo
         assert sorted(gateway.frames) == sorted(f"c{i}" for i in range(20) if i % 5), "everyone else got it"
     finally:
         await store.close()
+
+
+async def test_one_account_can_be_in_only_so_many_rooms(chat, monkeypatch):
+    core, gateway = chat
+    monkeypatch.setattr(p, "MAX_ROOMS_PER_USER", 2)
+    alice, bob = await connect(core, "a1", "alice"), await connect(core, "b1", "bob")
+    for room in ("#one", "#two"):
+        await core.handle_frame(alice, json.dumps({"action": "createRoom", "room": room, "rid": room}))
+    await core.handle_frame(alice, json.dumps({"action": "createRoom", "room": "#three", "rid": "r3"}))
+    [refused] = [f for f in gateway.take("a1") if f.get("rid") == "r3"]
+    assert (refused["type"], refused["code"]) == ("error", "too_large") and "you are in 2 rooms" in refused["message"]
+    await core.handle_frame(bob, json.dumps({"action": "createRoom", "room": "#bobs", "rid": "b"}))
+    await core.handle_frame(bob, json.dumps({"action": "invite", "room": "#bobs", "user": "alice", "rid": "inv"}))
+    [refused] = [f for f in gateway.take("b1") if f.get("rid") == "inv"]
+    assert refused["code"] == "too_large" and "'alice' is in 2 rooms" in refused["message"]
+    assert (await core.store.get_room("#bobs")).members == ("bob",), "nothing changed"

@@ -726,3 +726,13 @@ async def test_rooms_are_listed_beside_direct_conversations_by_activity(store):
     assert (quiet.last, quiet.last_seq, quiet.unread) == (None, 0, 0)
     await store.remove_member("#lab", "alice", 6)
     assert [c.with_ for c in (await store.list_conversations("alice", None, 10))[0]] == ["bob", "#quiet"], "a room left is not listed"
+
+
+async def test_the_rooms_a_user_is_in_are_counted(store):
+    assert await store.count_rooms("alice") == 0
+    await store.save_message("alice", "d-00000001", "bob", "direct ones do not count", 1)
+    await room_with(store, "alice", "bob")
+    await store.create_room("#two", "bob", "", ["alice"], 2)
+    assert (await store.count_rooms("alice"), await store.count_rooms("bob"), await store.count_rooms("carol")) == (2, 2, 0)
+    await store.remove_member("#two", "alice", 3)
+    assert await store.count_rooms("alice") == 1

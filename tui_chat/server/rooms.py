@@ -33,6 +33,13 @@ class RoomRoutes:
             raise p.ProtocolError(p.FORBIDDEN, NOT_A_MEMBER)
         return record
 
+    async def require_room_for(self, user: str, caller: Caller) -> None:
+        """``too_large`` when ``user`` is in as many rooms as anyone may be (a bound on what one
+        account can make the server keep; checked before the write, so a race can pass it by one)."""
+        if await self.store.count_rooms(user) >= p.MAX_ROOMS_PER_USER:
+            who = "you are" if user == caller.username else f"{user!r} is"
+            raise p.ProtocolError(p.TOO_LARGE, f"{who} in {p.MAX_ROOMS_PER_USER} rooms, as many as one may be in")
+
     async def connections(self, users: tuple[str, ...] | list[str]) -> set[str]:
         targets: set[str] = set()
         for user in users:
@@ -69,6 +76,8 @@ class RoomRoutes:
         for member in action.members:
             if not await self.store.user_exists(member):
                 raise p.ProtocolError(p.UNKNOWN_USER, f"no user named {member!r}")
+        for user in dict.fromkeys((caller.username, *action.members)):
+            await self.require_room_for(user, caller)
         record = await self.store.create_room(action.room, caller.username, action.title, list(action.members), self.core.clock())
         if record is None:
             raise p.ProtocolError(p.CONFLICT, f"a room named {action.room!r} exists already")
@@ -81,6 +90,9 @@ class RoomRoutes:
         await self.member_room(caller.username, action.room)
         if not await self.store.user_exists(action.user):
             raise p.ProtocolError(p.UNKNOWN_USER, f"no user named {action.user!r}")
+        record = await self.store.get_room(action.room)
+        if record is not None and action.user not in record.members:
+            await self.require_room_for(action.user, caller)
         try:
             joined = await self.store.add_member(action.room, action.user, self.core.clock(), max_members=p.MAX_ROOM_MEMBERS)
         except RoomFull:

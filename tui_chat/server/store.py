@@ -295,6 +295,10 @@ class Store(ABC):
     async def get_reads(self, room: str) -> list[tuple[str, int]]:
         """Every member with their read mark (0 when never read), in the order they joined."""
 
+    @abstractmethod
+    async def count_rooms(self, user: str) -> int:
+        """How many rooms ``user`` is a member of (the core caps it)."""
+
     # -- accounts ---------------------------------------------------------------------------
 
     @abstractmethod

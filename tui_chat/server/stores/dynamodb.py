@@ -927,6 +927,25 @@ class DynamoDBStore(Store):
         reads = {r["user"]: r.get("readSeq", 0) for r in rows if r.get("roomKey") == item["roomKey"]}
         return [(m, int(reads.get(m, 0))) for m in item["members"]]
 
+    async def count_rooms(self, user: str) -> int:
+        """The user's room inbox items (their ``with`` starts with ``#``; direct ones never do)."""
+        count = 0
+        start = None
+        while True:
+            kwargs: dict[str, Any] = dict(
+                TableName=self.conversations, Select="COUNT", ConsistentRead=True,
+                KeyConditionExpression="#u = :u AND begins_with(#w, :room)",
+                ExpressionAttributeNames={"#u": "user", "#w": "with"},
+                ExpressionAttributeValues=self._item({":u": user, ":room": "#"}),
+            )  # fmt: skip
+            if start:
+                kwargs["ExclusiveStartKey"] = start
+            reply = await self._call("query", **kwargs)
+            count += reply.get("Count", 0)
+            start = reply.get("LastEvaluatedKey")
+            if not start:
+                return count
+
     async def _save_room_message(self, sender: str, msg_id: str, room: str, body: str, now: int) -> SaveResult:
         """A room message: (1) the guard of ``(sender, id)`` (a retry returns the original without
         taking a ``seq``) and the sender's inbox item, read at once: it names the room's

@@ -758,6 +758,9 @@ class SQLiteStore(Store):
             ).fetchall()
         )
 
+    async def count_rooms(self, user: str) -> int:
+        return await self._read(lambda db: db.execute("SELECT count(*) FROM room_members WHERE user = ?", (user,)).fetchone()[0])
+
     # -- accounts -----------------------------------------------------------------------------
 
     async def create_session(self, session: SessionRecord, token_hash: str, *, keep_at_most: int) -> None:
