@@ -25,8 +25,10 @@ from tui_chat_dev.wsclient import signup
 from tui_chat import protocol as p
 
 FRAMES = int(os.environ.get("TUI_CHAT_FUZZ_FRAMES", "600"))
-FIELDS = ["action", "id", "to", "with", "body", "before", "after", "limit", "cursor", "status", "text", "seq", "rid"]
-ACTIONS = ["sendMessage", "getMessages", "markRead", "setStatus", "typing", "ping", "getClients", "getConversations"]
+FIELDS = ["action", "id", "to", "with", "body", "before", "after", "limit", "cursor", "status", "text", "seq", "rid",
+          "room", "title", "members", "user"]  # fmt: skip
+ACTIONS = ["sendMessage", "getMessages", "markRead", "setStatus", "typing", "ping", "getClients", "getConversations",
+           "createRoom", "getRoom", "invite", "leaveRoom", "removeMember", "setRoomTitle", "getReads"]  # fmt: skip
 FRAMES_PER_CONNECTION = 200
 """Two frames per example (the fuzz frame and a ping): a fresh connection before the server's
 bucket (bursts of 500) runs dry, so every frame is judged on its content, not on the rate."""
@@ -37,7 +39,7 @@ lone_surrogates = st.integers(0xD800, 0xDFFF).map(chr)
 texts = st.one_of(
     st.text(max_size=40),
     st.text(st.characters(exclude_categories=[]), max_size=40),  # surrogates and control characters too
-    st.sampled_from(["alice-fuzz", "fuzzer", "bob", "#room", "'; DROP TABLE messages; --", "\x1b[2J", "\u202e"]),
+    st.sampled_from(["alice-fuzz", "fuzzer", "bob", "#room", "#fuzz-room", "#ROOM", "'; DROP TABLE messages; --", "\x1b[2J", "\u202e"]),
     st.builds(lambda c, n: c * n, st.sampled_from(["y", "é", "😀"]), st.sampled_from([100, 5_000, 40_000, 140_000])),
 )
 numbers = st.one_of(
