@@ -417,6 +417,12 @@ class Settings:
     lat_s: float = 20.0
 
 
+def machine_load(info: dict, seconds: float) -> dict[str, float]:
+    """The server's and the clients' CPU over a window (percent of one core), and the others'."""
+    return {"server_pct": info["server_cpu_s"] / seconds * 100, "client_pct": info["client_cpu_s"] / seconds * 100,
+            "other_pct": info["other_pct"]}  # fmt: skip
+
+
 def measure_throughput(cfg: Settings, run: int, tmp: Path) -> dict[str, dict]:
     """Measurement 1 on a fresh server: room phase and direct phase, deliveries/s of each."""
     server = Server(tmp / f"tput-{run}")
@@ -442,8 +448,7 @@ def measure_throughput(cfg: Settings, run: int, tmp: Path) -> dict[str, dict]:
                 "rate": r["delivered"] / cfg.tput_s, "sends": r["acked"] / cfg.tput_s,
                 "fanout": r["delivered"] / max(1, r["acked"]), "ack_p50_ms": r["ack_p50_ms"],
                 "us_per_delivery": info["server_cpu_s"] / max(1, r["delivered"]) * 1e6,
-                "server_pct": info["server_cpu_s"] / cfg.tput_s * 100, "client_pct": info["client_cpu_s"] / cfg.tput_s * 100,
-                "other_pct": info["other_pct"], "rate_limited": r["rate_limited"],
+                **machine_load(info, cfg.tput_s), "rate_limited": r["rate_limited"],
             }  # fmt: skip
         return out
     finally:
@@ -490,8 +495,7 @@ def measure_latency(cfg: Settings, run: int, tmp: Path) -> dict[str, dict]:
                 "p50": percentile(lat, 50), "p99": percentile(lat, 99), "samples": len(lat),
                 "lost": rb["sent"] - got, "sent": rb["sent"], "lag_p99_ms": rb["lag_p99_ms"],
                 "us_per_delivery": info["server_cpu_s"] / max(1, delivered) * 1e6, "deliveries_per_s": delivered / cfg.lat_s,
-                "server_pct": info["server_cpu_s"] / cfg.lat_s * 100, "client_pct": info["client_cpu_s"] / cfg.lat_s * 100,
-                "other_pct": info["other_pct"], "rate_limited": rb["rate_limited"],
+                **machine_load(info, cfg.lat_s), "rate_limited": rb["rate_limited"],
             }  # fmt: skip
         return out
     finally:

@@ -87,11 +87,10 @@ class RoomRoutes:
         await self.core.fan_out(others, _text(_room_event(record, None)))
 
     async def invite(self, caller: Caller, action: p.Invite) -> None:
-        await self.member_room(caller.username, action.room)
+        current = await self.member_room(caller.username, action.room)
         if not await self.store.user_exists(action.user):
             raise p.ProtocolError(p.UNKNOWN_USER, f"no user named {action.user!r}")
-        record = await self.store.get_room(action.room)
-        if record is not None and action.user not in record.members:
+        if action.user not in current.members:
             await self.require_room_for(action.user, caller)
         try:
             joined = await self.store.add_member(action.room, action.user, self.core.clock(), max_members=p.MAX_ROOM_MEMBERS)

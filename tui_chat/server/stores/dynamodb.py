@@ -509,6 +509,17 @@ class DynamoDBStore(Store):
             if not start:
                 return
 
+    async def _count_all(self, **kwargs: Any) -> int:
+        """A ``Select=COUNT`` query over every page (a page stops at 1 MB read)."""
+        count = 0
+        start = None
+        while True:
+            reply = await self._call("query", Select="COUNT", **kwargs, **({"ExclusiveStartKey": start} if start else {}))
+            count += reply.get("Count", 0)
+            start = reply.get("LastEvaluatedKey")
+            if not start:
+                return count
+
     async def clear_connections(self) -> None:
         start = None
         while True:
@@ -729,23 +740,13 @@ class DynamoDBStore(Store):
 
     async def _count_unread(self, conv: str, read_seq: int, sender_test: str, who: str) -> int:
         """How many live messages above ``read_seq`` pass ``sender_test`` (on ``#f``, against ``:who``)."""
-        count = 0
-        start = None
-        while True:
-            live, now = self._unexpired()
-            kwargs: dict[str, Any] = dict(
-                TableName=self.messages, Select="COUNT", ConsistentRead=True,
-                KeyConditionExpression="pk = :pk AND sk BETWEEN :low AND :high", FilterExpression=f"{sender_test} AND {live}",
-                ExpressionAttributeNames={"#f": "from"},
-                ExpressionAttributeValues=self._item({":pk": conv, ":low": read_seq + 1, ":high": MAX_SEQ, ":who": who, **now}),
-            )  # fmt: skip
-            if start:
-                kwargs["ExclusiveStartKey"] = start
-            reply = await self._call("query", **kwargs)
-            count += reply.get("Count", 0)
-            start = reply.get("LastEvaluatedKey")
-            if not start:
-                return count
+        live, now = self._unexpired()
+        return await self._count_all(
+            TableName=self.messages, ConsistentRead=True,
+            KeyConditionExpression="pk = :pk AND sk BETWEEN :low AND :high", FilterExpression=f"{sender_test} AND {live}",
+            ExpressionAttributeNames={"#f": "from"},
+            ExpressionAttributeValues=self._item({":pk": conv, ":low": read_seq + 1, ":high": MAX_SEQ, ":who": who, **now}),
+        )  # fmt: skip
 
     async def mark_read(self, user: str, other: str, seq: int) -> int | None:
         row = await self._get(self.conversations, {"user": user, "with": other})
@@ -929,22 +930,12 @@ class DynamoDBStore(Store):
 
     async def count_rooms(self, user: str) -> int:
         """The user's room inbox items (their ``with`` starts with ``#``; direct ones never do)."""
-        count = 0
-        start = None
-        while True:
-            kwargs: dict[str, Any] = dict(
-                TableName=self.conversations, Select="COUNT", ConsistentRead=True,
-                KeyConditionExpression="#u = :u AND begins_with(#w, :room)",
-                ExpressionAttributeNames={"#u": "user", "#w": "with"},
-                ExpressionAttributeValues=self._item({":u": user, ":room": "#"}),
-            )  # fmt: skip
-            if start:
-                kwargs["ExclusiveStartKey"] = start
-            reply = await self._call("query", **kwargs)
-            count += reply.get("Count", 0)
-            start = reply.get("LastEvaluatedKey")
-            if not start:
-                return count
+        return await self._count_all(
+            TableName=self.conversations, ConsistentRead=True,
+            KeyConditionExpression="#u = :u AND begins_with(#w, :room)",
+            ExpressionAttributeNames={"#u": "user", "#w": "with"},
+            ExpressionAttributeValues=self._item({":u": user, ":room": "#"}),
+        )  # fmt: skip
 
     async def _save_room_message(self, sender: str, msg_id: str, room: str, body: str, now: int) -> SaveResult:
         """A room message: (1) the guard of ``(sender, id)`` (a retry returns the original without
