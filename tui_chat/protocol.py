@@ -194,6 +194,17 @@ def status_text_problem(text: object) -> str | None:
     return None
 
 
+def room_title_problem(title: object) -> str | None:
+    """Why ``title`` may not be a room's title (section 7.2), or ``None`` when it may."""
+    if not isinstance(title, str):
+        return "a title must be text"
+    if len(title) > MAX_ROOM_TITLE_CHARS:
+        return f"a title has at most {MAX_ROOM_TITLE_CHARS} characters"
+    if _has_lone_surrogate(title) or _CONTROL.search(title):
+        return "a title cannot contain control characters"
+    return None
+
+
 # --- Encoding ----------------------------------------------------------------------------------
 
 
@@ -463,7 +474,7 @@ class _Fields:
         value = self.frame.get("title")
         if value is None and not required:
             return ""
-        if not isinstance(value, str) or len(value) > MAX_ROOM_TITLE_CHARS or _LONE_SURROGATE.search(value) or _CONTROL.search(value):
+        if room_title_problem(value) is not None:
             raise self.fail(f"'title' must be a string of at most {MAX_ROOM_TITLE_CHARS} characters, without control characters")
         return value
 
@@ -634,8 +645,9 @@ class Message:
         return msg
 
     def other(self, me: str) -> str:
-        """The conversation partner of ``me`` (``me`` itself for notes to self)."""
-        return self.to if self.sender == me else self.sender
+        """The conversation this message belongs to for ``me``: the room for a room message,
+        else the partner (``me`` itself for notes to self)."""
+        return self.to if self.sender == me or is_room(self.to) else self.sender
 
 
 def _is_int(value: object) -> bool:

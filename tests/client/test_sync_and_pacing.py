@@ -491,32 +491,3 @@ async def test_a_send_without_an_answer_is_sent_again_and_stored_once(chat_serve
         assert [m["id"] for m in history] == [sent]
     finally:
         await alice.close()
-
-
-async def test_room_traffic_never_lands_in_a_persons_conversation(chat_server, tmp_path):
-    """Rooms exist on the server before the app shows them: a room the user is in, its messages,
-    read marks and typing must not be taken for the sender's direct conversation."""
-    alice = await make_client(chat_server.http_url, tmp_path, "rtalice")
-    try:
-        alice.start()
-        await wait_until(alice, lambda: alice.online)
-        token = await signup(chat_server.http_url, "rtbob")
-        bob = await WsClient.open(chat_server.ws_url, token, "rtbob")
-        await bob.request({"action": "createRoom", "room": "#rtroom", "members": ["rtalice"]})
-        await bob.request({"action": "sendMessage", "id": "rt-0000001", "to": "#rtroom", "body": "in the room"})
-        await bob.send({"action": "typing", "to": "#rtroom"})
-        await bob.request({"action": "sendMessage", "id": "rt-0000002", "to": "rtalice", "body": "just to you"})
-        await wait_until(alice, lambda: alice.timeline_length("rtbob") == 1)
-        assert [r.body for r in alice.timeline("rtbob")] == ["just to you"]
-        assert "#rtroom" not in [c.peer for c in alice.conversations()]
-        assert "rtbob" not in alice.typing_peers, "typing in the room is not typing to alice"
-        await alice.stop()
-        await bob.request({"action": "sendMessage", "id": "rt-0000003", "to": "rtalice", "body": "while you were out"})
-        await bob.request({"action": "sendMessage", "id": "rt-0000004", "to": "#rtroom", "body": "room, newest"})
-        alice.start()  # catch-up lists the room first (newest), then the direct conversation
-        await wait_until(alice, lambda: alice.timeline_length("rtbob") == 2)
-        assert [r.body for r in alice.timeline("rtbob")] == ["just to you", "while you were out"]
-        assert "#rtroom" not in [c.peer for c in alice.conversations()]
-        await bob.close()
-    finally:
-        await alice.close()

@@ -259,8 +259,38 @@ async def test_messages_that_catch_up_fetches_beyond_the_servers_snapshot_count_
 
     timeline = Timeline(open_db(tmp_path / "client.db"), "alice", emit=lambda event: None, on_outbox_change=lambda: None)
     timeline.received(message(1), synced=False)  # live, before the list was answered
-    await Sync(Server(), timeline).conversations(generation=1)
+    await Sync(Server(), timeline, room_gone=lambda room: None).conversations(generation=1)
     assert timeline.conversation("bob").unread == 3
     timeline.received(message(2), synced=True)  # their live events, late: nothing counted twice
     timeline.received(message(3), synced=True)
     assert timeline.conversation("bob").unread == 3
+
+
+async def test_a_room_joined_while_catch_up_lists_is_kept_and_one_left_meanwhile_is_forgotten(tmp_path):
+    """The conversation list is a snapshot: a room described live after it was taken (joined
+    meanwhile) stays; a room held from before and not listed was left while away. (A race seen
+    in a test run: the room joined during catch-up vanished from the list.)"""
+    from tui_chat import protocol as p
+    from tui_chat.client.state import Room
+    from tui_chat.client.sync import Sync
+    from tui_chat.client.timeline import Timeline
+
+    timeline = Timeline(open_db(tmp_path / "client.db"), "alice", emit=lambda event: None, on_outbox_change=lambda: None)
+    timeline.rooms.update(Room("#old", "", "bob", ("bob", "alice")))
+    gone: list[str] = []
+
+    class Server:
+        connection = None
+
+        async def ask(self, generation, action, kind):
+            assert isinstance(action, p.GetConversations), "nothing listed, nothing else asked"
+            timeline.rooms.update(Room("#new", "", "bob", ("bob", "alice")))  # its room event, during the listing
+            return p.Conversations(items=())
+
+    def room_gone(room: str) -> None:
+        gone.append(room)
+        timeline.forget_room(room)
+
+    await Sync(Server(), timeline, room_gone=room_gone).conversations(generation=1)
+    assert gone == ["#old"]
+    assert [r.name for r in timeline.rooms.all()] == ["#new"]

@@ -14,6 +14,9 @@ from tui_chat.client.localdb import transaction
 from tui_chat.protocol import MAX_SEQ, ConversationSummary, Message
 
 _COLUMNS = "seq, id, sender, recipient, body, ts"  # a constant put into queries (their "nosec B608"); values are bound
+_FROM_OTHERS = "(m.sender = :peer OR substr(:peer, 1, 1) = '#') AND m.sender <> :me"
+"""Messages that count as unread in conversation ``:peer`` of user ``:me``: the peer's, or in a
+room (``#name``) every other member's."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,14 +92,15 @@ class Cache:
         # The server counted unread up to its ``last_seq``; messages that reached us live after
         # that snapshot (they may arrive before the reply) are counted on top, not lost.
         self.db.execute(
-            "INSERT INTO conversations (peer, last_seq, read_seq, unread, peer_read_seq) VALUES (?1, ?2, ?3, ?4, ?5)"
+            "INSERT INTO conversations (peer, last_seq, read_seq, unread, peer_read_seq) VALUES (:peer, :last, :read, :unread, :theirs)"
             " ON CONFLICT DO UPDATE SET last_seq = max(last_seq, excluded.last_seq),"
             " unread = CASE WHEN excluded.read_seq >= read_seq THEN excluded.unread + ("
-            "   SELECT count(*) FROM messages m WHERE m.peer = ?1 AND m.sender = ?1 AND m.sender <> ?6"
+            f"   SELECT count(*) FROM messages m WHERE m.peer = :peer AND {_FROM_OTHERS}"  # nosec B608
             "   AND m.seq > excluded.last_seq) ELSE unread END,"
             " read_seq = max(read_seq, excluded.read_seq),"
             " peer_read_seq = max(peer_read_seq, excluded.peer_read_seq)",
-            (summary.with_, summary.last_seq, summary.read_seq, summary.unread, summary.peer_read_seq, self.me),
+            {"peer": summary.with_, "last": summary.last_seq, "read": summary.read_seq, "unread": summary.unread,
+             "theirs": summary.peer_read_seq, "me": self.me},  # fmt: skip
         )
 
     def set_complete(self, peer: str) -> None:
@@ -128,10 +132,16 @@ class Cache:
 
     def _recount(self, peer: str) -> None:
         self.db.execute(
-            "UPDATE conversations SET unread = (SELECT count(*) FROM messages m WHERE m.peer = ?1"
-            " AND m.sender = ?1 AND m.seq > conversations.read_seq) WHERE peer = ?1",
-            (peer,),
+            "UPDATE conversations SET unread = (SELECT count(*) FROM messages m WHERE m.peer = :peer"
+            f" AND {_FROM_OTHERS} AND m.seq > conversations.read_seq) WHERE peer = :peer",  # nosec B608
+            {"peer": peer, "me": self.me},
         )
+
+    def forget(self, peer: str) -> None:
+        """Drop a conversation and its history (a room this user is no longer in)."""
+        with transaction(self.db):
+            self.db.execute("DELETE FROM messages WHERE peer = ?", (peer,))
+            self.db.execute("DELETE FROM conversations WHERE peer = ?", (peer,))
 
     def conversation(self, peer: str) -> ConversationRecord | None:
         row = self.db.execute(

@@ -37,6 +37,8 @@ _SCHEMA = [
     "ALTER TABLE conversations ADD COLUMN complete INTEGER NOT NULL DEFAULT 0",
     # Small things remembered per (server, user), e.g. the conversation open at quit.
     "CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
+    # The rooms this account is in (members: a JSON list, in the order they joined).
+    "CREATE TABLE rooms (room TEXT PRIMARY KEY, title TEXT NOT NULL, owner TEXT NOT NULL, members TEXT NOT NULL) WITHOUT ROWID",
 ]
 
 

@@ -1,4 +1,4 @@
-"""Who is there: everyone's status, who is typing, and our own status until the server has it."""
+"""Who is there: everyone's status, who is typing where, and our own status until the server has it."""
 
 from __future__ import annotations
 
@@ -20,11 +20,12 @@ TYPING_SHOWN_S = 6.0
 class People:
     def __init__(self, emit: Callable[[ClientEvent], None]) -> None:
         self.users: dict[str, User] = {}
-        self.typing: set[str] = set()
+        self.typing: dict[str, list[str]] = {}
+        """Conversation (a user, or a room) → who is typing there, first to start first."""
         self.wanted_status: tuple[str, str] | None = None
         """A status set here that the server has not confirmed (with our own presence) yet."""
         self._emit = emit
-        self._typing_timers: dict[str, asyncio.TimerHandle] = {}
+        self._typing_timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
 
     def loaded(self, users: Iterable[p.ClientInfo], me: str) -> None:
         """The whole list, as the server has it after a (re)connect."""
@@ -51,21 +52,34 @@ class People:
             self.users[me] = user
             self._emit(UserChanged(user))
 
-    def typing_seen(self, sender: str) -> None:
-        self.typing.add(sender)
-        self._emit(TypingChanged(sender, True))
-        old = self._typing_timers.pop(sender, None)
+    def typing_seen(self, sender: str, conversation: str | None = None) -> None:
+        """``sender`` is typing in ``conversation`` (their direct conversation with us when None)."""
+        where = conversation or sender
+        typers = self.typing.setdefault(where, [])
+        if sender not in typers:
+            typers.append(sender)
+            self._emit(TypingChanged(where, True, sender))
+        key = (where, sender)
+        old = self._typing_timers.pop(key, None)
         if old:
             old.cancel()
-        self._typing_timers[sender] = asyncio.get_running_loop().call_later(TYPING_SHOWN_S, self.typing_ended, sender)
+        self._typing_timers[key] = asyncio.get_running_loop().call_later(TYPING_SHOWN_S, self.typing_ended, sender, where)
 
-    def typing_ended(self, sender: str) -> None:
-        timer = self._typing_timers.pop(sender, None)
+    def typing_ended(self, sender: str, conversation: str | None = None) -> None:
+        """``sender`` stopped (their message arrived, or a hint expired)."""
+        where = conversation or sender
+        timer = self._typing_timers.pop((where, sender), None)
         if timer:
             timer.cancel()
-        if sender in self.typing:
-            self.typing.discard(sender)
-            self._emit(TypingChanged(sender, False))
+        typers = self.typing.get(where, [])
+        if sender in typers:
+            typers.remove(sender)
+            if not typers:
+                del self.typing[where]
+            self._emit(TypingChanged(where, False, sender))
+
+    def typing_in(self, conversation: str) -> list[str]:
+        return list(self.typing.get(conversation, ()))
 
     def stop(self) -> None:
         for timer in self._typing_timers.values():

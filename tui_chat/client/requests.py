@@ -19,7 +19,13 @@ RATE_LIMIT_RETRIES = 5
 
 
 class RequestFailed(Exception):
-    """The server answered a request with an error (or kept refusing it for the rate)."""
+    """The server answered a request with an error (or kept refusing it for the rate):
+    ``code`` is the error's code (``rate_limited`` for the latter), ``detail`` its message."""
+
+    def __init__(self, text: str, code: str = "", detail: str = "") -> None:
+        super().__init__(text)
+        self.code = code
+        self.detail = detail
 
 
 class Requests:
@@ -37,8 +43,9 @@ class Requests:
             if isinstance(reply, p.Error) and reply.code == p.RATE_LIMITED:
                 self.connection.pacer.hold((reply.retry_after_ms or 1000) / 1000)
                 continue
-            raise RequestFailed(f"{action.action} was answered {getattr(reply, 'code', reply)!r}: {getattr(reply, 'message', '')}")
-        raise RequestFailed(f"{action.action} was refused for the rate {RATE_LIMIT_RETRIES} times")
+            code, detail = getattr(reply, "code", ""), getattr(reply, "message", "")
+            raise RequestFailed(f"{action.action} was answered {code or reply!r}: {detail}", code, detail)
+        raise RequestFailed(f"{action.action} was refused for the rate {RATE_LIMIT_RETRIES} times", p.RATE_LIMITED)
 
     async def _request(self, generation: int, action: p.Action) -> p.Event:
         rid = f"c{next(self._rids)}"

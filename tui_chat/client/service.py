@@ -63,6 +63,8 @@ from tui_chat.client.state import (
     HistoryReplaced,
     MessageReceived,
     Notice,
+    Room,
+    RoomLeft,
     TimelineItem,
     User,
 )
@@ -90,6 +92,18 @@ def new_message_id() -> str:
 class SendRefused(ValueError):
     """A message or status that can never be sent (empty, too long, control characters):
     nothing was queued. ``str()`` says why, for people."""
+
+
+class RoomActionFailed(Exception):
+    """A room could not be created or changed; ``str()`` says why, for people."""
+
+
+ROOM_REFUSALS = {
+    p.CONFLICT: "that name is taken; choose another",
+    p.FORBIDDEN: "you are not a member of that room (or it does not exist)",
+    p.TOO_LARGE: "too many: a room has at most 256 members, and one person may be in at most 500 rooms",
+}
+"""What the server's refusal of a room action means, for people (else its own message is shown)."""
 
 
 class ChatClient:
@@ -132,6 +146,8 @@ class ChatClient:
         self.sender: Sender | None = None
         self._events: asyncio.Queue[ClientEvent] = asyncio.Queue()
         self._link = LinkState(ConnectionState.OFFLINE)
+        self._background: set[asyncio.Task] = set()
+        """Requests the client makes on its own (a room just joined); cancelled on stop."""
 
     @classmethod
     def from_config(cls, config: Config, **options) -> ChatClient:
@@ -171,7 +187,12 @@ class ChatClient:
 
     @property
     def typing_peers(self) -> set[str]:
-        return self.people.typing
+        """Conversations (people, rooms) where someone is typing now."""
+        return set(self.people.typing)
+
+    def typing_in(self, conversation: str) -> list[str]:
+        """Who is typing in ``conversation`` (a user, or a room), first to start first."""
+        return self.people.typing_in(conversation)
 
     @property
     def cache(self) -> Cache | None:
@@ -277,7 +298,7 @@ class ChatClient:
                 **self.connection_options,
             )  # fmt: skip
             self.requests = Requests(self.connection)
-            self.sync = Sync(self.requests, self.local)
+            self.sync = Sync(self.requests, self.local, self._room_gone)
             self.sender = Sender(self.connection, self.local)
         self.connection.start()
         self.sender.start()
@@ -286,6 +307,8 @@ class ChatClient:
         """Close the connection; queued messages stay in the outbox for the next start."""
         if self.sender is not None:
             self.sender.stop()
+        for task in self._background:
+            task.cancel()
         self.people.stop()
         if self.connection is not None:
             await self.connection.stop()
@@ -365,6 +388,17 @@ class ChatClient:
         """Whether the server may hold messages older than the cached ones."""
         return self.local is not None and self.local.has_older(peer)
 
+    def rooms(self) -> list[Room]:
+        """The rooms this user is in, as last described by the server (kept on disk)."""
+        return self.local.rooms.all() if self.local is not None else []
+
+    def room(self, name: str) -> Room | None:
+        return self.local.rooms.get(name) if self.local is not None else None
+
+    def reads(self, room: str) -> dict[str, int] | None:
+        """Member → how far they have read in ``room``, once fetched (:meth:`follow_reads`)."""
+        return self.local.rooms.reads(room) if self.local is not None else None
+
     # -- what the UI does ----------------------------------------------------------------
 
     def send(self, to: str, body: str) -> str:
@@ -373,10 +407,8 @@ class ChatClient:
         problem = p.body_problem(body)
         if problem:
             raise SendRefused(problem)
-        if isinstance(to, str) and to.startswith("#"):
-            raise SendRefused("rooms are not supported yet")
         try:
-            to = p.normalize_username(to)
+            to = p.normalize_room(to) if isinstance(to, str) and to.startswith(p.ROOM_PREFIX) else p.normalize_username(to)
         except ValueError as exc:
             raise SendRefused(str(exc)) from None
         if self.local is None:
@@ -398,10 +430,79 @@ class ChatClient:
         return self.local is not None and self.local.discard(msg_id)
 
     async def open_conversation(self, peer: str) -> Conversation:
-        """The conversation the person is looking at: fetch its newest page if none is cached."""
+        """The conversation the person is looking at: fetch its newest page if none is cached;
+        for a room, follow how far its members have read."""
         if self.local is not None and self.online and self.local.cache.count(peer) == 0 and self.has_older(peer):
             await self.load_older(peer)
+        if p.is_room(peer):
+            await self.follow_reads(peer)
         return self.conversation(peer)
+
+    async def follow_reads(self, room: str) -> None:
+        """Fetch every member's read mark in ``room`` (``reads``) and keep them current from
+        now on, across reconnects. Nothing happens offline (they are fetched on connecting)."""
+        if self.local is None or room not in self.local.rooms or not self.online:
+            return
+        try:
+            await self.sync.reads(self.connection.generation, room)
+        except RequestFailed as exc:
+            if exc.code == p.FORBIDDEN:
+                self._room_gone(room)
+                return
+            raise ConnectionError(str(exc)) from None
+
+    # -- rooms ---------------------------------------------------------------------------
+
+    async def create_room(self, name: str, title: str = "", members: list[str] | tuple[str, ...] = ()) -> Room:
+        """Create a room (``name`` with or without its ``#``) with this user as owner and
+        ``members`` in it; raises :class:`RoomActionFailed` saying why not."""
+        try:
+            room = p.normalize_room(name if name.startswith(p.ROOM_PREFIX) else p.ROOM_PREFIX + name)
+            others = tuple(dict.fromkeys(p.normalize_username(m) for m in members if m != self.me))
+        except ValueError as exc:
+            raise RoomActionFailed(str(exc)) from None
+        self._check_title(title)
+        if len(others) >= p.MAX_ROOM_MEMBERS:
+            raise RoomActionFailed(f"a room has at most {p.MAX_ROOM_MEMBERS} members")
+        reply = await self._room_request(p.CreateRoom(room=room, title=title, members=others), p.RoomEvent)
+        return self.room(reply.room) or _room(reply)
+
+    async def invite(self, room: str, user: str) -> None:
+        try:
+            user = p.normalize_username(user)
+        except ValueError as exc:
+            raise RoomActionFailed(str(exc)) from None
+        await self._room_request(p.Invite(room=room, user=user), p.RoomEvent)
+
+    async def leave_room(self, room: str) -> None:
+        """Leave ``room``: its history goes from this device too (a room without members is deleted)."""
+        await self._room_request(p.LeaveRoom(room=room), p.Left)
+
+    async def remove_member(self, room: str, user: str) -> None:
+        """Take ``user`` out of ``room`` (only its owner may)."""
+        await self._room_request(p.RemoveMember(room=room, user=user), p.RoomEvent)
+
+    async def set_room_title(self, room: str, title: str) -> None:
+        self._check_title(title)
+        await self._room_request(p.SetRoomTitle(room=room, title=title), p.RoomEvent)
+
+    @staticmethod
+    def _check_title(title: str) -> None:
+        problem = p.room_title_problem(title)
+        if problem:
+            raise RoomActionFailed(problem)
+
+    async def _room_request(self, action: p.Action, kind: type) -> p.Event:
+        """Room changes are made by the server, so they need the connection (they are not
+        queued like messages: a room created or joined an hour later would surprise people)."""
+        if not self.online or self.requests is None:
+            raise RoomActionFailed("not connected; rooms can be changed once the connection is back")
+        try:
+            return await self.requests.ask(self.connection.generation, action, kind)
+        except RequestFailed as exc:
+            raise RoomActionFailed(ROOM_REFUSALS.get(exc.code) or exc.detail or str(exc)) from None
+        except (ConnectionError, TimeoutError):
+            raise RoomActionFailed("the connection was lost before the server answered; try again") from None
 
     async def load_older(self, peer: str, limit: int = 100) -> int:
         """Fetch the page before the oldest cached message (the newest page when none is
@@ -477,16 +578,21 @@ class ChatClient:
         self.sender.ready(generation)
 
     async def _on_event(self, event: p.Event) -> None:
+        if self.local is not None:
+            self._room_news(event)  # news even when it answers a request of ours
         if self.requests.answer(event) or self.local is None or self.sender.take(event):
             return
-        if _about_a_room(event):
-            return  # the app does not show rooms yet: never file them under a person
         match event:
             case p.MessageEvent():
                 message = event.message
+                peer = message.other(self.me)
                 if self.local.received(message, synced=self.sender.synced):
-                    self.people.typing_ended(message.sender)
-                    self._emit(MessageReceived(message.other(self.me), message.sender, message.body))
+                    self.people.typing_ended(message.sender, peer)
+                    self._emit(MessageReceived(peer, message.sender, message.body))
+                if p.is_room(peer):
+                    self.local.room_read(peer, message.sender, message.seq)  # sending moves the sender's mark
+                    if peer not in self.local.rooms:
+                        self._in_background(self._learn_room(peer))  # its room event was missed
             case p.PresenceEvent():
                 self.people.presence(event, self.me)
             case p.Presences():
@@ -495,23 +601,52 @@ class ChatClient:
             case p.Read():
                 if event.by == self.me:
                     self.local.own_read(event.with_, event.seq)
+                elif p.is_room(event.with_):
+                    self.local.room_read(event.with_, event.by, event.seq)
                 else:
                     self.local.peer_read(event.with_, event.seq)
             case p.TypingEvent():
-                self.people.typing_seen(event.sender)
+                self.people.typing_seen(event.sender, event.room)
             case p.Error():
                 log.info("server error: %s %s", event.code, event.message)
 
+    def _room_news(self, event: p.Event) -> None:
+        """A room was described (created, joined, changed) or this user left it."""
+        match event:
+            case p.RoomEvent() if self.me in event.members:
+                new = event.room not in self.local.rooms
+                self.local.rooms.update(_room(event))
+                if new and self.sender.synced:  # during catch-up, catch-up fetches it
+                    self._in_background(self._learn_room(event.room, described=True))
+            case p.Left():
+                self._room_gone(event.room, by_me=event.rid is not None)
 
-def _about_a_room(event: p.Event) -> bool:
-    """Room traffic (PROTOCOL.md 7.2), which this version of the app leaves alone."""
-    match event:
-        case p.MessageEvent():
-            return p.is_room(event.message.to)
-        case p.Read():
-            return p.is_room(event.with_)
-        case p.TypingEvent():
-            return event.room is not None
-        case p.RoomEvent() | p.Left() | p.Reads():
-            return True
-    return False
+    def _room_gone(self, room: str, *, by_me: bool = False) -> None:
+        """This user is no longer in ``room`` (left, removed, or the room was found gone)."""
+        if self.local is None:
+            return
+        known = room in self.local.rooms or self.local.cache.conversation(room) is not None
+        dropped = self.local.forget_room(room)
+        if known:
+            self._emit(RoomLeft(room, by_me=by_me))
+        if dropped:
+            self._emit(Notice(f"{dropped} unsent message{'s' if dropped != 1 else ''} to {room} "
+                              "could not be sent: you are no longer in that room."))  # fmt: skip
+
+    async def _learn_room(self, room: str, *, described: bool = False) -> None:
+        """A room met outside catch-up: how it is, and its history so far."""
+        generation = self.connection.generation
+        try:
+            if described or await self.sync.describe_room(generation, room):
+                await self.sync.joined(generation, room)
+        except (ConnectionError, TimeoutError, RequestFailed) as exc:
+            log.info("could not fetch a room just joined (the next catch-up will): %s", exc)
+
+    def _in_background(self, coro) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+
+def _room(event: p.RoomEvent) -> Room:
+    return Room(event.room, event.title, event.owner, event.members)

@@ -38,12 +38,26 @@ class User:
 
 
 @dataclass(frozen=True, slots=True)
+class Room:
+    """A room this user is a member of (PROTOCOL.md 7.2), as the server last described it."""
+
+    name: str
+    """``#name``, the room's address."""
+    title: str = ""
+    owner: str = ""
+    members: tuple[str, ...] = ()
+    """In the order they joined (the owner first once it has been handed over)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Conversation:
     peer: str
+    """The other user, or a room's ``#name``."""
     unread: int = 0
     read_seq: int = 0
     peer_read_seq: int = 0
-    """How far the other side has read: own messages up to it are shown as read."""
+    """How far the other side has read (in a room: every other member): own messages up to it
+    are shown as read."""
     last_seq: int = 0
     last_ts: int = 0
     last_body: str = ""
@@ -124,8 +138,34 @@ class MessageReceived:
 
 @dataclass(frozen=True, slots=True)
 class TypingChanged:
+    """``sender`` started or stopped typing in ``peer`` (the sender themself, or a room)."""
+
     peer: str
     typing: bool
+    sender: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RoomChanged:
+    """A room was created, joined, renamed, or its members changed."""
+
+    room: Room
+
+
+@dataclass(frozen=True, slots=True)
+class RoomLeft:
+    """This user is no longer in ``room`` (left, or removed): it and its history are gone here."""
+
+    room: str
+    by_me: bool = False
+    """This user left from this device (else: left on another device, or removed)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReadsChanged:
+    """How far members of ``room`` have read changed (``Room`` read marks, from ``getReads``/``read``)."""
+
+    room: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,5 +177,5 @@ class Notice:
 
 ClientEvent = (
     ConnectionChanged | UserChanged | UsersLoaded | ConversationChanged | TimelineChanged
-    | HistoryReplaced | MessageReceived | TypingChanged | Notice
+    | HistoryReplaced | MessageReceived | TypingChanged | Notice | RoomChanged | RoomLeft | ReadsChanged
 )  # fmt: skip

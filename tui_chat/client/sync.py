@@ -4,9 +4,15 @@ One job: make the cache hold, without holes or duplicates, everything the server
 last seq known complete on (``getConversations``, then ``getMessages`` with ``after`` until
 ``hasMore`` is false). A conversation never seen before starts from its newest page; older
 pages come with :meth:`Sync.older`. Read marks made here while offline are sent on.
+
+Rooms (PROTOCOL.md 7.2) are caught up like direct conversations, and then described again
+(``getRoom``), since members may have come and gone while this device was away; a room no
+longer listed was left (or this user was removed) meanwhile.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from tui_chat import protocol as p
 from tui_chat.client.requests import RequestFailed, Requests
@@ -14,9 +20,11 @@ from tui_chat.client.timeline import Timeline
 
 
 class Sync:
-    def __init__(self, requests: Requests, timeline: Timeline) -> None:
+    def __init__(self, requests: Requests, timeline: Timeline, room_gone: Callable[[str], None]) -> None:
         self.requests = requests
         self.timeline = timeline
+        self.room_gone = room_gone
+        """Called for a room this user turns out to be no longer in."""
 
     async def users(self, generation: int) -> list[p.ClientInfo]:
         """Everyone the server knows, with their statuses (all pages)."""
@@ -33,12 +41,14 @@ class Sync:
         """Every conversation brought up to date with the server's."""
         cache = self.timeline.cache
         cursor = None
+        rooms: list[str] = []
+        listed_from = self.timeline.rooms.stamp()
         while True:
             reply = await self.requests.ask(generation, p.GetConversations(cursor=cursor), p.Conversations)
             for summary in reply.items:
                 peer = summary.with_
                 if p.is_room(peer):
-                    continue  # the app does not show rooms yet (PROTOCOL.md 7.2)
+                    rooms.append(peer)
                 self.timeline.summary(summary)
                 if summary.last_seq > cache.synced_seq(peer):
                     if cache.synced_seq(peer) == 0:
@@ -53,7 +63,46 @@ class Sync:
                 self.timeline.announce(peer)
             cursor = reply.next
             if cursor is None:
-                return
+                break
+        await self._rooms(generation, rooms, listed_from)
+
+    async def _rooms(self, generation: int, listed: list[str], listed_from: int) -> None:
+        """Every room listed, described as it is now; rooms held here but not listed are gone,
+        unless the server described them while it was listing (a room joined meanwhile)."""
+        directory = self.timeline.rooms
+        for room in [r.name for r in directory.all() if r.name not in listed]:
+            if not directory.described_since(room, listed_from):
+                self.room_gone(room)
+        for room in listed:
+            if not await self.describe_room(generation, room):
+                continue
+            if room in directory.watched():
+                await self.reads(generation, room)
+
+    async def describe_room(self, generation: int, room: str) -> bool:
+        """Ask how ``room`` is now (the reply is applied as it arrives, like every ``room`` event);
+        False when this user is not in it (any more)."""
+        try:
+            await self.requests.ask(generation, p.GetRoom(room=room), p.RoomEvent)
+        except RequestFailed as exc:
+            if exc.code != p.FORBIDDEN:
+                raise
+            self.room_gone(room)
+            return False
+        return True
+
+    async def joined(self, generation: int, room: str) -> None:
+        """A room this user was just added to: its history so far (a member sees it all)."""
+        cache = self.timeline.cache
+        if cache.synced_seq(room) == 0:
+            await self._fetch_newest(generation, room)
+        cache.recount_unread(room)
+        self.timeline.announce(room)
+
+    async def reads(self, generation: int, room: str) -> None:
+        """Every member's read mark in ``room``; followed live from then on."""
+        reply = await self.requests.ask(generation, p.GetReads(with_=room), p.Reads)
+        self.timeline.room_reads(room, reply.items)
 
     async def older(self, peer: str, limit: int = 100) -> int:
         """Fetch the page before the oldest cached message (the newest page when none is

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from tui_chat import protocol as p
 from tui_chat.client.cache import Cache
 from tui_chat.client.outbox import Outbox, OutboxEntry
+from tui_chat.client.rooms import RoomDirectory
 from tui_chat.client.state import (
     ClientEvent,
     Conversation,
@@ -33,6 +34,7 @@ class Timeline:
         self.me = me
         self.cache = Cache(db, me)
         self.outbox = Outbox(db)
+        self.rooms = RoomDirectory(db, me, emit)
         self._emit = emit
         self._on_outbox_change = on_outbox_change
 
@@ -170,7 +172,8 @@ class Timeline:
             return False
         if message.sender != self.me:
             self.cache.bump_unread(peer)
-            self._their_read_mark(peer, message.seq)  # their send moved it, with no read event (PROTOCOL.md 4)
+            if not p.is_room(peer):  # a room's marks are each member's (RoomDirectory)
+                self._their_read_mark(peer, message.seq)  # their send moved it, with no read event (PROTOCOL.md 4)
         self.announce(peer)
         return message.sender != self.me
 
@@ -204,6 +207,34 @@ class Timeline:
         """Another device of ours read up to ``seq``."""
         self.cache.set_read(peer, mine=seq)
         self.announce(peer)
+
+    def room_read(self, room: str, user: str, seq: int) -> None:
+        """A member of ``room`` read (or sent) up to ``seq``."""
+        if self.rooms.read_moved(room, user, seq):
+            self._everyone_read(room)
+
+    def room_reads(self, room: str, items: Iterable[tuple[str, int]]) -> None:
+        """Every member's read mark in ``room`` (``getReads``)."""
+        self.rooms.set_reads(room, items)
+        self._everyone_read(room)
+
+    def _everyone_read(self, room: str) -> None:
+        """Own messages every other member has read show as read, as in a direct conversation."""
+        seq = self.rooms.everyone_read(room)
+        if seq:
+            self._their_read_mark(room, seq)
+
+    def forget_room(self, room: str) -> int:
+        """This user is no longer in ``room``: its history goes, and what was queued to it can
+        never be sent (the server would refuse it). How many queued messages were dropped."""
+        self.rooms.forget(room)
+        self.cache.forget(room)
+        dropped = [entry.id for entry in self.outbox.for_peer(room)]
+        if dropped:
+            self.outbox.remove(dropped)
+            self._on_outbox_change()
+        self._emit(TimelineChanged(room, reload=True))
+        return len(dropped)
 
     def summary(self, summary: p.ConversationSummary) -> None:
         """One conversation as the server has it (catch-up): counts and both read marks."""
