@@ -8,7 +8,7 @@ from datetime import timezone
 from textual import events
 
 from tui_chat.ui.timefmt import Clock
-from tui_chat.ui.view_model import ConnectionRow, MessageRow, UserRow
+from tui_chat.ui.view_model import ConnectionRow, MessageRow, RoomInfo, UserRow
 
 NOW_MS = 1_741_000_000_000  # Monday 3 March 2025, 11:06:40 UTC
 MINUTE = 60_000
@@ -54,6 +54,40 @@ def hostile_messages() -> list[MessageRow]:
     ]
 
 
+ROOM_PEOPLE = ["alice", "bob", "carol", "dave"] + [f"member{n:02}" for n in range(1, 37)]
+"""A 41-member room with erin: the "read by" lines must stay readable at that size."""
+
+
+def sample_room() -> RoomInfo:
+    statuses = {"alice": "online", "bob": "away", "carol": "busy", "dave": "offline"}
+    members = tuple(UserRow(name, statuses.get(name, "online" if n % 3 else "offline")) for n, name in enumerate(ROOM_PEOPLE))
+    return RoomInfo("#lab", "Lab [b]stand-up[/b]", "alice", (members[0], UserRow("erin", "online", is_me=True), *members[1:]))
+
+
+def room_users() -> list[UserRow]:
+    return [
+        UserRow("#lab", unread=0, room_title="Lab [b]stand-up[/b]", members=41),
+        UserRow("#release", unread=4, room_title="Friday's release", members=3),
+        UserRow("#quiet", room_title="", members=2),
+        *sample_users(),
+    ]
+
+
+def room_messages() -> list[MessageRow]:
+    """A room: several senders, one after another, with members' read marks spread over them."""
+    t = NOW_MS - 30 * MINUTE
+    everyone_else = tuple(sorted(name for name in ROOM_PEOPLE if name not in ("alice", "bob", "carol")))
+    return [
+        MessageRow("r01", "alice", "Stand-up in five minutes.", t),
+        MessageRow("r02", "alice", "Agenda: the release, then the flaky test.", t + MINUTE, read_by=("carol",)),
+        MessageRow("r03", "bob", "Running late, start without me.", t + 2 * MINUTE),
+        MessageRow("r04", "carol", "\x1b[31mred?\x1b[0m the build is green again", t + 3 * MINUTE, read_by=("bob",)),
+        MessageRow("r05", "erin", "Great, I'll cut the release after lunch.", t + 4 * MINUTE, mine=True, mark="sent",
+                   read_by=("alice", *everyone_else)),
+        MessageRow("r06", "erin", "Notes are in the wiki.", t + 5 * MINUTE, mine=True, mark="pending"),
+    ]
+
+
 @dataclass
 class FixedData:
     """A :class:`ChatData` with nothing behind it but lists."""
@@ -61,7 +95,8 @@ class FixedData:
     me: str = "erin"
     user_rows: list[UserRow] = field(default_factory=sample_users)
     messages: dict[str, list[MessageRow]] = field(default_factory=lambda: {"alice": sample_messages()})
-    typing_in: set[str] = field(default_factory=set)
+    typing_in: dict[str, list[str]] = field(default_factory=dict)
+    room_info: dict[str, RoomInfo] = field(default_factory=dict)
     connection_row: ConnectionRow = field(default_factory=lambda: ConnectionRow("online", server="127.0.0.1:8765", user="erin"))
 
     def users(self):
@@ -73,8 +108,11 @@ class FixedData:
     def has_more(self, conversation):
         return False
 
-    def typing(self, conversation):
-        return conversation in self.typing_in
+    def typists(self, conversation):
+        return self.typing_in.get(conversation, [])
+
+    def room(self, conversation):
+        return self.room_info.get(conversation)
 
     def connection(self):
         return self.connection_row

@@ -7,7 +7,7 @@ them (``tests/ui/__snapshots__/``) before committing.
 from __future__ import annotations
 
 
-from tests.ui.fixtures import FixedData, fixed_clock, hostile_messages
+from tests.ui.fixtures import FixedData, fixed_clock, hostile_messages, room_messages, room_users, sample_room
 from tui_chat.ui.app import ChatApp
 from tui_chat.ui.screens.chat import ChatScreen
 from tui_chat.ui.screens.sign_in import ServerInfo, SignInFailed, SignInScreen
@@ -49,7 +49,7 @@ def test_sign_in_with_error(snap_compare):
 
 def test_chat_grouped_days_and_marks(snap_compare):
     data = FixedData()
-    data.typing_in.add("alice")
+    data.typing_in["alice"] = ["alice"]
     assert snap_compare(chat_app(data), terminal_size=(110, 36), run_before=no_blink)
 
 
@@ -79,3 +79,34 @@ def test_help_screen(snap_compare):
         await pilot.pause()
 
     assert snap_compare(chat_app(), terminal_size=(100, 36), run_before=run_before)
+
+
+def room_data() -> FixedData:
+    return FixedData(user_rows=room_users(), messages={"#lab": room_messages()}, room_info={"#lab": sample_room()},
+                     typing_in={"#lab": ["bob", "carol", "dave"]})  # fmt: skip
+
+
+def test_room_list_beside_people(snap_compare):
+    """Rooms with unread first, then rooms, then people; a room shows its size and title, literally."""
+    assert snap_compare(chat_app(room_data(), open_first=None), terminal_size=(100, 30), run_before=no_blink)
+
+
+def test_room_conversation(snap_compare):
+    """The header: title and members with presence (those there first, the owner marked);
+    each sender named over their messages; who read up to where, three names and "N more";
+    who is typing."""
+    assert snap_compare(chat_app(room_data(), open_first="#lab"), terminal_size=(110, 32), run_before=no_blink)
+
+
+def test_create_room_dialog(snap_compare):
+    from tui_chat.ui.screens.rooms import CreateRoomScreen
+
+    async def run_before(pilot):
+        await pilot.pause()
+        pilot.app.push_screen(CreateRoomScreen(["alice", "bob", "carol", "dave"], chosen=["bob"]))
+        await pilot.pause()
+        await pilot.press(*"release")
+        await pilot.press("tab", *"Friday's release")
+        await no_blink(pilot)
+
+    assert snap_compare(chat_app(room_data(), open_first=None), terminal_size=(100, 30), run_before=run_before)

@@ -101,6 +101,13 @@ class ChatApp(App[int]):
             super().__init__()
             self.text = text
 
+    class LeftRoom(Message):
+        """This user is no longer in ``room``: close it if it is open."""
+
+        def __init__(self, room: str) -> None:
+            super().__init__()
+            self.room = room
+
     class SessionEnded(Message):
         """The server refused the session: back to signing in."""
 
@@ -215,6 +222,7 @@ class ChatApp(App[int]):
         messages: list[Message] = [self.Noticed(text) for text in change.notices]
         if change.signed_out:
             return [*messages, self.SessionEnded()]
+        messages.extend(self.LeftRoom(room) for room in change.left)
         if change.users:
             messages.append(self.UsersChanged())
         if change.connection:
@@ -286,6 +294,11 @@ class ChatApp(App[int]):
             screen.refresh_users()
             self.update_title()
 
+    @on(LeftRoom)
+    def _left_room(self, message: LeftRoom) -> None:
+        if (screen := self.chat_screen) is not None:
+            screen.conversation_left(message.room)
+
     @on(LinkChanged)
     def _link_changed(self) -> None:
         if (screen := self.chat_screen) is not None:
@@ -328,7 +341,8 @@ class ChatApp(App[int]):
         unseen = self._incoming_unseen
         senders = list(dict.fromkeys(m.sender for m in unseen))
         if len(unseen) == 1:
-            title, text = f"Message from {safe_str(senders[0])}", safe_str(unseen[0].preview)[:120]
+            where = f" in {safe_str(unseen[0].conversation)}" if unseen[0].conversation.startswith("#") else ""
+            title, text = f"Message from {safe_str(senders[0])}{where}", safe_str(unseen[0].preview)[:120]
         else:
             title = f"{len(unseen)} new messages"
             text = "from " + ", ".join(safe_str(s) for s in senders[:3]) + (f" and {len(senders) - 3} more" if len(senders) > 3 else "")
@@ -463,6 +477,90 @@ class ChatApp(App[int]):
         screen = self.chat_screen
         if screen is not None:
             screen.open_conversation(name)
+
+    # --- rooms ---------------------------------------------------------------------------------
+
+    def _open_room(self) -> str | None:
+        """The room open on the chat screen, if a room is open."""
+        screen = self.chat_screen
+        conversation = screen.conversation if screen is not None else None
+        return conversation if conversation is not None and conversation.startswith("#") else None
+
+    def _people(self) -> list[str]:
+        screen = self.chat_screen
+        return sorted(u.name for u in screen.data.users() if not u.is_me and not u.is_room) if screen is not None else []
+
+    def action_create_room(self) -> None:
+        from tui_chat.ui.screens.rooms import CreateRoomScreen
+
+        if self.session is None or self.chat_screen is None:
+            return
+        session = self.session
+        self.push_screen(CreateRoomScreen(self._people(), session.create_room), self._room_created)
+
+    def _room_created(self, room: str | None) -> None:
+        if room is not None:
+            self.action_open_conversation(room)
+
+    def action_invite(self) -> None:
+        from tui_chat.ui.screens.rooms import PickPersonScreen
+
+        room = self._open_room()
+        info = self.chat_screen.data.room(room) if room is not None else None
+        if info is None:
+            return
+        members = {m.name for m in info.members}
+        people = [name for name in self._people() if name not in members]
+        self.push_screen(PickPersonScreen(f"Invite to {room}", people, empty="Everyone is in this room already."),
+                         lambda user: user and self._room_call("invite", room, user, done=f"{user} is now in {room}."))  # fmt: skip
+
+    def action_remove_member(self) -> None:
+        from tui_chat.ui.screens.rooms import PickPersonScreen
+
+        room = self._open_room()
+        info = self.chat_screen.data.room(room) if room is not None else None
+        if info is None:
+            return
+        others = [m.name for m in info.members if not m.is_me]
+        self.push_screen(PickPersonScreen(f"Remove from {room}", others, empty="Nobody else is in this room."),
+                         lambda user: user and self._room_call("remove_member", room, user, done=f"{user} is no longer in {room}."))  # fmt: skip
+
+    def action_rename_room(self) -> None:
+        from tui_chat.ui.screens.rooms import RoomTitleScreen
+
+        room = self._open_room()
+        info = self.chat_screen.data.room(room) if room is not None else None
+        if info is None:
+            return
+        self.push_screen(RoomTitleScreen(room, info.title),
+                         lambda title: title is not None and self._room_call("set_room_title", room, title))  # fmt: skip
+
+    def action_leave_room(self) -> None:
+        from tui_chat.ui.screens.confirm import ConfirmScreen
+
+        room = self._open_room()
+        if room is None:
+            return
+        question = f"Leave {room}? Its messages go from this device too; a member can invite you back."
+        self.push_screen(ConfirmScreen(question, yes="Leave", no="Stay"),
+                         lambda yes: yes and self._room_call("leave_room", room, done=f"You left {room}."))  # fmt: skip
+
+    def _room_call(self, action: str, room: str, *args: str, done: str = "") -> None:
+        if self.session is not None:
+            self.run_room_call(self.session.room_action(action, room, *args), done)
+
+    @work(exit_on_error=False, group="service-calls")
+    async def run_room_call(self, coro, done: str) -> None:
+        """A room change the server makes: said when done, and why when it was not."""
+        from tui_chat.ui.safe_text import safe_str
+
+        try:
+            await coro
+        except ValueError as exc:
+            self.notify(safe_str(str(exc)), title="Not done", severity="error", markup=False)
+            return
+        if done:
+            self.notify(safe_str(done), markup=False, timeout=4)
 
     def watch_theme(self, theme: str) -> None:
         if self.session is not None and self._preview is None:

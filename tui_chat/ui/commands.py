@@ -1,4 +1,6 @@
-"""Command palette (ctrl+p): open a conversation with…, set status, keys, reconnect, sign out.
+"""Command palette (ctrl+p): open a conversation with… (a person or a room), the room actions
+(create; for the open room invite, rename, leave, and remove for its owner), set status, keys,
+reconnect, sign out.
 Textual's own entries stand beside them (Theme, Quit, Screenshot…), except its "Keys", which
 would be a second entry of that name (``ChatApp.get_system_commands``)."""
 
@@ -18,11 +20,16 @@ class ChatCommands(Provider):
         app = self.app
         session = getattr(app, "session", None)
         chat = getattr(app, "chat_screen", None)
-        names = [u.name for u in chat.data.users() if not u.is_me] if chat is not None else []
-        for name in names:
-            text = f"Open conversation with {name}"
-            display = Content.assemble("Open conversation with ", safe_content(name, "bold"))
+        rows = [u for u in chat.data.users() if not u.is_me] if chat is not None else []
+        for row in rows:
+            name = row.name
+            words = "Open room" if row.is_room else "Open conversation with"
+            text = f"{words} {name}"
+            display = Content.assemble(f"{words} ", safe_content(name, "bold"))
             yield text, display, partial(app.action_open_conversation, name), "show the messages and write to them"
+        if chat is not None:
+            yield "Create a room…", Content("Create a room…"), app.action_create_room, "a conversation with several people (ctrl+n)"
+            yield from _room_commands(app, chat)
         for status, word in (("online", "Online"), ("away", "Away"), ("busy", "Busy")):
             text = f"Set status: {word}"
             yield text, Content(text), partial(app.set_status, status, ""), "others see it next to your name"
@@ -42,3 +49,21 @@ class ChatCommands(Provider):
             score = matcher.match(text)
             if score > 0:
                 yield Hit(score, matcher.highlight(text), command, text=text, help=help_text)
+
+
+def _room_commands(app, chat) -> Iterator[tuple[str, Content, Callable[[], object], str]]:
+    """The actions on the open room, named with it."""
+    room = chat.data.room(chat.conversation) if chat.conversation else None
+    if room is None:
+        return
+    name = room.name
+
+    def entry(words: str, after: str, action, help_text: str):
+        text = f"{words} {name}{after}"
+        return text, Content.assemble(f"{words} ", safe_content(name, "bold"), after), action, help_text
+
+    yield entry("Invite someone to", "…", app.action_invite, "any member may invite")
+    yield entry("Rename", "…", app.action_rename_room, "set or clear its title")
+    yield entry("Leave", "", app.action_leave_room, "its history goes from this device")
+    if room.owner == chat.data.me:
+        yield entry("Remove someone from", "…", app.action_remove_member, "only the owner may")

@@ -9,6 +9,7 @@ module, so widgets and screens never import the client.
 from __future__ import annotations
 
 import time
+from bisect import bisect_right
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -16,9 +17,9 @@ from typing import Any
 from tui_chat.client import state as cs
 from tui_chat.client.auth import SignInError, http_base
 from tui_chat.client.config import DEFAULT_SERVER, Config, ConfigError, load_config, save_settings
-from tui_chat.client.service import ChatClient, SendRefused
+from tui_chat.client.service import ChatClient, RoomActionFailed, SendRefused
 from tui_chat.ui.screens.sign_in import ServerInfo, SignInFailed
-from tui_chat.ui.view_model import ConnectionRow, MessageRow, UserRow
+from tui_chat.ui.view_model import ConnectionRow, MessageRow, RoomInfo, UserRow
 from tui_chat.ui.window import ConversationWindow
 
 WINDOW_ROWS = 500
@@ -50,6 +51,8 @@ class Change:
     """Conversations whose rows changed, with how many rows were appended (0: unknown)."""
     incoming: list[Incoming] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
+    left: list[str] = field(default_factory=list)
+    """Rooms this user is no longer in: a conversation open in one of them closes."""
     signed_out: bool = False
 
 
@@ -257,6 +260,19 @@ class Session:
                     change.typing = True
                 case cs.Notice():
                     change.notices.append(event.text)
+                case cs.RoomChanged():
+                    change.users = True  # the list and, when it is open, the room's header
+                case cs.RoomLeft():
+                    self._windows.pop(event.room, None)
+                    self._conversations.pop(event.room, None)
+                    change.users = True
+                    change.left.append(event.room)
+                    change.conversations.pop(event.room, None)
+                    if not event.by_me:
+                        change.notices.append(f"You are no longer in {event.room} (you left on another device, or its owner removed you).")
+                case cs.ReadsChanged():
+                    if event.room in self._windows:
+                        change.conversations[event.room] = 0
         return change
 
     def _apply(self, event: cs.TimelineChanged) -> int | None:
@@ -290,6 +306,7 @@ class Session:
     # --- ChatData ----------------------------------------------------------------------------
 
     def users(self) -> Sequence[UserRow]:
+        """The people and the rooms of the list, each with its unread count."""
         client = self.client
         if client is None:
             return []
@@ -299,8 +316,25 @@ class Session:
             UserRow(name, self._shown_status(user.status), user.text, unread.get(name, 0), name == client.me, user.last_seen)
             for name, user in known.items()
         ]  # fmt: skip
-        rows.extend(UserRow(peer, self._shown_status("offline"), "", count) for peer, count in unread.items() if peer not in known)
+        rooms = {room.name: room for room in client.rooms()}
+        rows.extend(UserRow(room.name, unread=unread.get(room.name, 0), room_title=room.title, members=len(room.members)) for room in rooms.values())
+        rows.extend(
+            UserRow(peer, self._shown_status("offline"), "", count)
+            for peer, count in unread.items() if peer not in known and peer not in rooms and not peer.startswith("#")
+        )  # fmt: skip
         return rows
+
+    def room(self, conversation: str) -> RoomInfo | None:
+        """The room ``conversation`` with its members' presence; None for a person."""
+        room = self.client.room(conversation) if self.client is not None else None
+        if room is None:
+            return None
+        users = self.client.users
+        members = tuple(
+            UserRow(name, self._shown_status(users[name].status if name in users else "offline"), is_me=name == self.client.me)
+            for name in room.members
+        )  # fmt: skip
+        return RoomInfo(room.name, room.title, room.owner, members)
 
     def _shown_status(self, status: str) -> str:
         """What we last heard holds only while connected, from the first user list on."""
@@ -309,7 +343,9 @@ class Session:
         return status if status in ("online", "away", "busy") else "offline"
 
     def rows(self, conversation: str) -> Sequence[MessageRow]:
-        return self._window(conversation).rows
+        rows = self._window(conversation).rows
+        reads = self.client.reads(conversation) if self.client is not None and conversation.startswith("#") else None
+        return _with_read_marks(rows, self._window(conversation).seqs, reads, self.me) if reads else rows
 
     def has_more(self, conversation: str) -> bool:
         window = self._window(conversation)
@@ -337,8 +373,9 @@ class Session:
             for item in items
         ]  # fmt: skip
 
-    def typing(self, conversation: str) -> bool:
-        return self.client is not None and conversation in self.client.typing_peers
+    def typists(self, conversation: str) -> Sequence[str]:
+        """Who is typing in ``conversation`` now."""
+        return self.client.typing_in(conversation) if self.client is not None else []
 
     def connection(self) -> ConnectionRow:
         link = self._link
@@ -394,6 +431,8 @@ class Session:
         self.last_conversation = conversation
         if self.client is not None:
             self.client.remember("last_conversation", conversation)
+            if conversation.startswith("#"):
+                await self.client.follow_reads(conversation)  # who has read how far, kept current
 
     async def load_older(self, conversation: str) -> None:
         """Scrolled to the top: the page before the window, from the cache while it has one,
@@ -414,6 +453,23 @@ class Session:
         if self.client is not None:
             await self.client.mark_read(conversation)
 
+    async def create_room(self, name: str, title: str, members: Sequence[str]) -> str:
+        """Create a room; its ``#name``. ``ValueError`` says, for people, why it was not made."""
+        assert self.client is not None
+        try:
+            return (await self.client.create_room(name, title, list(members))).name
+        except RoomActionFailed as exc:
+            raise ValueError(str(exc)) from None
+
+    async def room_action(self, action: str, room: str, *args: str) -> None:
+        """``invite``, ``leave_room``, ``remove_member`` or ``set_room_title`` on ``room``;
+        ``ValueError`` says, for people, why it was not done."""
+        assert self.client is not None and action in ("invite", "leave_room", "remove_member", "set_room_title")
+        try:
+            await getattr(self.client, action)(room, *args)
+        except RoomActionFailed as exc:
+            raise ValueError(str(exc)) from None
+
     async def typing_notice(self, to: str) -> None:
         if self.client is not None:
             await self.client.typing(to)
@@ -431,6 +487,27 @@ class Session:
         self._link = None
         self._presence_fresh = False
         return heard
+
+
+def _with_read_marks(rows: list[MessageRow], seqs: list[int | None], reads: dict[str, int], me: str) -> list[MessageRow]:
+    """``rows`` with each other member's name under the newest row they have read."""
+    at: dict[int, list[str]] = {}
+    sent = [(index, seq) for index, seq in enumerate(seqs) if seq is not None]
+    if not sent:
+        return rows
+    sent_seqs = [seq for _, seq in sent]
+    for user, mark in reads.items():
+        if user == me or mark <= 0:
+            continue
+        position = bisect_right(sent_seqs, mark) - 1
+        if position >= 0:
+            at.setdefault(sent[position][0], []).append(user)
+    if not at:
+        return rows
+    marked = list(rows)
+    for index, users in at.items():
+        marked[index] = replace(rows[index], read_by=tuple(sorted(users)))
+    return marked
 
 
 def _host(server: str) -> str:

@@ -30,6 +30,8 @@ class MessageRow:
     mark: Mark = "none"
     reason: str = ""
     """Why a ``failed`` message was not sent, for people."""
+    read_by: tuple[str, ...] = ()
+    """In a room: the members whose read mark is at this message (no further row is read by them)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +43,25 @@ class UserRow:
     is_me: bool = False
     last_seen: int | None = None
     """When an offline user's last connection closed (ms), if the server knows."""
+    room_title: str | None = None
+    """Set for a room (``name`` is its ``#name``; ``""`` when untitled); None for a person."""
+    members: int = 0
+    """A room's members."""
+
+    @property
+    def is_room(self) -> bool:
+        return self.room_title is not None
+
+
+@dataclass(frozen=True, slots=True)
+class RoomInfo:
+    """The open room, for the conversation's header."""
+
+    name: str
+    title: str
+    owner: str
+    members: tuple[UserRow, ...]
+    """Every member with their presence, in the order they joined."""
 
 
 STATUS_MARKS: dict[str, str] = {"online": "●", "away": "◐", "busy": "⊘", "offline": "○", "unknown": "◌"}

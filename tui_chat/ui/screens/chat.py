@@ -23,7 +23,7 @@ from textual.widgets import Footer, Header, Static
 
 from tui_chat.ui.safe_text import safe_content
 from tui_chat.ui.timefmt import Clock
-from tui_chat.ui.view_model import STATUS_MARKS, ConnectionRow, MessageRow, UserRow
+from tui_chat.ui.view_model import STATUS_MARKS, ConnectionRow, MessageRow, RoomInfo, UserRow
 from tui_chat.ui.widgets.composer import Composer
 from tui_chat.ui.widgets.connection_bar import ConnectionBar
 from tui_chat.ui.widgets.conversation import DISCARD_KEY, RETRY_KEY, ConversationView
@@ -31,6 +31,10 @@ from tui_chat.ui.widgets.user_list import UserList
 
 NARROW_WIDTH = 80
 """Below this many columns the people list gets narrower."""
+TYPISTS_NAMED = 2
+"""Names spelled out on the typing line before "and N more"."""
+PRESENCE_ORDER = {"online": 0, "away": 1, "busy": 2}
+"""A room's header lists members who are there first."""
 
 
 class ChatData(Protocol):
@@ -44,7 +48,9 @@ class ChatData(Protocol):
 
     def has_more(self, conversation: str) -> bool: ...
 
-    def typing(self, conversation: str) -> bool: ...
+    def typists(self, conversation: str) -> Sequence[str]: ...
+
+    def room(self, conversation: str) -> RoomInfo | None: ...
 
     def connection(self) -> ConnectionRow: ...
 
@@ -54,6 +60,7 @@ class ChatScreen(Screen[None]):
     BINDINGS = [
         Binding("f1", "app.help", "Keys"),
         Binding("f2", "app.set_status", "Status"),
+        Binding("ctrl+n", "app.create_room", "New room", show=False),
         # Keys that move focus are priority bindings: the app runs them before it routes the next
         # key, and they move focus at once (``set_focus``, not the deferred ``focus()``), so keys
         # that arrive in one burst (over SSH, from a paste) land where the person sent them.
@@ -196,10 +203,8 @@ class ChatScreen(Screen[None]):
             self.refresh_bindings()
 
     def refresh_typing(self) -> None:
-        if self.conversation and self.data.typing(self.conversation):
-            self._show("#typing", Content.assemble(safe_content(self.conversation, "bold"), (" is typing…", "italic")))
-        else:
-            self._show("#typing", Content(""))
+        typists = list(self.data.typists(self.conversation)) if self.conversation else []
+        self._show("#typing", typing_line(typists))
 
     def open_conversation(self, conversation: str) -> None:
         """Show ``conversation`` at once from what is cached; the server's reply merges in later."""
@@ -218,6 +223,10 @@ class ChatScreen(Screen[None]):
         if self.conversation is None:
             self._show("#conversation-title", Content.styled("No conversation open", "dim"))
             return
+        room = self.data.room(self.conversation)
+        if room is not None:
+            self._show("#conversation-title", room_header(room))
+            return
         user = next((u for u in users if u.name == self.conversation), None)
         parts: list = [safe_content(self.conversation, "bold")]
         if user is not None:
@@ -226,6 +235,17 @@ class ChatScreen(Screen[None]):
             if user.text and user.status != "unknown":
                 parts.extend([("  ", "dim"), safe_content(user.text, "dim italic")])
         self._show("#conversation-title", Content.assemble(*parts))
+
+    def conversation_left(self, room: str) -> None:
+        """This user is no longer in ``room``: if it is open, close it (nothing of it is kept)."""
+        if self.conversation != room:
+            return
+        self.set_reactive(ChatScreen.conversation, None)
+        view = self.conversation_view
+        view.empty_text = f"You are no longer in {room}. Choose someone or a room on the left."
+        view.show(None, [])
+        self._update_title_line(self.data.users())
+        self.refresh_typing()
 
     def _unseen_changed(self, unseen: int) -> None:
         marker = self.query_one("#new-below", Static)
@@ -320,3 +340,37 @@ class ChatScreen(Screen[None]):
     def action_focus_composer(self) -> None:
         self.query_one(UserList).clear_filter()
         self.set_focus(self.query_one(Composer))
+
+
+def typing_line(typists: Sequence[str]) -> Content:
+    """"ann is typing…", "ann and bob are typing…", "ann, bob and 3 more are typing…"."""
+    if not typists:
+        return Content("")
+    named = list(typists[:TYPISTS_NAMED])
+    more = len(typists) - len(named)
+    parts: list = []
+    for number, name in enumerate(named):
+        if number:
+            parts.append(" and " if number == len(named) - 1 and not more else ", ")
+        parts.append(safe_content(name, "bold"))
+    if more:
+        parts.append(f" and {more} more")
+    parts.append((" is typing…" if len(typists) == 1 else " are typing…", "italic"))
+    return Content.assemble(*parts)
+
+
+def room_header(room: RoomInfo) -> Content:
+    """Two lines: the room and its title; its members with their presence, those there first."""
+    present = sum(1 for m in room.members if m.status in PRESENCE_ORDER)
+    count = len(room.members)
+    first: list = [safe_content(room.name, "bold")]
+    if room.title:
+        first.extend(["  ", safe_content(room.title, "italic")])
+    first.append((f"  {count} member{'s' if count != 1 else ''}, {present} here", "dim"))
+    second: list = []
+    for member in sorted(room.members, key=lambda m: PRESENCE_ORDER.get(m.status, 3)):
+        second.extend([STATUS_MARKS.get(member.status, "?"), " ", safe_content(member.name, "")])
+        if member.name == room.owner:
+            second.append((" (owner)", "dim"))
+        second.append("  ")
+    return Content.assemble(*first, "\n", *second)

@@ -25,9 +25,10 @@ KEYS: list[tuple[str, list[tuple[str, str]]]] = [
         (RETRY_KEY, "retry the failed message"),
         (DISCARD_KEY, "discard the failed message"),
     ]),
-    ("People", [
-        ("ctrl+o", "go to the list of people; type to filter, enter to open"),
-        ("up / down", "choose a person"),
+    ("People and rooms", [
+        ("ctrl+o", "go to the list of people and rooms; type to filter, enter to open"),
+        ("up / down", "choose a person or a room"),
+        ("ctrl+n", "create a room; invite, rename, leave, remove: ctrl+p in the room"),
     ]),
     ("Everything else", [
         ("ctrl+p", "command palette: conversations, status, theme, sign out"),
@@ -46,7 +47,7 @@ def help_content() -> Content:
             parts.extend([(f"  {key:<20}", "bold $accent"), f" {what}\n"])
         parts.append("\n")
     parts.append(("Status marks: ● online  ◐ away  ⊘ busy  ○ offline\n", ""))
-    parts.append(("Message marks: ◷ queued  ✓ sent  ✓✓ read  ✗ not sent\n", ""))
+    parts.append(("Message marks: ◷ queued  ✓ sent  ✓✓ read (in a room: by everyone)  ✗ not sent\n", ""))
     parts.append(("\nescape or f1 closes this screen", "dim"))
     return Content.assemble(*parts)
 

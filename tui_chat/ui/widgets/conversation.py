@@ -8,7 +8,8 @@ short single-line message, so 10,000 messages lay out in a few milliseconds.
 
 Rows of one message, top to bottom: a blank line before a new group, a day separator,
 a header (sender and time, once per run from one sender within ``GROUP_GAP_MS``), the wrapped
-body (with our own messages' mark in the right gutter) and, for a failed message, the reason.
+body (with our own messages' mark in the right gutter), for a failed message the reason, and
+in a room the members who have read up to this message ("read by ann, bob, carol and 4 more").
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ INDENT = 2
 GUTTER = 3
 MIN_BODY_WIDTH = 8
 MARKS = {"pending": "◷", "sent": "✓", "read": "✓✓", "failed": "✗", "none": ""}
+READ_BY_NAMES = 3
+"""Names spelled out on a "read by" line before "and N more": one line even in a 40-member room."""
 RETRY_KEY = "ctrl+r"
 DISCARD_KEY = "ctrl+g"
 
@@ -316,6 +319,8 @@ class ConversationView(ScrollView, can_focus=True):
             height += 1
         if row.mark == "failed":
             height += 2  # the reason, then the keys
+        if row.read_by:
+            height += 1
         return height
 
     def _relayout(self, start: int = 0) -> None:
@@ -508,6 +513,17 @@ class ConversationView(ScrollView, can_focus=True):
             strips.append(finish(segments))
             keys = f"{RETRY_KEY} retry · {DISCARD_KEY} discard"
             strips.append(finish([Segment(" " * (INDENT + 2) + keys, failed)]))
+        if row.read_by:
+            read_style = base + style("conversation--time")
+            shown, more = row.read_by[:READ_BY_NAMES], len(row.read_by) - READ_BY_NAMES
+            segments = [Segment(" " * INDENT + "✓ read by ", read_style)]
+            for number, name in enumerate(shown):
+                if number:
+                    segments.append(Segment(", " if number < len(shown) - 1 or more > 0 else " and ", read_style))
+                segments.extend(_safe_segments(name, read_style, placeholder_style))
+            if more > 0:
+                segments.append(Segment(f" and {more} more", read_style))
+            strips.append(finish(segments))
         return strips
 
 

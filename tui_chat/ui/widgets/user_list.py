@@ -1,5 +1,6 @@
-"""The people: a status mark that differs in shape (● ◐ ⊘ ○) and the status word, the status
-text, the unread count; unread first, then online, then by name; typing filters the list."""
+"""The people and the rooms: a person's status mark differs in shape (● ◐ ⊘ ○) beside the status
+word and text; a room shows ``#``, its title and its size; each shows its unread count. Unread
+first, then rooms, then people online, then by name; typing filters the list."""
 
 from __future__ import annotations
 
@@ -21,10 +22,22 @@ STATUS_STYLES = {"online": "$success", "away": "$warning", "busy": "$error", "of
 
 
 def sort_key(user: UserRow) -> tuple:
-    return (user.unread == 0, user.status == "offline", user.name)
+    return (user.unread == 0, not user.is_room, user.status == "offline", user.name)
+
+
+def room_prompt(room: UserRow) -> Content:
+    parts: list = [safe_content(room.name, "bold" if room.unread else "")]
+    if room.unread:
+        parts.extend(["  ", (f" {room.unread} ", "reverse bold")])
+    second: list = ["\n  ", (f"{room.members} member{'s' if room.members != 1 else ''}", "dim")]
+    if room.room_title:
+        second.extend([("  ", "dim"), safe_content(room.room_title, "dim italic")])
+    return Content.assemble(*parts, *second)
 
 
 def user_prompt(user: UserRow, clock: Clock | None = None) -> Content:
+    if user.is_room:
+        return room_prompt(user)
     mark = STATUS_MARKS.get(user.status, "?")
     parts: list = [(mark, STATUS_STYLES.get(user.status, "")), " ", safe_content(user.name, "bold" if user.unread else "")]
     if user.is_me:
