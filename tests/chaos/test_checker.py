@@ -71,3 +71,64 @@ def test_a_copy_with_other_seqs_diverges():
     shifted = stored(0, 1, 2, 3, seqs=[2, 3, 4, 5])
     report = run(server, holdings={("bob/d1", "ann"): shifted})
     assert report.diverged and not report.lost
+
+
+# -- rooms: one history that every member's devices hold ------------------------------------
+
+ROOM = "#lab"
+R = [*(Attempt(f"r{n}", "ann", "ann/d1", ROOM, f"ann #{n} to #lab") for n in range(4)), Attempt("b0", "bob", "bob/d1", ROOM, "bob #0 to #lab")]
+MEMBER_DEVICES = ("ann/d1", "ann/d2", "bob/d1", "cat/d1")
+
+
+def in_room(*ids: str) -> list[Stored]:
+    by_id = {a.id: a for a in R}
+    return [Stored(seq, i, by_id[i].sender, ROOM, by_id[i].body) for seq, i in enumerate(ids, start=1)]
+
+
+def run_room(server, holdings=None):
+    holdings = holdings if holdings is not None else {(device, ROOM): server for device in MEMBER_DEVICES}
+    return check(A + R, {a.id for a in A + R}, {KEY: stored(0, 1, 2, 3), ROOM: server}, holdings)
+
+
+def test_a_clean_room_passes_with_figures_of_its_own():
+    report = run_room(in_room("r0", "b0", "r1", "r2", "r3"))
+    assert report.ok, report.details()
+    room = report.in_rooms
+    assert (room.attempted, room.acked, room.delivered, room.holdings_checked) == (5, 5, 5, 4)
+    assert "in rooms: attempted 5 / acked 5 / delivered 5 / lost 0" in report.summary()
+
+
+def test_no_rooms_no_room_figures():
+    assert run(stored(0, 1, 2, 3)).in_rooms is None
+
+
+def test_a_lost_room_message_is_caught_on_the_server_and_on_a_member_device():
+    report = run_room(in_room("r0", "b0", "r1", "r3"))
+    assert report.lost == report.in_rooms.lost == ["r2 was acked but the server does not hold it"]
+    server = in_room("r0", "b0", "r1", "r2", "r3")
+    report = run_room(server, holdings={("cat/d1", ROOM): server[:3] + server[4:]})
+    assert report.in_rooms.lost == ["cat/d1 never got r2"] and len(report.in_rooms.diverged) == 1
+
+
+def test_a_duplicated_room_message_is_caught_on_the_server_and_on_a_member_device():
+    report = run_room(in_room("r0", "b0", "r1", "r1", "r2", "r3"))
+    assert any("r1 stored 2 times" in d for d in report.in_rooms.duplicated) and not report.ok
+    server = in_room("r0", "b0", "r1", "r2", "r3")
+    report = run_room(server, holdings={("ann/d2", ROOM): server[:3] + server[2:]})
+    assert report.in_rooms.duplicated == ["ann/d2 shows r1 twice"]
+
+
+def test_a_reordered_room_message_is_caught_on_the_server_and_on_a_member_device():
+    report = run_room(in_room("r0", "b0", "r2", "r1", "r3"))
+    assert report.in_rooms.reordered and "r1" in report.in_rooms.reordered[0]
+    server = in_room("r0", "b0", "r1", "r2", "r3")
+    swapped = [server[0], server[2], server[1], *server[3:]]
+    report = run_room(server, holdings={("bob/d1", ROOM): swapped})
+    assert report.in_rooms.diverged == ["bob/d1: same messages as the server, but in another order or with other seqs"]
+
+
+def test_a_room_message_stored_in_a_direct_conversation_is_caught():
+    misplaced = stored(0, 1, 2, 3) + [Stored(5, "r0", "ann", ROOM, "ann #0 to #lab")]
+    report = check(A + R, {a.id for a in A + R}, {KEY: misplaced, ROOM: in_room("b0", "r1", "r2", "r3")}, {})
+    assert report.unexpected == ["r0 to #lab stored in ('ann', 'bob')"]
+    assert report.in_rooms.lost == ["r0 was acked but the server does not hold it"]

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.client.conftest import make_client, wait_until
+from tests.client.conftest import fast_link, make_client, wait_until
 from tests.client.test_sync_and_pacing import server_history
-from tui_chat.client.service import RoomActionFailed
+from tui_chat.client.service import ChatClient, RoomActionFailed
 from tui_chat.client.state import Room, RoomLeft
 from tui_chat_dev.wsclient import WsClient, signup
 
@@ -204,3 +204,31 @@ async def test_a_room_joined_live_brings_its_history_and_read_marks_turn_own_mes
         await alice.close()
         await bob.close()
         await carol.close()
+
+
+async def test_rooms_show_from_disk_before_connecting_and_a_room_opened_offline_gets_its_read_marks(chat_server, tmp_path):
+    """The app starts from the cache: rooms are listed before the link is up; a room opened
+    then has its members' read marks fetched once it is (found by hand: they never came)."""
+    alice = await make_client(chat_server.http_url, tmp_path, "rdalice")
+    bob = await other_member(chat_server, "rdbob")
+    try:
+        alice.start()
+        await wait_until(alice, lambda: alice.online)
+        await alice.create_room("#rdroom", "Kept", ["rdbob"])
+        alice.send("#rdroom", "read this")
+        await wait_until(alice, lambda: alice.queued == 0)
+        [said] = alice.timeline("#rdroom")
+        await bob.send({"action": "markRead", "with": "#rdroom", "seq": said.seq})
+        await alice.close()
+
+        again = ChatClient(chat_server.http_url, data_folder=tmp_path / "rdalice" / "main", device="rdalice-device-1", connection_options=fast_link())
+        assert again.open_saved("rdalice")
+        assert [(r.name, r.title) for r in again.rooms()] == [("#rdroom", "Kept")], "listed before connecting"
+        await again.open_conversation("#rdroom")  # offline: nothing to fetch yet
+        assert again.reads("#rdroom") == {}
+        again.start()
+        await wait_until(again, lambda: (again.reads("#rdroom") or {}).get("rdbob") == said.seq)
+        await wait_until(again, lambda: again.timeline("#rdroom")[-1].state == "read")
+        await again.close()
+    finally:
+        await bob.close()

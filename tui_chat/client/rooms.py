@@ -80,6 +80,10 @@ class RoomDirectory:
         """Rooms whose read marks are followed (fetched again after every reconnect)."""
         return list(self._reads)
 
+    def watch(self, name: str) -> None:
+        """Follow ``name``'s read marks from the next fetch on (asked for while offline)."""
+        self._reads.setdefault(name, {})
+
     def reads(self, name: str) -> dict[str, int] | None:
         """Member → read seq, or None when the marks were not fetched."""
         reads = self._reads.get(name)

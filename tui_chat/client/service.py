@@ -440,8 +440,11 @@ class ChatClient:
 
     async def follow_reads(self, room: str) -> None:
         """Fetch every member's read mark in ``room`` (``reads``) and keep them current from
-        now on, across reconnects. Nothing happens offline (they are fetched on connecting)."""
-        if self.local is None or room not in self.local.rooms or not self.online:
+        now on, across reconnects (offline: from the next connection on)."""
+        if self.local is None or room not in self.local.rooms:
+            return
+        if not self.online:
+            self.local.rooms.watch(room)  # fetched when catch-up is done
             return
         try:
             await self.sync.reads(self.connection.generation, room)

@@ -500,7 +500,7 @@ def _with_read_marks(rows: list[MessageRow], seqs: list[int | None], reads: dict
         if user == me or mark <= 0:
             continue
         position = bisect_right(sent_seqs, mark) - 1
-        if position >= 0:
+        if position >= 0 and rows[sent[position][0]].sender != user:  # their own message: nothing to say
             at.setdefault(sent[position][0], []).append(user)
     if not at:
         return rows

@@ -8,9 +8,11 @@ checker fails on:
   of its sender or recipient does not (after scrolling to the top);
 - **unexpected**: a message nobody attempted, or one whose sender, recipient or body changed;
 - **duplicated**: one id twice in a history, or one attempt stored under two ids;
-- **reordered**: a device's messages to one peer stored out of the order it sent them;
+- **reordered**: a device's messages to one peer (or room) stored out of the order it sent them;
 - **diverged**: a device's copy of a conversation differs from the server's (seq, id, body).
 
+A conversation is a pair of users, or a room (PROTOCOL.md 7.2: ``#name``, one history that
+every member's devices hold); both are checked alike, and rooms get their own figures too.
 Unacked attempts (still queued, or failed for good) may be stored once or not at all.
 """
 
@@ -40,8 +42,21 @@ class Stored:
     body: str
 
 
+Conversation = tuple[str, str] | str
+"""A sorted user pair, or a room's ``#name``."""
+
+
 def pair(a: str, b: str) -> tuple[str, str]:
     return (a, b) if a <= b else (b, a)
+
+
+def is_room(address: str) -> bool:
+    return address.startswith("#")
+
+
+def conversation(user: str, peer: str) -> Conversation:
+    """Where a message between ``user`` and ``peer`` (a user or a room) is stored."""
+    return peer if is_room(peer) else pair(user, peer)
 
 
 @dataclass
@@ -57,18 +72,21 @@ class Report:
     duplicated: list[str] = field(default_factory=list)
     reordered: list[str] = field(default_factory=list)
     diverged: list[str] = field(default_factory=list)
+    in_rooms: Report | None = None
+    """The same checks over the rooms alone (None when there are none), for their own figures."""
 
     @property
     def ok(self) -> bool:
         return not (self.lost or self.unexpected or self.duplicated or self.reordered or self.diverged)
 
     def summary(self) -> str:
-        return (
+        text = (
             f"attempted {self.attempted} / acked {self.acked} / delivered {self.delivered} / "
             f"lost {len(self.lost)} / duplicated {len(self.duplicated)} / reordered {len(self.reordered)} / "
             f"unexpected {len(self.unexpected)} / diverged copies {len(self.diverged)} "
             f"(of {self.holdings_checked})"
         )
+        return text if self.in_rooms is None else f"{text}; in rooms: {self.in_rooms.summary()}"
 
     def details(self, limit: int = 10) -> str:
         lines = [self.summary()]
@@ -82,37 +100,51 @@ class Report:
 def check(
     attempts: list[Attempt],
     acked: set[str],
-    server: dict[tuple[str, str], list[Stored]],
+    server: dict[Conversation, list[Stored]],
     holdings: dict[tuple[str, str], list[Stored]],
 ) -> Report:
-    """``attempts`` in each device's send order; ``server``: conversation (a sorted user pair)
-    → its history; ``holdings``: (device, peer) → that device's copy. Devices are named
-    ``user/device`` so the checker knows whose copy it is."""
+    """``attempts`` in each device's send order; ``server``: conversation (a sorted user pair,
+    or a room) → its history; ``holdings``: (device, peer or room) → that device's copy. Devices
+    are named ``user/device`` so the checker knows whose copy it is."""
+    report = _check(attempts, acked, server, holdings)
+    room_attempts = [a for a in attempts if is_room(a.recipient)]
+    rooms = {c: history for c, history in server.items() if isinstance(c, str)}
+    if room_attempts or rooms:
+        # The same checks again on the rooms' share alone, for its figures; a problem
+        # found here is also one of the whole report's (perhaps under another name).
+        room_copies = {key: copy for key, copy in holdings.items() if is_room(key[1])}
+        report.in_rooms = _check(room_attempts, acked, rooms, room_copies)
+    return report
+
+
+def _check(attempts: list[Attempt], acked: set[str], server: dict, holdings: dict) -> Report:
     report = Report(attempted=len(attempts), acked=len(acked & {a.id for a in attempts}))
     by_id = {a.id: a for a in attempts}
     _check_server(report, by_id, acked, server)
     for (device, peer), copy in sorted(holdings.items()):
         user = device.split("/", 1)[0]
         report.holdings_checked += 1
-        _check_copy(report, device, copy, server.get(pair(user, peer), []))
+        _check_copy(report, device, copy, server.get(conversation(user, peer), []))
     return report
 
 
 def _check_server(report: Report, by_id: dict[str, Attempt], acked: set[str], server: dict) -> None:
     stored_ids: Counter[str] = Counter()
-    for conversation, history in server.items():
+    for where, history in server.items():
         seqs = [m.seq for m in history]
         if seqs != sorted(set(seqs)):
-            report.reordered.append(f"{conversation}: seqs not strictly increasing")
+            report.reordered.append(f"{where}: seqs not strictly increasing")
         for m in history:
             stored_ids[m.id] += 1
             attempt = by_id.get(m.id)
             if attempt is None:
-                report.unexpected.append(f"{m.id} in {conversation} was never sent")
+                report.unexpected.append(f"{m.id} in {where} was never sent")
             elif (m.sender, m.recipient, m.body) != (attempt.sender, attempt.recipient, attempt.body):
                 report.unexpected.append(f"{m.id} changed: {m.sender}->{m.recipient} {m.body!r}")
+            elif conversation(m.sender, m.recipient) != where:
+                report.unexpected.append(f"{m.id} to {m.recipient} stored in {where}")
         bodies = Counter(m.body for m in history)
-        report.duplicated += [f"body {body!r} stored {n} times in {conversation}" for body, n in bodies.items() if n > 1]
+        report.duplicated += [f"body {body!r} stored {n} times in {where}" for body, n in bodies.items() if n > 1]
         _check_send_order(report, history, by_id)
     report.duplicated += [f"{i} stored {n} times" for i, n in stored_ids.items() if n > 1]
     report.delivered = sum(1 for i in stored_ids if i in by_id)

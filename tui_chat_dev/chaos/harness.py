@@ -1,7 +1,8 @@
 """A chaos run: real clients of several users (the first user on two devices), each behind its
-own fault-injecting proxy, sending to each other while a nemesis cuts, black-holes, delays and
-slices their links and SIGKILLs the server. Then everything heals, every device settles, and
-:mod:`tui_chat_dev.chaos.checker` compares what was attempted, acked, stored and held.
+own fault-injecting proxy, sending to each other and to a room of the first few users while a
+nemesis cuts, black-holes, delays and slices their links and SIGKILLs the server. Then
+everything heals, every device settles, and :mod:`tui_chat_dev.chaos.checker` compares what
+was attempted, acked, stored and held.
 
 Used by ``tests/chaos/test_chaos.py`` (quick form) and ``benchmarks/chaos_long.py`` (long form).
 """
@@ -14,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tui_chat_dev.chaos.checker import Attempt, Report, Stored, check, pair
+from tui_chat_dev.chaos.checker import Attempt, Conversation, Report, Stored, check, conversation
 from tui_chat_dev.faultproxy import FaultProxy
 from tui_chat_dev.serverproc import RunningServer
 from tui_chat_dev.wsclient import WsClient
@@ -38,6 +39,11 @@ class ChaosPlan:
     """Seconds between two faults (uniform), each on one random link."""
     settle_timeout: float = 90.0
     seed: int = 1
+    room: str = "#chaos"
+    room_members: int = 3
+    """The first users (all their devices); the room exists before the first fault. 0: no room."""
+    room_share: float = 0.3
+    """Of each member device's messages, the share that goes to the room rather than to a person."""
 
 
 @dataclass
@@ -89,6 +95,7 @@ class ChaosRun:
         self.log = log
         self.rng = random.Random(plan.seed)
         self.devices: list[Device] = []
+        self.room_members: list[str] = []
         self.faults = Faults()
         self._server_lock = asyncio.Lock()
 
@@ -103,6 +110,17 @@ class ChaosRun:
         for device in self.devices:
             device.client.start()
         await self._until(lambda d: d.client.online, timeout=30)
+        await self._create_room(users[: self.plan.room_members])
+
+    async def _create_room(self, members: list[str]) -> None:
+        """Made over clean links, and known to every member device, before the nemesis starts:
+        the run tests the room's messages, not a room event lost to a cut."""
+        if len(members) < 2:
+            return
+        self.room_members = members
+        owner = self.devices[0].client
+        await owner.create_room(self.plan.room, members=members[1:])
+        await self._until(lambda d: d.user not in members or d.client.room(self.plan.room) is not None, timeout=30)
 
     async def _add_device(self, user: str, label: str, *, create: bool) -> None:
         proxy = await FaultProxy(self.server.port).start()
@@ -144,15 +162,16 @@ class ChaosRun:
         """This device's share of the messages, evenly paced over ``send_seconds``."""
         others = [d.user for d in self.devices if d.user != device.user]
         peers = sorted(set(others))
+        room_share = self.plan.room_share if device.user in self.room_members else 0.0
         count = self.plan.messages // len(self.devices)
         gap = self.plan.send_seconds / max(1, count)
         rng = random.Random(self.rng.random())
         start = time.monotonic()
         for i in range(count):
-            peer = rng.choice(peers)
-            body = f"{device.name} #{i} to {peer}"
-            msg_id = device.client.send(peer, body)
-            device.attempts.append(Attempt(msg_id, device.user, device.name, peer, body))
+            to = self.plan.room if rng.random() < room_share else rng.choice(peers)
+            body = f"{device.name} #{i} to {to}"
+            msg_id = device.client.send(to, body)
+            device.attempts.append(Attempt(msg_id, device.user, device.name, to, body))
             # The schedule of a load generator, not a wait for an event.
             await asyncio.sleep(max(0.0, start + (i + 1) * gap - time.monotonic()))
 
@@ -201,7 +220,7 @@ class ChaosRun:
 
     # -- settling and looking -------------------------------------------------------------
 
-    async def settle(self) -> dict[tuple[str, str], list[Stored]]:
+    async def settle(self) -> dict[Conversation, list[Stored]]:
         """Heal every link; wait until every outbox is empty and every device holds what the
         server holds (bounded: a device that never converges shows up in the report)."""
         for device in self.devices:
@@ -212,7 +231,7 @@ class ChaosRun:
         except TimeoutError:
             self.log("settle: some outboxes never emptied")
         server_view = await self.server_histories()
-        sizes = {device.name: _sizes_for(device.user, server_view) for device in self.devices}
+        sizes = {device.name: self._sizes_for(device.user, server_view) for device in self.devices}
 
         def caught_up(device: Device) -> bool:
             return all(device.client.timeline_length(peer) == n for peer, n in sizes[device.name].items())
@@ -241,27 +260,38 @@ class ChaosRun:
                 except ConnectionError:
                     break
 
-    async def server_histories(self) -> dict[tuple[str, str], list[Stored]]:
-        """Every conversation as the server stores it, read over fresh connections."""
-        views: dict[tuple[str, str], list[Stored]] = {}
+    async def server_histories(self) -> dict[Conversation, list[Stored]]:
+        """Every conversation as the server stores it, read over fresh connections; the room
+        even when empty, so that every member's copy is compared with it."""
+        views: dict[Conversation, list[Stored]] = {}
         for device in self.devices:
             if device.name.endswith("/d2"):
                 continue  # the same user as d1
             tokens = device.client.tokens
             checker = await WsClient.open(self.server.ws_url, tokens.access, device.user, device=f"checker-{device.user}")
             try:
-                for peer in sorted({d.user for d in self.devices} - {device.user}):
-                    key = pair(device.user, peer)
+                for peer in self._addresses_of(device.user):
+                    key = conversation(device.user, peer)
                     if key not in views:
                         views[key] = await _history(checker, peer)
             finally:
                 await checker.ws.close()
-        return {k: v for k, v in views.items() if v}
+        return {k: v for k, v in views.items() if v or k == self.plan.room}
+
+    def _addresses_of(self, user: str) -> list[str]:
+        """Everyone ``user`` may write to: the other users, and the room if a member."""
+        peers = sorted({d.user for d in self.devices} - {user})
+        return peers + ([self.plan.room] if user in self.room_members else [])
+
+    def _sizes_for(self, user: str, server_view: dict) -> dict[str, int]:
+        """peer or room -> how many messages the server holds in that conversation of ``user``'s."""
+        return {peer: len(server_view[conversation(user, peer)])
+                for peer in self._addresses_of(user) if conversation(user, peer) in server_view}  # fmt: skip
 
     async def _holdings(self, server_view: dict) -> dict[tuple[str, str], list[Stored]]:
         holdings = {}
         for device in self.devices:
-            for peer in _sizes_for(device.user, server_view):
+            for peer in self._sizes_for(device.user, server_view):
                 holdings[(device.name, peer)] = [
                     Stored(row.seq, row.id, row.sender, row.to, row.body)
                     for row in device.client.timeline(peer) if row.seq is not None
@@ -289,12 +319,8 @@ class ChaosRun:
             await asyncio.gather(*(one(d) for d in self.devices))
 
 
-def _sizes_for(user: str, server_view: dict) -> dict[str, int]:
-    """peer -> how many messages the server holds in ``user``'s conversation with them."""
-    return {(b if a == user else a): len(history) for (a, b), history in server_view.items() if user in (a, b)}
-
-
 async def _history(checker: WsClient, peer: str) -> list[Stored]:
+    """``peer``: a user, or a room the checker's user is in."""
     history, after = [], 0
     while True:
         page = await checker.request({"action": "getMessages", "with": peer, "after": after, "limit": p.MAX_PAGE_LIMIT})

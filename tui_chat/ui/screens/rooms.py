@@ -37,6 +37,12 @@ def room_name_problem(name: str) -> str | None:
     return None
 
 
+class MemberPicker(SelectionList[str]):
+    """Space picks a member; enter creates the room, as it does in the fields above."""
+
+    BINDINGS = [Binding("enter", "screen.create", "Create", show=False)]
+
+
 class CreateRoomScreen(ModalScreen[str | None]):
     CSS_PATH = Path(__file__).with_suffix(".tcss")
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
@@ -52,8 +58,8 @@ class CreateRoomScreen(ModalScreen[str | None]):
             yield Label("New room", classes="dialog-title")
             yield Input(placeholder="name, e.g. lab (people write to #lab)", max_length=33, id="room-name")
             yield Input(placeholder="title (optional)", max_length=MAX_ROOM_TITLE_CHARS, id="room-title")
-            yield Label("Members (space picks)", classes="dialog-label")
-            yield SelectionList[str](
+            yield Label("Members: space picks, enter creates", classes="dialog-label")
+            yield MemberPicker(
                 *(Selection(safe_content(name), name, name in self.chosen) for name in self.people), id="room-members"
             )  # fmt: skip
             yield Static("", id="room-problem", classes="dialog-problem")
@@ -69,14 +75,14 @@ class CreateRoomScreen(ModalScreen[str | None]):
 
     @on(Input.Submitted)
     @on(Button.Pressed, "#room-create")
-    def _create(self) -> None:
+    def action_create(self) -> None:
         name = self.query_one("#room-name", Input).value.strip()
         title = self.query_one("#room-title", Input).value.strip()
         problem = room_name_problem(name) or room_title_problem(title)
         if problem:
             self._problem(problem)
             return
-        members = list(self.query_one("#room-members", SelectionList).selected)
+        members = list(self.query_one(MemberPicker).selected)
         if self.create is None:
             self.dismiss(name)
             return
