@@ -24,7 +24,7 @@ from textual.screen import Screen
 from tui_chat.ui.commands import ChatCommands
 from tui_chat.ui.screens.sign_in import SignInScreen
 from tui_chat.ui.timefmt import Clock
-from tui_chat.ui.view_model import ConnectionState
+from tui_chat.ui.view_model import ConnectionState, RoomInfo
 
 
 class BuiltInServer(Protocol):
@@ -480,11 +480,11 @@ class ChatApp(App[int]):
 
     # --- rooms ---------------------------------------------------------------------------------
 
-    def _open_room(self) -> str | None:
+    def _open_room(self) -> RoomInfo | None:
         """The room open on the chat screen, if a room is open."""
         screen = self.chat_screen
         conversation = screen.conversation if screen is not None else None
-        return conversation if conversation is not None and conversation.startswith("#") else None
+        return screen.data.room(conversation) if conversation is not None and conversation.startswith("#") else None
 
     def _people(self) -> list[str]:
         screen = self.chat_screen
@@ -505,11 +505,10 @@ class ChatApp(App[int]):
     def action_invite(self) -> None:
         from tui_chat.ui.screens.rooms import PickPersonScreen
 
-        room = self._open_room()
-        info = self.chat_screen.data.room(room) if room is not None else None
+        info = self._open_room()
         if info is None:
             return
-        members = {m.name for m in info.members}
+        room, members = info.name, {m.name for m in info.members}
         people = [name for name in self._people() if name not in members]
         self.push_screen(PickPersonScreen(f"Invite to {room}", people, empty="Everyone is in this room already."),
                          lambda user: user and self._room_call("invite", room, user, done=f"{user} is now in {room}."))  # fmt: skip
@@ -517,30 +516,30 @@ class ChatApp(App[int]):
     def action_remove_member(self) -> None:
         from tui_chat.ui.screens.rooms import PickPersonScreen
 
-        room = self._open_room()
-        info = self.chat_screen.data.room(room) if room is not None else None
+        info = self._open_room()
         if info is None:
             return
-        others = [m.name for m in info.members if not m.is_me]
+        room, others = info.name, [m.name for m in info.members if not m.is_me]
         self.push_screen(PickPersonScreen(f"Remove from {room}", others, empty="Nobody else is in this room."),
                          lambda user: user and self._room_call("remove_member", room, user, done=f"{user} is no longer in {room}."))  # fmt: skip
 
     def action_rename_room(self) -> None:
         from tui_chat.ui.screens.rooms import RoomTitleScreen
 
-        room = self._open_room()
-        info = self.chat_screen.data.room(room) if room is not None else None
+        info = self._open_room()
         if info is None:
             return
+        room = info.name
         self.push_screen(RoomTitleScreen(room, info.title),
                          lambda title: title is not None and self._room_call("set_room_title", room, title))  # fmt: skip
 
     def action_leave_room(self) -> None:
         from tui_chat.ui.screens.confirm import ConfirmScreen
 
-        room = self._open_room()
-        if room is None:
+        info = self._open_room()
+        if info is None:
             return
+        room = info.name
         question = f"Leave {room}? Its messages go from this device too; a member can invite you back."
         self.push_screen(ConfirmScreen(question, yes="Leave", no="Stay"),
                          lambda yes: yes and self._room_call("leave_room", room, done=f"You left {room}."))  # fmt: skip

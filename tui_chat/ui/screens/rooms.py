@@ -119,7 +119,7 @@ class PickPersonScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="pick-box", classes="dialog"):
-            yield Label(self.title_text, classes="dialog-title")
+            yield Label(self.title_text, classes="dialog-title", markup=False)
             yield Input(placeholder="filter…", id="pick-filter")
             yield OptionList(id="pick-options")
             yield Static("", id="pick-problem", classes="dialog-problem")
