@@ -54,6 +54,8 @@ _burst = _bounded(int, 1, MAX_RATE, "a whole number of actions", "the burst", " 
 _auth_rate = _bounded(float, 1, MAX_RATE, "a number of requests a minute", "the sign-in rate", " requests a minute")
 _retention = _bounded(int, 1, 36_500, "a whole number of days", "the retention", " days")
 _forget_after = _bounded(int, 1, 525_600, "a whole number of minutes", "--forget-after", " minutes")
+_max_file_size = _bounded(int, 0, 2**40, "a whole number of bytes", "--max-file-size", " bytes")
+_file_url_ttl = _bounded(int, 10, 7 * 86_400, "a whole number of seconds", "--file-url-ttl", " s")
 
 
 def _existing_file(value: str) -> Path:
@@ -178,6 +180,8 @@ def add_serve_parser(commands: argparse._SubParsersAction, name: str = "serve",
     _option(g1, "--db", type=Path, default=None, help="SQLite database file (default: server.db in the user data folder)")
     _option(g1, "--commit-window-ms", type=_commit_window, default=0.0, metavar="MS", help="wait up to MS for more writes before each commit: fewer fsyncs on a slow disk, MS more latency per ack (default: 0, group only what is already queued)")
     _option(g1, "--retention-days", type=_retention, default=None, metavar="DAYS", help="delete messages older than DAYS days (default: keep them)")
+    _option(g1, "--max-file-size", type=_max_file_size, default=p.MAX_FILE_BYTES, metavar="BYTES", help="the largest attachment accepted; files are kept in a folder beside the database (default: %(default)s, 25 MiB)")
+    _option(g1, "--file-url-ttl", type=_file_url_ttl, default=p.FILE_URL_TTL_S, metavar="SECONDS", help="how long an attachment's upload or download link works (default: %(default)s)")
     g2 = serve.add_argument_group("who may sign in")
     _option(g2, "--auth", choices=("accounts", "open", "cognito"), default="accounts", help="accounts: username and password; open: pick a nickname; cognito: Amazon Cognito ID tokens (default: %(default)s)")
     _option(g2, "--no-signup", dest="signup", action="store_false", help="refuse new accounts (accounts mode)")
@@ -258,6 +262,7 @@ def run_serve(args: argparse.Namespace, build=None) -> int:
     options = Settings(
         host=args.host, port=args.port, db=args.db, auth=args.auth, signup=args.signup,
         forget_after_minutes=args.forget_after, retention_days=args.retention_days,
+        max_file_bytes=args.max_file_size, file_url_ttl_s=args.file_url_ttl,
         commit_window_ms=args.commit_window_ms, request_timeout_s=args.request_timeout,
         rate_limit=RateLimit(args.rate_limit, args.rate_burst), auth_per_minute=args.auth_rate,
         public_hosts=tuple(args.public_host), allowed_origins=tuple(args.allow_origin),

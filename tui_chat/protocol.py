@@ -117,6 +117,13 @@ def is_valid_username(value: object) -> bool:
 ROOM_PREFIX = "#"
 MAX_ROOM_MEMBERS = 256
 MAX_ROOM_TITLE_CHARS = 80
+MAX_FILE_BYTES = 25 * 1024 * 1024
+"""Section 7.7: an attachment's size limit by default (``serve --max-file-size``)."""
+FILE_URL_TTL_S = 900
+"""Section 7.7: how long an upload or download URL works by default (``serve --file-url-ttl``)."""
+MAX_FILE_NAME_CHARS = 255
+MAX_FILE_TYPE_CHARS = 255
+_SHA256_RE = re.compile(r"[0-9a-fA-F]{64}")
 MAX_ROOMS_PER_USER = 500
 """Not in PROTOCOL.md: rooms outlive retention, so what one (possibly brand-new) account can
 make the server keep is bounded here. Over it: ``too_large``."""
@@ -205,6 +212,34 @@ def room_title_problem(title: object) -> str | None:
     return None
 
 
+def file_name_problem(name: object) -> str | None:
+    """Why ``name`` may not name an attachment (section 7.7), or ``None``: recipients see it, and
+    a client saves under it, so no path separators, no control characters, not ``.`` or ``..``."""
+    if not isinstance(name, str) or not 1 <= len(name) <= MAX_FILE_NAME_CHARS:
+        return f"a file name is 1 to {MAX_FILE_NAME_CHARS} characters"
+    if "/" in name or "\\" in name:
+        return "a file name cannot contain '/' or '\\'"
+    if name in (".", ".."):
+        return "a file name cannot be '.' or '..'"
+    if _has_lone_surrogate(name) or _BODY_FORBIDDEN.search(name) or any(c in name for c in "\n\r\t"):
+        return "a file name cannot contain control characters"
+    return None
+
+
+def file_type_problem(kind: object) -> str | None:
+    if not isinstance(kind, str) or len(kind) > MAX_FILE_TYPE_CHARS or _has_lone_surrogate(kind) or _CONTROL.search(kind):
+        return f"a file type is a string of at most {MAX_FILE_TYPE_CHARS} characters, without control characters"
+    return None
+
+
+def is_valid_sha256(value: object) -> bool:
+    return isinstance(value, str) and _SHA256_RE.fullmatch(value) is not None
+
+
+def is_valid_file_size(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_SEQ
+
+
 # --- Encoding ----------------------------------------------------------------------------------
 
 
@@ -247,12 +282,59 @@ def decode_object(raw: str | bytes) -> dict[str, Any]:
 
 
 @dataclass(frozen=True, slots=True)
+class Attachment:
+    """The one file a message may carry (section 7.7): what recipients see of it."""
+
+    file_id: str
+    name: str
+    size: int
+    type: str
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"fileId": self.file_id, "name": self.name, "size": self.size, "type": self.type}
+
+    @classmethod
+    def from_wire(cls, obj: Any) -> "Attachment":
+        if not isinstance(obj, dict):
+            raise ValueError("an attachment must be an object")
+        file_id, name, size, kind = obj.get("fileId"), obj.get("name"), obj.get("size"), obj.get("type")
+        if not is_valid_message_id(file_id):
+            raise ValueError("'fileId' must be 8-64 characters of A-Z, a-z, 0-9, '_', '-'")
+        problem = file_name_problem(name) or file_type_problem(kind)
+        if problem:
+            raise ValueError(problem)
+        if not is_valid_file_size(size):
+            raise ValueError("'size' must be a non-negative integer")
+        return cls(file_id, name, size, kind)
+
+
+@dataclass(frozen=True, slots=True)
 class SendMessage:
     id: str
     to: str
     body: str
     rid: str | None = None
+    attachment: Attachment | None = None
     action: Literal["sendMessage"] = "sendMessage"
+
+
+@dataclass(frozen=True, slots=True)
+class RequestUpload:
+    """Ask where to put a file's bytes (section 7.7); answered by ``upload``."""
+
+    name: str
+    size: int
+    type: str
+    sha256: str
+    rid: str | None = None
+    action: Literal["requestUpload"] = "requestUpload"
+
+
+@dataclass(frozen=True, slots=True)
+class RequestDownload:
+    file_id: str
+    rid: str | None = None
+    action: Literal["requestDownload"] = "requestDownload"
 
 
 @dataclass(frozen=True, slots=True)
@@ -396,7 +478,7 @@ def frame_cost(raw: str | bytes) -> int:
 
 Action = Union[
     SendMessage, SendMessages, GetMessages, GetConversations, GetClients, SetStatus, MarkRead, Typing, Ping,
-    CreateRoom, GetRoom, Invite, LeaveRoom, RemoveMember, SetRoomTitle, GetReads,
+    CreateRoom, GetRoom, Invite, LeaveRoom, RemoveMember, SetRoomTitle, GetReads, RequestUpload, RequestDownload,
 ]
 ACTIONS = (
     "sendMessage",
@@ -421,7 +503,7 @@ ACTIONS = (
 def action_to_wire(action: Action) -> dict[str, Any]:
     """The JSON object a client sends for ``action`` (``with_`` becomes ``with``, ``None`` omitted)."""
     if isinstance(action, SendMessages):
-        messages = [{"id": m.id, "to": m.to, "body": m.body} for m in action.items if isinstance(m, SendMessage)]
+        messages = [_message_fields(m) for m in action.items if isinstance(m, SendMessage)]
         return {"action": "sendMessages", "messages": messages, **({"rid": action.rid} if action.rid else {})}
     frame: dict[str, Any] = {"action": action.action}
     for name in action.__dataclass_fields__:
@@ -430,8 +512,20 @@ def action_to_wire(action: Action) -> dict[str, Any]:
         value = getattr(action, name)
         if value is None:
             continue
-        frame["with" if name == "with_" else name] = list(value) if isinstance(value, tuple) else value
+        if isinstance(value, Attachment):
+            value = value.to_wire()
+        frame[_WIRE_NAMES.get(name, name)] = list(value) if isinstance(value, tuple) else value
     return frame
+
+
+_WIRE_NAMES = {"with_": "with", "file_id": "fileId"}
+
+
+def _message_fields(message: SendMessage) -> dict[str, Any]:
+    fields: dict[str, Any] = {"id": message.id, "to": message.to, "body": message.body}
+    if message.attachment is not None:
+        fields["attachment"] = message.attachment.to_wire()
+    return fields
 
 
 class _Fields:
@@ -502,6 +596,46 @@ class _Fields:
             raise self.fail(f"'{name}' must be an integer from {minimum} to {MAX_SEQ}")
         return value
 
+    def attachment(self) -> "Attachment | None":
+        value = self.frame.get("attachment")
+        if value is None:
+            return None
+        try:
+            return Attachment.from_wire(value)
+        except ValueError as exc:
+            raise self.fail(f"'attachment': {exc}") from None
+
+    def file_name(self) -> str:
+        problem = file_name_problem(self.frame.get("name"))
+        if problem:
+            raise self.fail(f"'name': {problem}")
+        return self.frame["name"]
+
+    def file_type(self) -> str:
+        value = self.frame.get("type", "")
+        problem = file_type_problem(value)
+        if problem:
+            raise self.fail(f"'type': {problem}")
+        return value
+
+    def file_size(self) -> int:
+        value = self.frame.get("size")
+        if not is_valid_file_size(value):
+            raise self.fail("'size' must be a non-negative integer")
+        return value
+
+    def sha256(self) -> str:
+        value = self.frame.get("sha256")
+        if not is_valid_sha256(value):
+            raise self.fail("'sha256' must be 64 hexadecimal digits")
+        return value.lower()
+
+    def file_id(self) -> str:
+        value = self.frame.get("fileId")
+        if not is_valid_message_id(value):
+            raise self.fail("'fileId' must be 8-64 characters of A-Z, a-z, 0-9, '_', '-'")
+        return value
+
     def optional_string(self, name: str, max_chars: int) -> str | None:
         value = self.frame.get(name)
         if value is None:
@@ -540,11 +674,15 @@ def action_from_object(frame: dict[str, Any]) -> Action:
             raise ProtocolError(BAD_REQUEST, "'id' must be 8-64 characters of A-Z, a-z, 0-9, '_', '-'", rid=rid)
         f = _Fields(frame, rid, msg_id)
         to = f.address("to")
+        attachment = f.attachment()
         body = frame.get("body")
-        problem = body_problem(body)
-        if problem:
-            raise f.fail(problem)
-        return SendMessage(id=msg_id, to=to, body=body, rid=rid)
+        if attachment is not None and (body is None or (isinstance(body, str) and not body.strip())):
+            body = body or ""  # a file alone: no words needed (section 7.7)
+        else:
+            problem = body_problem(body)
+            if problem:
+                raise f.fail(problem)
+        return SendMessage(id=msg_id, to=to, body=body, rid=rid, attachment=attachment)
     if name == "sendMessages":
         messages = frame.get("messages")
         if not isinstance(messages, list) or not 1 <= len(messages) <= MAX_BATCH_MESSAGES:
@@ -596,6 +734,10 @@ def action_from_object(frame: dict[str, Any]) -> Action:
         return SetRoomTitle(room=f.room("room"), title=f.title(required=True), rid=rid)
     if name == "getReads":
         return GetReads(with_=f.room("with"), rid=rid)
+    if name == "requestUpload":
+        return RequestUpload(name=f.file_name(), size=f.file_size(), type=f.file_type(), sha256=f.sha256(), rid=rid)
+    if name == "requestDownload":
+        return RequestDownload(file_id=f.file_id(), rid=rid)
     shown = name if len(name) <= 40 else name[:40] + "…"
     raise ProtocolError(UNKNOWN_ACTION, f"unknown action {shown!r}", rid=rid)
 
@@ -625,17 +767,23 @@ class Message:
     body: str
     seq: int
     ts: int
+    attachment: Attachment | None = None
 
     def to_wire(self) -> dict[str, Any]:
-        return {"id": self.id, "from": self.sender, "to": self.to, "body": self.body, "seq": self.seq, "ts": self.ts}
+        wire = {"id": self.id, "from": self.sender, "to": self.to, "body": self.body, "seq": self.seq, "ts": self.ts}
+        if self.attachment is not None:
+            wire["attachment"] = self.attachment.to_wire()
+        return wire
 
     @classmethod
     def from_wire(cls, obj: Any) -> "Message":
         if not isinstance(obj, dict):
             raise ValueError("a message must be an object")
+        attachment = obj.get("attachment")
         msg = cls(
             id=obj.get("id"), sender=obj.get("from"), to=obj.get("to"),
             body=obj.get("body"), seq=obj.get("seq"), ts=obj.get("ts"),
+            attachment=Attachment.from_wire(attachment) if attachment is not None else None,
         )  # fmt: skip
         if not (
             isinstance(msg.id, str) and isinstance(msg.sender, str) and isinstance(msg.to, str)
@@ -794,6 +942,28 @@ class Reads:
 
 
 @dataclass(frozen=True, slots=True)
+class Upload:
+    """Where to put a file's bytes: ``method`` to ``url`` with exactly ``headers`` and its length."""
+
+    file_id: str
+    url: str
+    method: str
+    headers: tuple[tuple[str, str], ...]
+    expires_at: int
+    rid: str | None = None
+    type: Literal["upload"] = "upload"
+
+
+@dataclass(frozen=True, slots=True)
+class Download:
+    file_id: str
+    url: str
+    expires_at: int
+    rid: str | None = None
+    type: Literal["download"] = "download"
+
+
+@dataclass(frozen=True, slots=True)
 class Pong:
     rid: str | None = None
     type: Literal["pong"] = "pong"
@@ -843,7 +1013,7 @@ class Acks:
 
 Event = Union[
     Ack, Acks, MessageEvent, Messages, Conversations, Clients, PresenceEvent, Presences, Read, TypingEvent, Pong, Error,
-    Replaced, RoomEvent, Left, Reads,
+    Replaced, RoomEvent, Left, Reads, Upload, Download,
 ]
 
 
@@ -889,6 +1059,12 @@ def event_to_wire(event: Event) -> dict[str, Any]:
         case Reads():
             items = [{"user": user, "seq": seq} for user, seq in event.items]
             return _with_rid({"type": "reads", "with": event.with_, "items": items}, event.rid)
+        case Upload():
+            frame = {"type": "upload", "fileId": event.file_id, "url": event.url, "method": event.method,
+                     "headers": dict(event.headers), "expiresAt": event.expires_at}  # fmt: skip
+            return _with_rid(frame, event.rid)
+        case Download():
+            return _with_rid({"type": "download", "fileId": event.file_id, "url": event.url, "expiresAt": event.expires_at}, event.rid)
         case Pong():
             return _with_rid({"type": "pong"}, event.rid)
         case Error():
@@ -1027,6 +1203,14 @@ def _event_from_object(frame: dict[str, Any]) -> Event:
                 raise ValueError("a read mark must be an object")
             reads.append((_req_str(item, "user"), _req_int(item, "seq")))
         return Reads(with_=_req_str(frame, "with"), items=tuple(reads), rid=rid)
+    if kind == "upload":
+        headers = frame.get("headers") or {}
+        if not isinstance(headers, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
+            raise ValueError("'headers' must be an object of strings")
+        return Upload(file_id=_req_str(frame, "fileId"), url=_req_str(frame, "url"), method=_req_str(frame, "method"),
+                      headers=tuple(headers.items()), expires_at=_req_int(frame, "expiresAt"), rid=rid)  # fmt: skip
+    if kind == "download":
+        return Download(file_id=_req_str(frame, "fileId"), url=_req_str(frame, "url"), expires_at=_req_int(frame, "expiresAt"), rid=rid)
     if kind == "pong":
         return Pong(rid=rid)
     if kind == "error":

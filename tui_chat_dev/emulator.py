@@ -9,9 +9,16 @@ WebSocket API does, so the cloud code path runs — and is tested — on 127.0.0
   handshake with that status. Only then is the socket accepted and known to ``@connections``.
 - Each text frame goes to the route named by ``$request.body.action`` (``$default`` when the frame
   is not a JSON object or names no route) with an API Gateway-shaped event; ``$disconnect`` follows
-  the close. Handlers run in worker threads, as sync Lambda functions, one frame of a connection
-  at a time (API Gateway gives no order guarantee across invocations; the emulator keeps the
-  sender's order, which is what the protocol tests check).
+  the close. Handlers run in worker threads, as sync Lambda functions. By default one frame of a
+  connection at a time (the sender's order, which the protocol tests check); with
+  ``concurrent_frames`` each frame is its own invocation, as in API Gateway, so two frames in
+  flight may finish in either order (``frame_jitter_ms`` adds a random delay to each, to make that
+  happen). A Lambda that fails answers with API Gateway's own error frame
+  (``{"message": "Internal server error", "connectionId": …, "requestId": …}``).
+- ``/_emulator/*`` (loopback only; API Gateway has no such thing) lets tests change that at run
+  time and inject faults into chosen invocations: a Lambda failure before or after the handler
+  ran, a throttle (``{"message": "Too Many Requests", …}``, no invocation), or holding a frame back
+  until a later frame of its connection has been handled. See :class:`EmulatorControl`.
 - ``POST|GET|DELETE /{stage}/@connections/{id}`` (also without the stage) is the management API
   the handlers reach over real HTTP through boto3 (``endpoint_url``); unknown or closed
   connections answer 410 ``GoneException``. Only loopback clients may call it (API Gateway uses
@@ -35,12 +42,13 @@ import asyncio
 import json
 import logging
 import os
+import random
 import sys
 import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from types import SimpleNamespace
 from typing import Any
@@ -62,6 +70,18 @@ LAMBDA_WORKERS = 32
 """Concurrent Lambda invocations (warm containers), one thread each."""
 MAX_POST_BYTES = 128 * 1024
 _LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+CONTROL_PREFIX = "/_emulator/"
+MAX_FRAME_JITTER_MS = 1000
+"""Bound on the random delay per invocation: reordering needs milliseconds, not a stalled test."""
+HOLD_LIMIT_S = 5.0
+"""A held frame goes on after this even when no later frame of its connection finished."""
+SEND_ROUTES = frozenset({"sendMessage", "sendMessages"})
+INTERNAL_SERVER_ERROR = "Internal server error"
+"""What API Gateway answers on a connection when the route's Lambda fails or times out."""
+TOO_MANY_REQUESTS = "Too Many Requests"
+"""What API Gateway answers when it throttles a frame (the Lambda is not invoked)."""
+CONCURRENT_FRAMES_ENV = "TUI_CHAT_EMULATOR_CONCURRENT_FRAMES"
+FRAME_JITTER_ENV = "TUI_CHAT_EMULATOR_FRAME_JITTER_MS"
 
 Scope = dict[str, Any]
 
@@ -76,6 +96,55 @@ class _Socket:
     authorizer: dict
     established: bool = False
     last_active: int = 0
+    sends_in_flight: int = 0
+    frames_finished: int = 0
+    progress: asyncio.Condition = field(default_factory=asyncio.Condition)
+    """Notified whenever one of this connection's frames has been handled (held frames wait on it)."""
+
+
+FAULT_KINDS = ("fail_before", "fail_after", "throttle", "hold")
+"""``fail_before``: the Lambda fails before the handler runs (nothing stored), API Gateway's
+``Internal server error`` frame; ``fail_after``: the handler runs (stores, answers), then the Lambda
+fails (a timeout after the work), the same frame; ``throttle``: not invoked, ``Too Many
+Requests``; ``hold``: the frame waits until a later frame of its connection has been handled."""
+
+
+@dataclass
+class _Fault:
+    kind: str
+    route: str
+    user: str | None
+    remaining: int
+
+
+class Faults:
+    """Faults waiting for the invocations they are meant for (first added, first used)."""
+
+    def __init__(self) -> None:
+        self._pending: list[_Fault] = []
+
+    def add(self, kind: str, route: str, count: int = 1, user: str | None = None) -> None:
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"kind must be one of {', '.join(FAULT_KINDS)}")
+        if not isinstance(count, int) or count < 1:
+            raise ValueError("count must be a positive integer")
+        self._pending.append(_Fault(kind, route, user, count))
+
+    def take(self, route: str, user: str | None) -> str | None:
+        """The kind of fault for this invocation, if one waits for it (using it up)."""
+        for fault in self._pending:
+            if fault.route == route and fault.user in (None, user):
+                fault.remaining -= 1
+                if not fault.remaining:
+                    self._pending.remove(fault)
+                return fault.kind
+        return None
+
+    def clear(self) -> None:
+        self._pending.clear()
+
+    def __len__(self) -> int:
+        return sum(f.remaining for f in self._pending)
 
 
 class ApiGatewayEmulator:
@@ -90,6 +159,8 @@ class ApiGatewayEmulator:
         on_startup: Any = None,
         on_shutdown: Any = None,
         stage: str = STAGE,
+        concurrent_frames: bool = False,
+        frame_jitter_ms: int = 0,
     ) -> None:
         self.lambda_app = lambda_app
         self.http_app = http_app
@@ -99,6 +170,16 @@ class ApiGatewayEmulator:
         self._pool = ThreadPoolExecutor(max_workers=LAMBDA_WORKERS, thread_name_prefix="lambda")
         self._on_startup = on_startup
         self._on_shutdown = on_shutdown
+        self.concurrent_frames = concurrent_frames
+        """Each frame its own invocation, as API Gateway does (else one frame of a connection at a time)."""
+        self.frame_jitter_ms = _checked_jitter(frame_jitter_ms)
+        """With ``concurrent_frames``: each invocation starts after a random 0..this many ms."""
+        self.faults = Faults()
+        self.max_sends_in_flight: dict[str, int] = {}
+        """Per user: the most send invocations one of their connections had running at once (from
+        the frame's arrival to the handler's return, so a correct client's next frame may overlap
+        the tail of the one it answered)."""
+        self._frame_tasks: set[asyncio.Task] = set()
         aws.configure(lambda_app)
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
@@ -106,6 +187,8 @@ class ApiGatewayEmulator:
         if kind == "http":
             if "/@connections/" in scope["path"]:
                 await self._management(scope, receive, send)
+            elif scope["path"].startswith(CONTROL_PREFIX):
+                await self._control(scope, receive, send)
             else:
                 await self.http_app(scope, receive, send)
         elif kind == "websocket":
@@ -126,6 +209,8 @@ class ApiGatewayEmulator:
 
     async def _stop(self) -> None:
         await self.going_away()
+        for task in self._frame_tasks:
+            task.cancel()
         await self.store.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
         if self._on_shutdown is not None:
@@ -246,12 +331,112 @@ class ApiGatewayEmulator:
             event = {"body": text, "isBase64Encoded": False,
                      "requestContext": {**self._request_context(scope, sock.conn_id, name, "MESSAGE", sock.authorizer),
                                         "messageId": uuid.uuid4().hex[:16], "connectedAt": sock.connected_at}}  # fmt: skip
+            if self.concurrent_frames:  # API Gateway does not wait for one invocation before the next
+                self._spawn(self._handle_frame(sock, name, event))
+            else:
+                await self._handle_frame(sock, name, event)
+
+        return await serve_frames(receive, sock.live, route, on_frame=seen)
+
+    def _spawn(self, frame: Any) -> None:
+        task = asyncio.ensure_future(frame)
+        self._frame_tasks.add(task)  # a reference, or the loop may drop the task mid-flight
+        task.add_done_callback(self._frame_tasks.discard)
+
+    async def _handle_frame(self, sock: _Socket, name: str, event: dict) -> None:
+        """One invocation of a route, as API Gateway makes it, with any fault injected for it."""
+        fault = self.faults.take(name, sock.live.caller.username)
+        if fault == "throttle":  # refused before any Lambda runs
+            self._gateway_error(sock, event, TOO_MANY_REQUESTS)
+            return
+        self._frame_started(sock, name)
+        try:
+            await self._before_invocation(sock, fault)
+            if fault == "fail_before":
+                self._gateway_error(sock, event, INTERNAL_SERVER_ERROR)
+                return
             try:
                 await self._invoke(name, event)
             except Exception:
                 log.exception("route handler failed", extra={"route": name})
+                fault = "fail_after"
+            if fault == "fail_after":
+                self._gateway_error(sock, event, INTERNAL_SERVER_ERROR)
+        finally:
+            await self._frame_finished(sock, name)
 
-        return await serve_frames(receive, sock.live, route, on_frame=seen)
+    async def _before_invocation(self, sock: _Socket, fault: str | None) -> None:
+        if self.concurrent_frames and self.frame_jitter_ms:
+            await asyncio.sleep(random.uniform(0, self.frame_jitter_ms) / 1000)
+        if fault == "hold":
+            await self._hold(sock)
+
+    async def _hold(self, sock: _Socket) -> None:
+        """Wait until another frame of this connection, sent later, has been handled (bounded):
+        the adversarial order API Gateway is free to choose."""
+        finished = sock.frames_finished
+        async with sock.progress:
+            try:
+                await asyncio.wait_for(sock.progress.wait_for(lambda: sock.frames_finished > finished), HOLD_LIMIT_S)
+            except TimeoutError:
+                log.warning("a held frame went on alone: no later frame finished", extra={"conn": sock.conn_id})
+
+    def _frame_started(self, sock: _Socket, name: str) -> None:
+        if name in SEND_ROUTES:
+            sock.sends_in_flight += 1
+            user = sock.live.caller.username
+            self.max_sends_in_flight[user] = max(self.max_sends_in_flight.get(user, 0), sock.sends_in_flight)
+
+    async def _frame_finished(self, sock: _Socket, name: str) -> None:
+        if name in SEND_ROUTES:
+            sock.sends_in_flight -= 1
+        sock.frames_finished += 1
+        async with sock.progress:
+            sock.progress.notify_all()
+
+    def _gateway_error(self, sock: _Socket, event: dict, message: str) -> None:
+        """API Gateway's own frame for an invocation it could not complete (not a protocol event)."""
+        ctx = event["requestContext"]
+        sock.live.push(json.dumps({"message": message, "connectionId": sock.conn_id, "requestId": ctx["requestId"]}))
+
+    # -- /_emulator/ (tests change the emulator's behaviour at run time) -------------------------
+
+    async def _control(self, scope: Scope, receive: Any, send: Any) -> None:
+        if (scope.get("client") or ("", 0))[0] not in _LOOPBACK:
+            await _reply(send, 403, b"")
+            return
+        body = await _read_body(receive)
+        try:
+            request = json.loads(body) if body else {}
+            if not isinstance(request, dict):
+                raise ValueError("the body must be a JSON object")
+            answer = self._control_action(scope["method"], scope["path"][len(CONTROL_PREFIX):], request)
+        except (ValueError, TypeError, KeyError) as exc:
+            await _reply(send, 400, json.dumps({"error": str(exc)}).encode(), json_body=True)
+            return
+        if answer is None:
+            await _reply(send, 404, b"")
+        else:
+            await _reply(send, 200, json.dumps(answer).encode(), json_body=True)
+
+    def _control_action(self, method: str, what: str, request: dict) -> dict | None:
+        if (method, what) == ("PUT", "frames"):
+            jitter = _checked_jitter(request.get("jitterMs", 0))
+            self.concurrent_frames = bool(request["concurrent"])
+            self.frame_jitter_ms = jitter
+        elif (method, what) == ("POST", "faults"):
+            self.faults.add(request["kind"], request["route"], request.get("count", 1), request.get("user"))
+        elif (method, what) == ("DELETE", "faults"):
+            self.faults.clear()
+        elif (method, what) == ("DELETE", "stats"):
+            self.max_sends_in_flight.clear()
+        elif (method, what) != ("GET", "stats"):
+            return None
+        return self._stats()
+
+    def _stats(self) -> dict:
+        return {"concurrent": self.concurrent_frames, "jitterMs": self.frame_jitter_ms,
+                "faultsPending": len(self.faults), "maxSendsInFlight": dict(self.max_sends_in_flight)}  # fmt: skip
 
     # -- @connections ---------------------------------------------------------------------------
 
@@ -300,6 +485,22 @@ class ApiGatewayEmulator:
             await _reply(send, 200, json.dumps(payload).encode(), json_body=True)
         else:
             await _aws_error(send, 405, "MethodNotAllowedException", f"{method} is not supported")
+
+
+def _checked_jitter(value: Any) -> int:
+    if not isinstance(value, int) or not 0 <= value <= MAX_FRAME_JITTER_MS:
+        raise ValueError(f"jitterMs must be an integer from 0 to {MAX_FRAME_JITTER_MS}")
+    return value
+
+
+async def _read_body(receive: Any, limit: int = 64 * 1024) -> bytes:
+    body = bytearray()
+    while len(body) <= limit:
+        message = await receive()
+        body += message.get("body", b"")
+        if message["type"] == "http.disconnect" or not message.get("more_body"):
+            break
+    return bytes(body)
 
 
 def _select_route(text: str) -> str:
@@ -365,9 +566,54 @@ def build_emulator(options: Any, *, dynamodb_endpoint: str | None = None, table_
     http_app = ChatServerApp(store, accounts, verifier=None if verifier is accounts else verifier, clock=clock,
                               rate_limit=options.rate_limit, auth_per_minute=options.auth_per_minute,
                               origins=Origins(options.public_hosts, options.allowed_origins))  # fmt: skip
-    log.info("lambda runtime", extra={"dynamodb": endpoint, "tables": table_prefix + "*"})
+    concurrent, jitter = _frame_settings_from_env()
+    log.info("lambda runtime", extra={"dynamodb": endpoint, "tables": table_prefix + "*",
+                                      "concurrentFrames": concurrent, "frameJitterMs": jitter})  # fmt: skip
     return ApiGatewayEmulator(lambda_app, http_app, store=store,
-                              on_shutdown=moto_server.stop if moto_server is not None else None)  # fmt: skip
+                              on_shutdown=moto_server.stop if moto_server is not None else None,
+                              concurrent_frames=concurrent, frame_jitter_ms=jitter)  # fmt: skip
+
+
+def _frame_settings_from_env() -> tuple[bool, int]:
+    """``TUI_CHAT_EMULATOR_CONCURRENT_FRAMES=1`` and ``TUI_CHAT_EMULATOR_FRAME_JITTER_MS=N``: how
+    frames are invoked from the start (``serve-lambda`` has no flags of its own for them)."""
+    concurrent = os.environ.get(CONCURRENT_FRAMES_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+    return concurrent, _checked_jitter(int(os.environ.get(FRAME_JITTER_ENV, "0") or 0))
+
+
+class EmulatorControl:
+    """A test's handle on a running emulator's ``/_emulator/`` endpoints (over HTTP, so the
+    emulator may run in another process)."""
+
+    def __init__(self, http_url: str) -> None:
+        self.url = http_url.rstrip("/") + CONTROL_PREFIX.rstrip("/")
+
+    async def frames(self, *, concurrent: bool, jitter_ms: int = 0) -> dict:
+        """Invoke each frame on its own (``concurrent``), after a random 0..``jitter_ms`` ms."""
+        return await self._call("PUT", "frames", {"concurrent": concurrent, "jitterMs": jitter_ms})
+
+    async def fault(self, kind: str, route: str, *, count: int = 1, user: str | None = None) -> dict:
+        """The next ``count`` invocations of ``route`` (by ``user``, or anyone) get ``kind``
+        (one of :data:`FAULT_KINDS`)."""
+        return await self._call("POST", "faults", {"kind": kind, "route": route, "count": count, "user": user})
+
+    async def clear_faults(self) -> dict:
+        return await self._call("DELETE", "faults")
+
+    async def stats(self) -> dict:
+        """``concurrent``, ``jitterMs``, ``faultsPending``, ``maxSendsInFlight`` (per user)."""
+        return await self._call("GET", "stats")
+
+    async def reset_stats(self) -> dict:
+        return await self._call("DELETE", "stats")
+
+    async def _call(self, method: str, what: str, body: dict | None = None) -> dict:
+        import httpx
+
+        async with httpx.AsyncClient(timeout=10) as http:
+            response = await http.request(method, f"{self.url}/{what}", json=body)
+        response.raise_for_status()
+        return response.json()
 
 
 def tune_process() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import json
 
 import boto3
 import httpx
@@ -14,8 +15,10 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from tests.aws.conftest import REGION
+from tui_chat_dev.emulator import EmulatorControl
 from tui_chat_dev.serverproc import start_server
 from tui_chat_dev.wsclient import RECV_TIMEOUT_S, WsClient, signup
+from tui_chat import protocol as p
 from tui_chat.cognito_auth import CognitoConfig, sign_in
 
 pytest.importorskip("flask", reason="moto's server mode needs moto[server]")
@@ -92,6 +95,44 @@ async def test_replaced_uses_the_close_code_header(emulator):
     assert (await old.recv())["type"] == "replaced"
     await old.ws.wait_closed()
     assert old.ws.close_code == 4000
+
+
+async def test_injected_faults_answer_with_api_gateways_own_error_frames(emulator):
+    """A Lambda that fails, or a throttled frame: API Gateway's frame (no ``type``), which the
+    protocol module recognises; nothing of the failed send is stored."""
+    control = EmulatorControl(emulator.http_url)
+    assert (await control.stats())["concurrent"] is False, "one frame of a connection at a time unless asked"
+    token = await signup(emulator.http_url, "emu-dave")
+    await signup(emulator.http_url, "emu-erin")
+    dave = await WsClient.open(emulator.ws_url, token, "emu-dave")
+    conn_id = await connection_id(emulator, dave)
+    await control.fault("fail_before", "sendMessage", user="emu-dave")
+    await control.fault("throttle", "ping", user="emu-dave")
+
+    await dave.send({"action": "sendMessage", "id": "lost-00001", "to": "emu-erin", "body": "lost"})
+    failed = await dave.recv()
+    await dave.send({"action": "ping"})
+    throttled = await dave.recv()
+
+    assert {k: failed[k] for k in ("message", "connectionId")} == {"message": "Internal server error", "connectionId": conn_id}
+    assert throttled["message"] == "Too Many Requests" and throttled["connectionId"] == conn_id
+    assert failed["requestId"] and throttled["requestId"] and failed["requestId"] != throttled["requestId"]
+    assert p.is_gateway_error(json.dumps(failed)) and p.is_gateway_error(json.dumps(throttled))
+    assert (await dave.request({"action": "getMessages", "with": "emu-erin", "after": 0}))["items"] == []
+    assert (await control.stats())["faultsPending"] == 0
+    await dave.close()
+
+
+async def test_the_control_endpoints_refuse_what_they_cannot_do(emulator):
+    control = EmulatorControl(emulator.http_url)
+    for bad in (control.fault("explode", "ping"), control.fault("throttle", "ping", count=0),
+                control.frames(concurrent=True, jitter_ms=60_000)):  # fmt: skip
+        with pytest.raises(httpx.HTTPStatusError) as refused:
+            await bad
+        assert refused.value.response.status_code == 400
+    async with httpx.AsyncClient() as http:
+        assert (await http.get(f"{emulator.http_url}/_emulator/nothing")).status_code == 404
+    assert (await control.stats())["faultsPending"] == 0 and (await control.stats())["jitterMs"] == 0
 
 
 @pytest.mark.parametrize("runtime", ["local", "lambda"])

@@ -425,7 +425,7 @@ async def test_a_version_4_database_is_migrated_keeping_its_messages_and_gets_ro
     assert (await store.save_message("bob", "m-00000003", "#lab", "rooms work", 11)).message.seq == 1
     await store.close()
     db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
     db.close()
 
 

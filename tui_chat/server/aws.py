@@ -38,17 +38,29 @@ Configuration comes from the environment (the template sets it):
   ``TUI_CHAT_COGNITO_CLIENT_ID``, ``TUI_CHAT_COGNITO_GROUP`` (optional), ``TUI_CHAT_COGNITO_JWKS_URL``
   (optional; default the pool's ``/.well-known/jwks.json``);
 - ``TUI_CHAT_MANAGEMENT_ENDPOINT`` (optional; default ``https://{domainName}/{stage}`` of the event);
-- ``LOG_LEVEL`` (default ``INFO``). Logs are one JSON object a line
-  (:class:`~tui_chat.server.logs.JsonFormatter`), with ``route``, ``conn``, ``user`` and
-  ``requestId`` fields that CloudWatch Logs Insights queries directly.
+- ``LOG_LEVEL`` (default ``INFO``). Logs are one JSON object a line, with ``route``, ``conn``,
+  ``user`` and ``requestId`` fields that CloudWatch Logs Insights queries directly.
 
-boto3 is imported only when a store or gateway is first needed.
+In Lambda, when AWS Lambda Powertools is installed (the build bundles it), the ``tui_chat`` loggers
+write through its ``Logger`` (each line also carries ``xray_trace_id``: log and trace correlate),
+each invocation is an X-Ray subsegment annotated with its route (``Tracer``, which also traces the
+boto3 calls), and three metrics go out as CloudWatch embedded metric format (``Metrics``, namespace
+``POWERTOOLS_METRICS_NAMESPACE``): ``Sends`` (messages in ``sendMessage``/``sendMessages`` frames),
+``FanOutSize`` (frames posted to connections other than the caller's, per invocation) and
+``GoneConnections`` (posts answered 410). Without the package (the self-hosted server, the emulator,
+tests) logs are :class:`~tui_chat.server.logs.JsonFormatter` lines and there are no metrics or traces.
+Neither ever carries a token, a password or a message body.
+
+boto3 and Powertools are imported only when first needed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import contextvars
+import json
 import logging
 import os
 import threading
@@ -106,7 +118,11 @@ class AwsGateway(Gateway):
         client.meta.events.register("before-sign.apigatewaymanagementapi.DeleteConnection", _add_close_code_header)
 
     async def send(self, conn_id: str, text: str) -> bool:
-        return await asyncio.to_thread(self._post, conn_id, text)
+        delivered = await asyncio.to_thread(self._post, conn_id, text)
+        tally = _tally.get()
+        if tally is not None:
+            tally.count(conn_id, delivered)
+        return delivered
 
     def _post(self, conn_id: str, text: str) -> bool:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -333,12 +349,97 @@ def _response(status: int, body: str) -> dict:
     return {"statusCode": status, "body": body}
 
 
+# -- metrics and traces (AWS Lambda Powertools, optional) ----------------------------------------
+
+
+class _Tally:
+    """What one invocation posted, counted by :meth:`AwsGateway.send` (the core's fan-outs pass
+    through it): frames to connections other than the caller's, and posts answered 410."""
+
+    __slots__ = ("caller", "fan_out", "gone")
+
+    def __init__(self, caller: str | None) -> None:
+        self.caller = caller
+        self.fan_out = 0
+        self.gone = 0
+
+    def count(self, conn_id: str, delivered: bool) -> None:
+        if conn_id != self.caller:
+            self.fan_out += 1
+        if not delivered:
+            self.gone += 1
+
+
+_tally: contextvars.ContextVar[_Tally | None] = contextvars.ContextVar("tui_chat_aws_tally", default=None)
+
+
+class _Powertools:
+    """Powertools' Logger, Metrics and Tracer, made once per container (see the module docstring)."""
+
+    def __init__(self) -> None:
+        from aws_lambda_powertools import Logger, Metrics
+        from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
+
+        service = os.environ.get("POWERTOOLS_SERVICE_NAME") or "tui-chat"
+        self.logger = Logger(service=service)
+        # The tui_chat loggers (children of "tui_chat") write through it; nothing else changes.
+        copy_config_to_registered_loggers(source_logger=self.logger, include={"tui_chat"})
+        self.metrics = Metrics(service=service, namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "tui-chat")
+        self.tracer: Any = None
+        try:
+            from aws_lambda_powertools import Tracer
+
+            self.tracer = Tracer(service=service)  # patches botocore: DynamoDB and @connections calls are traced
+        except ImportError:  # the X-Ray SDK (the "tracer" extra) is missing: logs and metrics only
+            log.warning("aws-xray-sdk is not installed: no traces")
+
+    def segment(self, name: str, route: str) -> Any:
+        if self.tracer is None or self.tracer.disabled:
+            return contextlib.nullcontext()
+        return self._segment(name, route)
+
+    @contextlib.contextmanager
+    def _segment(self, name: str, route: str):
+        with self.tracer.provider.in_subsegment(f"## {name}") as subsegment:
+            subsegment.put_annotation("route", route)  # an annotation: traces can be searched by it
+            yield
+
+    def emit(self, sends: int, tally: _Tally) -> None:
+        from aws_lambda_powertools.metrics import MetricUnit
+
+        values = {"Sends": sends, "FanOutSize": tally.fan_out, "GoneConnections": tally.gone}
+        if not any(values.values()):
+            return
+        try:
+            for metric, value in values.items():
+                if value:
+                    self.metrics.add_metric(name=metric, unit=MetricUnit.Count, value=value)
+            self.metrics.flush_metrics()  # one EMF line on stdout; CloudWatch Logs extracts the metrics
+        except Exception:  # a metric is never worth a failed frame
+            log.warning("metrics not emitted", exc_info=True)
+
+
+def _sends(route: str, event: dict) -> int:
+    """The messages a frame submits (counted whether stored, refused or a retry)."""
+    if route == "sendMessage":
+        return 1
+    if route != "sendMessages":
+        return 0
+    try:
+        body = event.get("body") or ""
+        items = json.loads(base64.b64decode(body) if event.get("isBase64Encoded") else body).get("messages")
+    except (ValueError, TypeError, AttributeError):
+        return 0
+    return len(items) if isinstance(items, list) else 0
+
+
 # -- Lambda entry points --------------------------------------------------------------------------
 
 _app: LambdaApp | None = None
 _app_lock = threading.Lock()
 _loops = threading.local()
 _logging_ready = False
+_powertools: _Powertools | None = None
 
 
 def configure(app: LambdaApp | None) -> None:
@@ -356,18 +457,22 @@ def get_app() -> LambdaApp:
 
 
 def _setup_logging() -> None:
-    """In Lambda, make the runtime's handler write our JSON lines (once per container)."""
-    global _logging_ready
+    """In Lambda, JSON lines through Powertools when it is installed, else through the runtime's
+    handler with our formatter (once per container)."""
+    global _logging_ready, _powertools
     if _logging_ready or not os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
         return
-    from tui_chat.server.logs import JsonFormatter
-
     root = logging.getLogger()
-    if not root.handlers:
-        root.addHandler(logging.StreamHandler())
-    for handler in root.handlers:
-        handler.setFormatter(JsonFormatter())
     root.setLevel(os.environ.get("LOG_LEVEL", "INFO").upper())
+    try:
+        _powertools = _Powertools()
+    except ImportError:
+        from tui_chat.server.logs import JsonFormatter
+
+        if not root.handlers:
+            root.addHandler(logging.StreamHandler())
+        for handler in root.handlers:
+            handler.setFormatter(JsonFormatter())
     _logging_ready = True
 
 
@@ -389,8 +494,11 @@ def _invoke(name: str, event: dict, context: Any) -> dict:
     }  # fmt: skip
     started = time.perf_counter()
     app = get_app()
+    tally = _Tally(fields["conn"])
+    reset = _tally.set(tally)
     try:
-        result = _run(getattr(app, name)(event))
+        with _powertools.segment(name, fields["route"]) if _powertools else contextlib.nullcontext():
+            result = _run(getattr(app, name)(event))
     except Unauthorized:
         log.info("invocation", extra={**fields, "status": 401, "ms": _ms(started)})
         raise
@@ -404,6 +512,10 @@ def _invoke(name: str, event: dict, context: Any) -> dict:
         if name == "authorize":
             raise
         return _response(500, "internal error")
+    finally:
+        _tally.reset(reset)
+        if _powertools is not None:
+            _powertools.emit(_sends(fields["route"], event), tally)
     status = result.get("statusCode") if name != "authorize" else (
         200 if result["policyDocument"]["Statement"][0]["Effect"] == "Allow" else 403
     )  # fmt: skip

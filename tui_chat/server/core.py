@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from tui_chat import protocol as p
+from tui_chat.server.files import FileLinks, FileRoutes
 from tui_chat.server.store import ConnectionRecord, NotAMember, SaveResult, Store, StoreUnavailable, UnknownUser
 from tui_chat.server.presence import PresenceHub
 from tui_chat.server.rooms import NOT_A_MEMBER, RoomRoutes
@@ -42,6 +43,9 @@ class Caller:
     device: str
     attempt: str | None = None
     """The handshake's ``attempt`` id (PROTOCOL.md 7.8), told to the connection it replaces."""
+    base_url: str = ""
+    """``http(s)://host:port`` as the handshake arrived: where this client reaches the server's
+    own HTTP endpoints (attachments, PROTOCOL.md 7.7)."""
 
 
 class Gateway(ABC):
@@ -63,14 +67,19 @@ class Gateway(ABC):
 
 
 class ChatCore:
-    def __init__(self, store: Store, gateway: Gateway, *, clock: Callable[[], int] = now_ms, coalesce_presence: bool = False) -> None:
+    def __init__(
+        self, store: Store, gateway: Gateway, *, clock: Callable[[], int] = now_ms, coalesce_presence: bool = False,
+        files: FileLinks | None = None, max_file_bytes: int = p.MAX_FILE_BYTES,
+    ) -> None:  # fmt: skip
         """``coalesce_presence``: watchers get presence in batches (PROTOCOL.md 7.1; the
-        self-hosted server, whose core lives as long as the process, not the Lambda's)."""
+        self-hosted server, whose core lives as long as the process, not the Lambda's).
+        ``files``: where attachments' bytes go (PROTOCOL.md 7.7); None: no attachments."""
         self.store = store
         self.gateway = gateway
         self.clock = clock
         self.presence = PresenceHub(store.presence_watchers, gateway.send, self.disconnect) if coalesce_presence else None
         self.rooms = RoomRoutes(self)
+        self.files = FileRoutes(self, files, max_file_bytes=max_file_bytes)
 
     async def close(self) -> None:
         if self.presence is not None:
@@ -143,12 +152,15 @@ class ChatCore:
                 await self.reply(caller, p.Pong(rid=action.rid))
             case p.CreateRoom() | p.GetRoom() | p.Invite() | p.LeaveRoom() | p.RemoveMember() | p.SetRoomTitle() | p.GetReads():
                 await self.rooms.handle(caller, action)
+            case p.RequestUpload() | p.RequestDownload():
+                await self.files.handle(caller, action)
 
     # -- routes ---------------------------------------------------------------------------
 
     async def send_message(self, caller: Caller, action: p.SendMessage) -> None:
         await self._require_address(caller, action.to)
-        saved = await self._save(caller, action.id, action.to, action.body)
+        await self.files.check_attachment(caller, action.attachment, rid=action.rid, msg_id=action.id)
+        saved = await self._save(caller, action.id, action.to, action.body, action.attachment)
         message = saved.message
         await self.reply(caller, p.Ack(id=message.id, message=message, rid=action.rid))
         if saved.created:  # a retry stores nothing: the recipients already have it
@@ -169,7 +181,8 @@ class ChatCore:
                 continue
             try:
                 await self._require_address(caller, item.to)
-                saved = await self._save(caller, item.id, item.to, item.body)
+                await self.files.check_attachment(caller, item.attachment, rid=None, msg_id=item.id)
+                saved = await self._save(caller, item.id, item.to, item.body, item.attachment)
             except p.ProtocolError as exc:
                 refused(exc.code, exc.message, item.id)
                 continue
@@ -184,9 +197,9 @@ class ChatCore:
         for message in created:
             await self._deliver(caller, message)
 
-    async def _save(self, caller: Caller, msg_id: str, to: str, body: str) -> SaveResult:
+    async def _save(self, caller: Caller, msg_id: str, to: str, body: str, attachment: p.Attachment | None = None) -> SaveResult:
         try:
-            return await self.store.save_message(caller.username, msg_id, to, body, self.clock())
+            return await self.store.save_message(caller.username, msg_id, to, body, self.clock(), attachment)
         except NotAMember:  # left or removed since the check above
             raise p.ProtocolError(p.FORBIDDEN, NOT_A_MEMBER) from None
         except UnknownUser as gone:  # removed by an operator since the check above

@@ -1,7 +1,8 @@
 """The self-hosted server's chores, run in the background once a minute: retention
 (``serve --retention-days`` deletes messages older than that), forgetting nicknames
 (``serve --auth open --forget-after`` removes a nickname, with its conversations, once it has been
-gone that long), and re-reading who exists (``tui-chat admin`` may have removed someone)."""
+gone that long), re-reading who exists (``tui-chat admin`` may have removed someone), and
+deleting attachments no message holds any more (and uploads never attached, after a day)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING
 from tui_chat.server.store import StoreUnavailable
 
 if TYPE_CHECKING:
+    from tui_chat.server.files import FileRoutes
     from tui_chat.server.stores.sqlite import SQLiteStore
 
 log = logging.getLogger("tui_chat.server")
@@ -39,6 +41,8 @@ class Housekeeper:
         self.retention_days = retention_days
         self.forget_after_minutes = forget_after_minutes
         self.interval_s = interval_s
+        self.files: FileRoutes | None = None
+        """The server's attachments, when it takes them (set by the app that owns both)."""
         self._task: asyncio.Task | None = None
 
     def start(self) -> None:
@@ -68,6 +72,10 @@ class Housekeeper:
                     forgotten.append(name)
             if forgotten:
                 log.info("nicknames forgotten with their conversations", extra={"count": len(forgotten)})
+        if self.files is not None:  # after the purges: the files they freed go now, not a minute later
+            deleted = await self.files.delete_unheld(now)
+            if deleted:
+                log.info("attachments nobody holds deleted", extra={"count": deleted})
         return purged, forgotten
 
     async def _run(self) -> None:

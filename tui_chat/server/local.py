@@ -34,6 +34,7 @@ from tui_chat.server.auth.accounts import AccountService
 from tui_chat.server.auth.admission import check_devices, check_session, check_user
 from tui_chat.server.auth.identity import AuthError, TokenVerifier
 from tui_chat.server.core import Caller, ChatCore, Gateway, now_ms
+from tui_chat.server.file_transfer import FileTransfer, FolderLinks
 from tui_chat.server.housekeeping import Housekeeper
 from tui_chat.server.origins import Origins
 from tui_chat.ratelimit import BucketsByKey, RateLimit
@@ -72,6 +73,8 @@ class ChatServerApp:
         auth_per_minute: float = 30.0,
         origins: Origins | None = None,
         housekeeper: Housekeeper | None = None,
+        files: FolderLinks | None = None,
+        max_file_bytes: int = p.MAX_FILE_BYTES,
     ) -> None:
         """``verifier`` (Cognito sign-in) checks tokens instead of ``accounts``, whose HTTP
         endpoints are then off: users sign in with Cognito, not with this server."""
@@ -84,7 +87,11 @@ class ChatServerApp:
         self.accounts = accounts
         self.verifier = verifier
         self.gateway = LocalGateway()
-        self.core = ChatCore(store, self.gateway, clock=clock, coalesce_presence=True)
+        self.core = ChatCore(store, self.gateway, clock=clock, coalesce_presence=True, files=files, max_file_bytes=max_file_bytes)
+        self.files = FileTransfer(store, files, clock) if files is not None else None
+        """Attachments' bytes over HTTP (``/files/{fileId}``); None: the server takes no files."""
+        if housekeeper is not None:
+            housekeeper.files = self.core.files
         self._routes: dict[tuple[str, str], Callable[[dict, str], Awaitable[tuple[int, dict]]]] = {
             ("POST", "/auth/signup"): self._signup,
             ("POST", "/auth/login"): self._login,
@@ -109,6 +116,8 @@ class ChatServerApp:
         await run_lifespan(receive, send, startup=self._start, shutdown=self._stop)
 
     async def _start(self) -> None:
+        if self.files is not None:
+            await asyncio.to_thread(self.files.folder.open)
         await self.store.open()
         await self.store.clear_connections()  # sockets from a previous run are gone
         if self.verifier is not None:
@@ -140,6 +149,12 @@ class ChatServerApp:
             return
         if path == "/info" and method in ("GET", "HEAD"):
             await json_response(send, 200, self.info())
+            return
+        if self.files is not None and self.files.handles(path):
+            try:
+                await self.files(scope, receive, send)
+            except StoreUnavailable:
+                await json_response(send, 503, {"error": "the server cannot reach its store; try again"})
             return
         handler = self._routes.get((method, path))
         if handler is None:
@@ -276,7 +291,8 @@ class ChatServerApp:
         await check_session(self.store, identity, self.core.clock())
         await check_user(self.store, identity)
         await check_devices(self.store, identity.username, device, open_mode=self.accounts.mode == "open")
-        return Caller(conn_id=uuid.uuid4().hex, username=identity.username, device=device, attempt=attempts[0] if attempts else None)
+        return Caller(conn_id=uuid.uuid4().hex, username=identity.username, device=device, attempt=attempts[0] if attempts else None,
+                      base_url=f"{'https' if scope.get('scheme') == 'wss' else 'http'}://{header(scope, 'host')}")  # fmt: skip
 
     async def _serve_frames(self, conn: LiveConnection, receive: Receive) -> None:
         caller = conn.caller

@@ -16,6 +16,7 @@ from tui_chat.server.auth.wiring import sign_in_services
 from tui_chat.server.core import now_ms
 from tui_chat.server.logs import filter_uvicorn_logs
 from tui_chat.server.deadline import with_head_deadline
+from tui_chat.server.file_transfer import FileFolder, FolderLinks
 from tui_chat.server.housekeeping import Housekeeper
 from tui_chat.server.local import ChatServerApp
 from tui_chat.server.origins import Origins
@@ -31,11 +32,13 @@ def build_app(settings: Settings, *, clock: Callable[[], int] = now_ms) -> ChatS
     store = SQLiteStore(db_path, group_commit_window_ms=settings.commit_window_ms)
     secret = load_or_create_secret(db_path.with_name(db_path.name + ".secret"))
     accounts, verifier = sign_in_services(settings, store, secret, clock)
+    links = FolderLinks(secret, FileFolder(settings.files_path), ttl_s=settings.file_url_ttl_s)
     housekeeper = Housekeeper(store, clock, retention_days=settings.retention_days,
                               forget_after_minutes=settings.forget_after_minutes if settings.auth == "open" else None)  # fmt: skip
     return ChatServerApp(store, accounts, verifier=None if verifier is accounts else verifier, clock=clock,
                          rate_limit=settings.rate_limit, auth_per_minute=settings.auth_per_minute,
-                         origins=Origins(settings.public_hosts, settings.allowed_origins), housekeeper=housekeeper)  # fmt: skip
+                         origins=Origins(settings.public_hosts, settings.allowed_origins), housekeeper=housekeeper,
+                         files=links, max_file_bytes=settings.max_file_bytes)  # fmt: skip
 
 
 def listening_socket(host: str, port: int) -> socket.socket:

@@ -50,6 +50,10 @@ class Settings:
     """Names (``Host``) the server answers to besides loopback names, IP addresses and this machine's name."""
     allowed_origins: tuple[str, ...] = ()
     """Web origins whose pages may connect (none by default: terminal clients send no Origin)."""
+    max_file_bytes: int = 25 * 1024 * 1024
+    """The largest attachment accepted (PROTOCOL.md 7.7)."""
+    file_url_ttl_s: int = 900
+    """How long an attachment's upload or download URL works."""
     certfile: Path | None = None
     keyfile: Path | None = None
     log_level: str = "info"
@@ -65,6 +69,11 @@ class Settings:
     @property
     def db_path(self) -> Path:
         return self.db if self.db is not None else data_dir() / "server.db"
+
+    @property
+    def files_path(self) -> Path:
+        """Attachments' bytes: a folder beside the database."""
+        return self.db_path.with_name(self.db_path.stem + "-files")
 
     @property
     def scheme(self) -> str:

@@ -16,6 +16,9 @@ Conventions shared by every implementation:
   with ``seq`` per room; each member has a side (read mark, unread count) from joining until
   leaving. The core checks who may do what; the store keeps membership atomic (the cap, the
   owner's hand-over, the room's deletion with its last member).
+- a file (PROTOCOL.md 7.7) is a record the store keeps (who uploaded it, what it declared,
+  whether its bytes are in); the bytes themselves live elsewhere (a folder, S3). A message may
+  name one; the store says who may download it and which files nobody holds any more.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from enum import StrEnum
 
-from tui_chat.protocol import ConversationSummary, Message
+from tui_chat.protocol import Attachment, ConversationSummary, Message
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +73,26 @@ class SaveResult:
     message: Message
     created: bool
     """False when ``(sender, id)`` was already stored: ``message`` is then the original."""
+
+
+@dataclass(frozen=True, slots=True)
+class FileRecord:
+    """A file someone asked to upload (PROTOCOL.md 7.7)."""
+
+    file_id: str
+    owner: str
+    name: str
+    size: int
+    type: str
+    sha256: str
+    """Lowercase hex: what the bytes must hash to."""
+    created_at: int
+    uploaded: bool = False
+    """Every byte is in, with the declared length and hash."""
+
+
+class FilesUnsupported(Exception):
+    """This store keeps no files (yet): the server says so to ``requestUpload``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,8 +244,9 @@ class Store(ABC):
     # -- messages ---------------------------------------------------------------------------
 
     @abstractmethod
-    async def save_message(self, sender: str, msg_id: str, to: str, body: str, now: int) -> SaveResult:
-        """Store a message durably, once per (sender, id).
+    async def save_message(self, sender: str, msg_id: str, to: str, body: str, now: int, attachment: Attachment | None = None) -> SaveResult:
+        """Store a message durably, once per (sender, id), with the file it carries, if any
+        (the core has checked that the sender uploaded it).
 
         A new message gets the conversation's next ``seq`` and ``ts = now``, and moves the
         sender's own ``read_seq`` up to it. When (sender, id) already exists nothing is written
@@ -251,6 +275,33 @@ class Store(ABC):
         """The user's conversations, newest (by last message) first, and the next cursor: the
         rooms they are a member of among them (with their title; a room with no message yet
         counts as active from when they joined), not the ones they left."""
+
+    # -- files (PROTOCOL.md 7.7) -------------------------------------------------------------
+
+    async def create_file(self, record: FileRecord, *, max_pending: int) -> bool:
+        """Keep a new file record; False when its owner already has ``max_pending`` files that
+        are not attached to any message yet (each may cost the server its full size)."""
+        raise FilesUnsupported
+
+    async def get_file(self, file_id: str) -> FileRecord | None:
+        raise FilesUnsupported
+
+    async def file_uploaded(self, file_id: str) -> bool:
+        """Every byte of ``file_id`` is in; False when it already was (or is unknown)."""
+        raise FilesUnsupported
+
+    async def may_download(self, user: str, file_id: str) -> bool:
+        """Whether ``user`` uploaded ``file_id`` or is now a participant of a conversation
+        holding a message with it (a room's current members, those who joined later too)."""
+        raise FilesUnsupported
+
+    async def unheld_files(self, unattached_before: int, limit: int) -> list[str]:
+        """Up to ``limit`` files nobody holds: attached once and no message names them any more,
+        or never attached and created before ``unattached_before``."""
+        return []
+
+    async def delete_files(self, file_ids: list[str]) -> None:
+        """Forget these file records (their bytes are deleted by the caller first)."""
 
     async def purge_messages(self, older_than: int) -> int:
         """Delete the messages stored before ``older_than`` (retention); how many went.

@@ -103,9 +103,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from tui_chat.protocol import MAX_SEQ, ConversationSummary, Message, is_room
+from tui_chat.protocol import MAX_SEQ, Attachment, ConversationSummary, Message, is_room
 from tui_chat.server.store import (
     ConnectionRecord,
+    FilesUnsupported,
     ConnectResult,
     Departure,
     DisconnectResult,
@@ -549,7 +550,9 @@ class DynamoDBStore(Store):
 
     # -- messages -------------------------------------------------------------------------------
 
-    async def save_message(self, sender: str, msg_id: str, to: str, body: str, now: int) -> SaveResult:
+    async def save_message(self, sender: str, msg_id: str, to: str, body: str, now: int, attachment: Attachment | None = None) -> SaveResult:
+        if attachment is not None:
+            raise FilesUnsupported  # attachments in the cloud are issue 16's next step
         from botocore.exceptions import ClientError
 
         if is_room(to):

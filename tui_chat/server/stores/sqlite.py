@@ -58,7 +58,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tui_chat.protocol import ConversationSummary, Message, is_room
+from tui_chat.protocol import Attachment, ConversationSummary, Message, is_room
 from tui_chat.server.stores.sqlite_schema import MIGRATIONS, SCHEMA_VERSION, SchemaTooNew, connect
 from tui_chat.server.stores.sqlite_writer import GroupCommitWriter, is_unavailable
 from tui_chat.server.store import (
@@ -66,6 +66,7 @@ from tui_chat.server.store import (
     ConnectResult,
     Departure,
     DisconnectResult,
+    FileRecord,
     NotAMember,
     RoomFull,
     RoomRecord,
@@ -109,12 +110,26 @@ def _int64(n: int) -> int:
 
 
 # Constants put into queries (their "nosec B608"); every value is bound as a parameter.
-_MESSAGE_COLUMNS = "seq, id, sender, recipient, body, ts"
+_MESSAGE_COLUMNS = "seq, id, sender, recipient, body, ts, file_id, file_name, file_size, file_type"
+_FILE_COLUMNS = "file_id, owner, name, size, type, sha256, created_at, uploaded"
 
 
 def _message(row: tuple) -> Message:
-    seq, msg_id, sender, recipient, body, ts = row
-    return Message(id=msg_id, sender=sender, to=recipient, body=body, seq=seq, ts=ts)
+    seq, msg_id, sender, recipient, body, ts, file_id, file_name, file_size, file_type = row
+    attachment = Attachment(file_id, file_name, file_size, file_type) if file_id is not None else None
+    return Message(id=msg_id, sender=sender, to=recipient, body=body, seq=seq, ts=ts, attachment=attachment)
+
+
+def _file_values(attachment: Attachment | None) -> tuple:
+    if attachment is None:
+        return (None, None, None, None)
+    return (attachment.file_id, attachment.name, attachment.size, attachment.type)
+
+
+def _attach(db: sqlite3.Connection, attachment: Attachment | None) -> None:
+    """The file is held by a message from now on (deleted once none holds it)."""
+    if attachment is not None:
+        db.execute("UPDATE files SET attached = 1 WHERE file_id = ?", (attachment.file_id,))
 
 
 _USER_COLUMNS = "username, password_hash, status, text, last_seen, created_at"
@@ -481,9 +496,9 @@ class SQLiteStore(Store):
 
     # -- messages -----------------------------------------------------------------------------
 
-    async def save_message(self, sender: str, msg_id: str, to: str, body: str, now: int) -> SaveResult:
+    async def save_message(self, sender: str, msg_id: str, to: str, body: str, now: int, attachment: Attachment | None = None) -> SaveResult:
         if is_room(to):
-            return await self._write(lambda db: self._save_to_room(db, sender, msg_id, to, body, now))
+            return await self._write(lambda db: self._save_to_room(db, sender, msg_id, to, body, now, attachment))
         a, b = _pair(sender, to)
 
         def save(db: sqlite3.Connection) -> SaveResult:
@@ -501,10 +516,11 @@ class SQLiteStore(Store):
                 (a, b),
             ).fetchone()
             db.execute(
-                "INSERT INTO messages (user_a, user_b, seq, id, sender, recipient, body, ts)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (a, b, seq, msg_id, sender, to, body, now),
+                "INSERT INTO messages (user_a, user_b, seq, id, sender, recipient, body, ts, file_id, file_name, file_size, file_type)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (a, b, seq, msg_id, sender, to, body, now, *_file_values(attachment)),
             )
+            _attach(db, attachment)
             # The sender has read everything up to their own message.
             db.execute(
                 "INSERT INTO sides (user, other, last_ts, read_seq, unread) VALUES (?, ?, ?, ?, 0)"
@@ -517,7 +533,7 @@ class SQLiteStore(Store):
                     " ON CONFLICT DO UPDATE SET last_ts = excluded.last_ts, unread = unread + 1",
                     (to, sender, now),
                 )
-            return SaveResult(Message(id=msg_id, sender=sender, to=to, body=body, seq=seq, ts=now), created=True)
+            return SaveResult(Message(id=msg_id, sender=sender, to=to, body=body, seq=seq, ts=now, attachment=attachment), created=True)
 
         try:
             return await self._write(save)
@@ -535,7 +551,8 @@ class SQLiteStore(Store):
         return SaveResult(_message(row), created=False) if row is not None else None
 
     @classmethod
-    def _save_to_room(cls, db: sqlite3.Connection, sender: str, msg_id: str, room: str, body: str, now: int) -> SaveResult:
+    def _save_to_room(cls, db: sqlite3.Connection, sender: str, msg_id: str, room: str, body: str, now: int,
+                      attachment: Attachment | None) -> SaveResult:  # fmt: skip
         """Four statements, whatever the room's size; the last one updates a side per member."""
         original = cls._original(db, sender, msg_id)
         if original is not None:
@@ -551,9 +568,11 @@ class SQLiteStore(Store):
             raise NotAMember(room)
         (seq,) = row
         db.execute(
-            "INSERT INTO messages (user_a, user_b, seq, id, sender, recipient, body, ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (room, room, seq, msg_id, sender, room, body, now),
+            "INSERT INTO messages (user_a, user_b, seq, id, sender, recipient, body, ts, file_id, file_name, file_size, file_type)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (room, room, seq, msg_id, sender, room, body, now, *_file_values(attachment)),
         )
+        _attach(db, attachment)
         # Every member's side at once (the members' keys find their sides): the sender has read
         # up to their own message, everyone else has one more unread.
         db.execute(
@@ -563,7 +582,7 @@ class SQLiteStore(Store):
             " WHERE user IN (SELECT user FROM room_members WHERE room = :room) AND other = :room",
             {"now": now, "sender": sender, "seq": seq, "room": room},
         )
-        return SaveResult(Message(id=msg_id, sender=sender, to=room, body=body, seq=seq, ts=now), created=True)
+        return SaveResult(Message(id=msg_id, sender=sender, to=room, body=body, seq=seq, ts=now, attachment=attachment), created=True)
 
     async def get_messages(
         self, user: str, other: str, *, before: int | None, after: int | None, limit: int
@@ -600,7 +619,7 @@ class SQLiteStore(Store):
         # last message still stored). A room's side is (member, room), its key (room, room).
         query = (
             "SELECT s.other, s.last_ts, s.read_seq, s.unread, c.last_seq, coalesce(peer.read_seq, 0), r.title,"
-            " m.seq, m.id, m.sender, m.recipient, m.body, m.ts"
+            " m.seq, m.id, m.sender, m.recipient, m.body, m.ts, m.file_id, m.file_name, m.file_size, m.file_type"
             " FROM sides AS s"
             " JOIN conversations AS c"
             " ON c.user_a = iif(s.other GLOB '#*', s.other, min(s.user, s.other))"
@@ -663,6 +682,56 @@ class SQLiteStore(Store):
             return target
 
         return await self._write(mark)
+
+    # -- files --------------------------------------------------------------------------------
+
+    async def create_file(self, record: FileRecord, *, max_pending: int) -> bool:
+        def create(db: sqlite3.Connection) -> bool:
+            (pending,) = db.execute("SELECT count(*) FROM files WHERE owner = ? AND attached = 0", (record.owner,)).fetchone()
+            if pending >= max_pending:
+                return False
+            db.execute(
+                f"INSERT INTO files ({_FILE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, 0)",  # nosec B608
+                (record.file_id, record.owner, record.name, record.size, record.type, record.sha256, record.created_at),
+            )
+            return True
+
+        return await self._write(create)
+
+    async def get_file(self, file_id: str) -> FileRecord | None:
+        row = await self._read(lambda db: db.execute(f"SELECT {_FILE_COLUMNS} FROM files WHERE file_id = ?", (file_id,)).fetchone())  # nosec B608
+        return FileRecord(*row[:7], uploaded=bool(row[7])) if row is not None else None
+
+    async def file_uploaded(self, file_id: str) -> bool:
+        return await self._write(lambda db: db.execute("UPDATE files SET uploaded = 1 WHERE file_id = ? AND uploaded = 0", (file_id,)).rowcount == 1)
+
+    async def may_download(self, user: str, file_id: str) -> bool:
+        def check(db: sqlite3.Connection) -> bool:
+            row = db.execute(
+                "SELECT 1 FROM files WHERE file_id = :file AND owner = :user"
+                " UNION ALL SELECT 1 FROM messages AS m WHERE m.file_id = :file AND ("
+                "   (m.recipient NOT GLOB '#*' AND :user IN (m.sender, m.recipient))"
+                "   OR EXISTS (SELECT 1 FROM room_members WHERE room = m.recipient AND user = :user))"
+                " LIMIT 1",
+                {"file": file_id, "user": user},
+            ).fetchone()
+            return row is not None
+
+        return await self._read(check)
+
+    async def unheld_files(self, unattached_before: int, limit: int) -> list[str]:
+        rows = await self._read(
+            lambda db: db.execute(
+                "SELECT file_id FROM files AS f WHERE (f.attached = 0 AND f.created_at < :before)"
+                " OR (f.attached = 1 AND NOT EXISTS (SELECT 1 FROM messages WHERE file_id = f.file_id)) LIMIT :limit",
+                {"before": unattached_before, "limit": limit},
+            ).fetchall()
+        )
+        return [file_id for (file_id,) in rows]
+
+    async def delete_files(self, file_ids: list[str]) -> None:
+        if file_ids:
+            await self._write(lambda db: db.executemany("DELETE FROM files WHERE file_id = ?", [(f,) for f in file_ids]))
 
     async def purge_messages(self, older_than: int) -> int:
         """Retention, conversation by conversation (rooms too): the reader finds how far each

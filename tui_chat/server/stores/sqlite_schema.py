@@ -117,8 +117,31 @@ def _migrate_to_5(db: sqlite3.Connection) -> None:
     )
 
 
+def _migrate_to_6(db: sqlite3.Connection) -> None:
+    run_script(
+        db,
+        """
+        -- Attachments (PROTOCOL.md 7.7): the record of each file (its bytes are in the files
+        -- folder beside the database), and the file a message carries.
+        CREATE TABLE files (
+            file_id TEXT PRIMARY KEY, owner TEXT NOT NULL, name TEXT NOT NULL, size INTEGER NOT NULL,
+            type TEXT NOT NULL, sha256 TEXT NOT NULL, created_at INTEGER NOT NULL,
+            uploaded INTEGER NOT NULL DEFAULT 0,
+            attached INTEGER NOT NULL DEFAULT 0  -- named by a message once: deleted when none holds it
+        ) WITHOUT ROWID;
+        CREATE INDEX files_by_owner ON files (owner, attached);
+        CREATE INDEX files_unattached ON files (attached, created_at);
+        ALTER TABLE messages ADD COLUMN file_id TEXT;
+        ALTER TABLE messages ADD COLUMN file_name TEXT;
+        ALTER TABLE messages ADD COLUMN file_size INTEGER;
+        ALTER TABLE messages ADD COLUMN file_type TEXT;
+        CREATE INDEX messages_by_file ON messages (file_id) WHERE file_id IS NOT NULL;
+        """
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
-    _migrate_to_1, _migrate_to_2, _migrate_to_3, _migrate_to_4, _migrate_to_5,
+    _migrate_to_1, _migrate_to_2, _migrate_to_3, _migrate_to_4, _migrate_to_5, _migrate_to_6,
 ]  # fmt: skip
 """``MIGRATIONS[i]`` takes a database from schema version i to i + 1. Append, never edit."""
 SCHEMA_VERSION = len(MIGRATIONS)
