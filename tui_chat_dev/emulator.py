@@ -106,7 +106,8 @@ FAULT_KINDS = ("fail_before", "fail_after", "throttle", "hold")
 """``fail_before``: the Lambda fails before the handler runs (nothing stored), API Gateway's
 ``Internal server error`` frame; ``fail_after``: the handler runs (stores, answers), then the Lambda
 fails (a timeout after the work), the same frame; ``throttle``: not invoked, ``Too Many
-Requests``; ``hold``: the frame waits until a later frame of its connection has been handled."""
+Requests``; ``hold``: the frame waits until another frame of its connection has been handled
+(at most ``HOLD_LIMIT_S``: without ``concurrent_frames`` no other frame can run meanwhile)."""
 
 
 @dataclass
@@ -209,7 +210,7 @@ class ApiGatewayEmulator:
 
     async def _stop(self) -> None:
         await self.going_away()
-        for task in self._frame_tasks:
+        for task in list(self._frame_tasks):  # invocations still running die with the process
             task.cancel()
         await self.store.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -348,6 +349,7 @@ class ApiGatewayEmulator:
         fault = self.faults.take(name, sock.live.caller.username)
         if fault == "throttle":  # refused before any Lambda runs
             self._gateway_error(sock, event, TOO_MANY_REQUESTS)
+            await self._frame_handled(sock)
             return
         self._frame_started(sock, name)
         try:
@@ -372,8 +374,8 @@ class ApiGatewayEmulator:
             await self._hold(sock)
 
     async def _hold(self, sock: _Socket) -> None:
-        """Wait until another frame of this connection, sent later, has been handled (bounded):
-        the adversarial order API Gateway is free to choose."""
+        """Wait until another frame of this connection has been handled (bounded): with a frame
+        sent right after this one, the adversarial order API Gateway is free to choose."""
         finished = sock.frames_finished
         async with sock.progress:
             try:
@@ -390,6 +392,9 @@ class ApiGatewayEmulator:
     async def _frame_finished(self, sock: _Socket, name: str) -> None:
         if name in SEND_ROUTES:
             sock.sends_in_flight -= 1
+        await self._frame_handled(sock)
+
+    async def _frame_handled(self, sock: _Socket) -> None:
         sock.frames_finished += 1
         async with sock.progress:
             sock.progress.notify_all()
