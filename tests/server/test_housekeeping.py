@@ -87,3 +87,42 @@ def test_serve_wires_the_chores_from_its_settings(tmp_path):
     assert (app.housekeeper.retention_days, app.housekeeper.forget_after_minutes) == (30, 15)
     app = build_app(Settings(db=tmp_path / "b.db", auth="accounts", forget_after_minutes=15))
     assert app.housekeeper.forget_after_minutes is None, "forgetting is for nicknames (open mode) only"
+
+
+async def test_files_nobody_holds_are_deleted_with_their_bytes_and_held_ones_stay(store, tmp_path):
+    """An upload never attached goes after a day; an attached file goes with the last message
+    that held it (here, retention), bytes first; a file still held stays, however old."""
+    from tui_chat import protocol as p
+    from tui_chat.server.file_transfer import FileFolder, FolderLinks
+    from tui_chat.server.files import FileRoutes
+    from tui_chat.server.store import FileRecord
+
+    for name in ("alice", "bob"):
+        await store.create_user(name, "hash", 0)
+    folder = FileFolder(tmp_path / "files")
+    folder.open()
+    clock = ManualClock()
+    clock.now = START
+    keeper = Housekeeper(store, clock, retention_days=3)
+    keeper.files = FileRoutes(type("Core", (), {"store": store})(), FolderLinks(b"s" * 32, folder))
+
+    async def uploaded(file_id: str, at: int) -> None:
+        await store.create_file(FileRecord(file_id, "alice", f"{file_id}.txt", 1, "", "0" * 64, at), max_pending=20)
+        await store.file_uploaded(file_id)
+        folder.path(file_id).write_bytes(b"x")
+
+    await uploaded("never-attached", START)
+    await uploaded("kept-old", START)
+    await uploaded("purged-later", START + 2 * DAY_MS)
+    await store.save_message("alice", "msg-kept-01", "bob", "", START, p.Attachment("kept-old", "a", 1, ""))
+    await store.save_message("alice", "msg-gone-01", "bob", "", START + 2 * DAY_MS, p.Attachment("purged-later", "b", 1, ""))
+    await store.save_message("alice", "msg-keep-02", "bob", "still here", START + 5 * DAY_MS, p.Attachment("kept-old", "a", 1, ""))
+
+    clock.now = START + 23 * 60 * MINUTE_MS
+    await keeper.run_once()
+    assert folder.path("never-attached").exists(), "a day to attach it"
+    clock.now = START + 6 * DAY_MS  # retention removes the messages of days 0-2
+    await keeper.run_once()
+    assert not folder.path("never-attached").exists() and await store.get_file("never-attached") is None
+    assert not folder.path("purged-later").exists() and await store.get_file("purged-later") is None
+    assert folder.path("kept-old").exists() and await store.get_file("kept-old") is not None, "day 5's message holds it"
