@@ -112,5 +112,10 @@ def write_private(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def downloads_dir() -> Path:
+    """Where files from others are saved: the user's downloads folder."""
+    return _dir("TUI_CHAT_DOWNLOADS_DIR", platformdirs.user_downloads_path())
+
+
 def cache_dir() -> Path:
     return _dir("TUI_CHAT_CACHE_DIR", platformdirs.user_cache_path(APP_NAME))

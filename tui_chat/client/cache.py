@@ -6,14 +6,15 @@ everything after it, so messages that arrived live during an outage cannot hide 
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from tui_chat.client.localdb import transaction
-from tui_chat.protocol import MAX_SEQ, ConversationSummary, Message
+from tui_chat.protocol import MAX_SEQ, Attachment, ConversationSummary, Message
 
-_COLUMNS = "seq, id, sender, recipient, body, ts"  # a constant put into queries (their "nosec B608"); values are bound
+_COLUMNS = "seq, id, sender, recipient, body, ts, attachment"  # a constant put into queries (their "nosec B608"); values are bound
 _FROM_OTHERS = "(m.sender = :peer OR substr(:peer, 1, 1) = '#') AND m.sender <> :me"
 """Messages that count as unread in conversation ``:peer`` of user ``:me``: the peer's, or in a
 room (``#name``) every other member's."""
@@ -30,7 +31,13 @@ class ConversationRecord:
 
 
 def _message(row: tuple) -> Message:
-    return Message(seq=row[0], id=row[1], sender=row[2], to=row[3], body=row[4], ts=row[5])
+    attachment = Attachment(**json.loads(row[6])) if row[6] else None
+    return Message(seq=row[0], id=row[1], sender=row[2], to=row[3], body=row[4], ts=row[5], attachment=attachment)
+
+
+def _attachment_json(message: Message) -> str | None:
+    a = message.attachment
+    return json.dumps({"file_id": a.file_id, "name": a.name, "size": a.size, "type": a.type}) if a is not None else None
 
 
 class Cache:
@@ -45,8 +52,8 @@ class Cache:
             for m in messages:
                 peer = m.other(self.me)
                 cursor = self.db.execute(
-                    f"INSERT OR IGNORE INTO messages (peer, {_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (peer, m.seq, m.id, m.sender, m.to, m.body, m.ts),
+                    f"INSERT OR IGNORE INTO messages (peer, {_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",  # nosec B608
+                    (peer, m.seq, m.id, m.sender, m.to, m.body, m.ts, _attachment_json(m)),
                 )
                 if cursor.rowcount:
                     new.append(m)

@@ -39,6 +39,8 @@ _SCHEMA = [
     "CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
     # The rooms this account is in (members: a JSON list, in the order they joined).
     "CREATE TABLE rooms (room TEXT PRIMARY KEY, title TEXT NOT NULL, owner TEXT NOT NULL, members TEXT NOT NULL) WITHOUT ROWID",
+    # Attachments (JSON): in the outbox, the private copy and what it is; in the history, what the message carries.
+    "ALTER TABLE outbox ADD COLUMN attachment TEXT; ALTER TABLE messages ADD COLUMN attachment TEXT",
 ]
 
 

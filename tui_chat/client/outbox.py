@@ -5,10 +5,13 @@ process killed at any point leaves each entry either wholly there or wholly gone
 
 from __future__ import annotations
 
+import json
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Literal
 
+from tui_chat.client.files import OutgoingFile
 from tui_chat.client.localdb import transaction
 
 PENDING = "pending"
@@ -23,17 +26,28 @@ class OutboxEntry:
     created_ts: int
     state: Literal["pending", "failed"]
     error: str | None = None
+    attachment: OutgoingFile | None = None
 
 
 class Outbox:
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
 
-    def add(self, msg_id: str, to: str, body: str, now: int) -> OutboxEntry:
+    def add(self, msg_id: str, to: str, body: str, now: int, attachment: OutgoingFile | None = None) -> OutboxEntry:
         self.db.execute(
-            "INSERT INTO outbox (id, recipient, body, created_ts) VALUES (?, ?, ?, ?)", (msg_id, to, body, now)
+            "INSERT INTO outbox (id, recipient, body, created_ts, attachment) VALUES (?, ?, ?, ?, ?)",
+            (msg_id, to, body, now, _file_json(attachment)),
         )
-        return OutboxEntry(msg_id, to, body, now, PENDING)
+        return OutboxEntry(msg_id, to, body, now, PENDING, attachment=attachment)
+
+    def uploaded(self, msg_id: str, file_id: str) -> OutgoingFile | None:
+        """The message's file is on the server as ``file_id``: the message itself can go now."""
+        entry = self.get(msg_id)
+        if entry is None or entry.attachment is None:
+            return None
+        file = replace(entry.attachment, file_id=file_id)
+        self.db.execute("UPDATE outbox SET attachment = ? WHERE id = ?", (_file_json(file), msg_id))
+        return file
 
     def pending(self, limit: int = -1) -> list[OutboxEntry]:
         """Unacked, sendable messages in the order they were written (the first ``limit`` of them)."""
@@ -69,11 +83,14 @@ class Outbox:
     def retry(self, msg_id: str) -> bool:
         """Queue a failed message again, behind everything already queued."""
         with transaction(self.db):
-            row = self.db.execute("SELECT id, recipient, body, created_ts FROM outbox WHERE id = ? AND state = 'failed'", (msg_id,)).fetchone()
+            row = self.db.execute("SELECT id, recipient, body, created_ts, attachment FROM outbox WHERE id = ? AND state = 'failed'", (msg_id,)).fetchone()
             if row is None:
                 return False
             self.db.execute("DELETE FROM outbox WHERE id = ?", (msg_id,))
-            self.db.execute("INSERT INTO outbox (id, recipient, body, created_ts) VALUES (?, ?, ?, ?)", row)
+            file = _file_from_json(row[4])
+            if file is not None:  # uploaded anew: a file the server refused may be gone from it
+                row = (*row[:4], _file_json(replace(file, file_id=None)))
+            self.db.execute("INSERT INTO outbox (id, recipient, body, created_ts, attachment) VALUES (?, ?, ?, ?, ?)", row)
         return True
 
     def discard(self, msg_id: str) -> bool:
@@ -84,5 +101,16 @@ class Outbox:
 
     def _select(self, where: str, params: tuple = ()) -> list[OutboxEntry]:
         # ``where`` is always one of this module's constant clauses ("nosec B608"); values are bound.
-        rows = self.db.execute(f"SELECT id, recipient, body, created_ts, state, error FROM outbox {where}", params)  # nosec B608
-        return [OutboxEntry(*row) for row in rows]
+        rows = self.db.execute(f"SELECT id, recipient, body, created_ts, state, error, attachment FROM outbox {where}", params)  # nosec B608
+        return [OutboxEntry(*row[:6], attachment=_file_from_json(row[6])) for row in rows]
+
+
+def _file_json(file: OutgoingFile | None) -> str | None:
+    return json.dumps({**asdict(file), "path": str(file.path)}) if file is not None else None
+
+
+def _file_from_json(text: str | None) -> OutgoingFile | None:
+    if not text:
+        return None
+    fields = json.loads(text)
+    return OutgoingFile(**{**fields, "path": Path(fields["path"])})

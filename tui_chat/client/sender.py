@@ -15,9 +15,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+from collections.abc import Awaitable, Callable
 
 from tui_chat import protocol as p
 from tui_chat.client.connection import Connection
+from tui_chat.client.files import TransferFailed
 from tui_chat.client.outbox import OutboxEntry
 from tui_chat.client.timeline import Timeline
 
@@ -28,12 +30,20 @@ SEND_REPLY_TIMEOUT_S = 10.0
 MAX_BATCH_BYTES = p.MAX_ACTION_BYTES - 512
 """A batch's messages, leaving room for the frame's own fields under the 32 KiB limit."""
 INTERNAL_ERROR_RETRY_S = 2.0
+UPLOAD_RETRY_S = 2.0
+"""After an upload was cut while the link stayed up (a stalled HTTP request, say)."""
+
+Upload = Callable[[OutboxEntry, int], Awaitable[str]]
+"""Puts an entry's file on the server over connection ``generation``; the ``fileId``. Raises
+:class:`~tui_chat.client.files.TransferFailed`."""
 
 
 class Sender:
-    def __init__(self, connection: Connection, timeline: Timeline) -> None:
+    def __init__(self, connection: Connection, timeline: Timeline, upload: Upload | None = None) -> None:
         self.connection = connection
         self.timeline = timeline
+        self.upload = upload
+        """Puts a queued message's file on the server (PROTOCOL.md 7.7); its ``fileId``."""
         self.ready_generation = 0
         """The connection on which catch-up finished: the outbox flushes only on it."""
         self._in_flight: set[str] = set()
@@ -145,8 +155,15 @@ class Sender:
             entries = self._next_batch()
             if not entries:
                 continue
+            first = entries[0]
+            if first.attachment is not None and first.attachment.file_id is None:
+                await self._upload(first, generation)  # its file first; the pump comes back for the message
+                continue
             number = self._send_number = next(self._sends)
-            messages = tuple(p.SendMessage(id=e.id, to=e.to, body=e.body) for e in entries)
+            messages = tuple(
+                p.SendMessage(id=e.id, to=e.to, body=e.body, attachment=e.attachment.attachment() if e.attachment else None)
+                for e in entries
+            )  # fmt: skip
             if len(messages) == 1:
                 self._in_flight_rid = None
                 action: p.Action = messages[0]
@@ -166,12 +183,33 @@ class Sender:
             log.info("no answer to a send in %g s; sending it again", SEND_REPLY_TIMEOUT_S)
             self._answered()
 
+    async def _upload(self, entry: OutboxEntry, generation: int) -> None:
+        """Put ``entry``'s file on the server. Cut or refused for now: tried again (a new link
+        each time) once the link is back, or after a pause; refused for good: the message fails."""
+        try:
+            file_id = await self.upload(entry, generation)
+        except TransferFailed as exc:
+            if exc.permanent:
+                self.timeline.failed(entry.id, str(exc))
+                self._wake.set()
+            else:
+                log.info("an upload did not complete; trying again: %s", exc)
+                asyncio.get_running_loop().call_later(UPLOAD_RETRY_S, self._wake.set)
+            return
+        self.timeline.file_uploaded(entry.id, file_id)
+        self._wake.set()
+
     def _next_batch(self) -> list[OutboxEntry]:
-        """The oldest pending messages that fit one frame: at most 50 and 32 KiB."""
+        """The oldest pending messages that fit one frame: at most 50 and 32 KiB, and none after
+        one whose file is not on the server yet (it goes up first, in its turn)."""
         batch: list[OutboxEntry] = []
         size = 0
         for entry in self.timeline.outbox.pending(limit=p.MAX_BATCH_MESSAGES):
+            if batch and entry.attachment is not None and entry.attachment.file_id is None:
+                break
             item = len(p.encode({"id": entry.id, "to": entry.to, "body": entry.body}).encode()) + 1
+            if entry.attachment is not None:
+                item += len(entry.attachment.name.encode()) + len(entry.attachment.type.encode()) + 120
             if batch and size + item > MAX_BATCH_BYTES:
                 break
             batch.append(entry)

@@ -50,6 +50,7 @@ from tui_chat.client.auth import (
     ws_url,
 )
 from tui_chat.client.connection import Connection, LinkState, NeedsSignIn
+from tui_chat.client.files import TransferFailed, get_file, put_file, safe_file_name, take_into_outbox, unique_path
 from tui_chat.client.localdb import open_db
 from tui_chat.client.outbox import Outbox
 from tui_chat.client.people import People
@@ -66,10 +67,12 @@ from tui_chat.client.state import (
     Room,
     RoomLeft,
     TimelineItem,
+    UploadProgress,
     User,
 )
 from tui_chat.client.sync import Sync
 from tui_chat.client.timeline import Timeline
+from tui_chat.paths import downloads_dir
 
 if TYPE_CHECKING:
     from tui_chat.client.cache import Cache
@@ -299,7 +302,7 @@ class ChatClient:
             )  # fmt: skip
             self.requests = Requests(self.connection)
             self.sync = Sync(self.requests, self.local, self._room_gone)
-            self.sender = Sender(self.connection, self.local)
+            self.sender = Sender(self.connection, self.local, upload=self._upload)
         self.connection.start()
         self.sender.start()
 
@@ -417,6 +420,65 @@ class ChatClient:
         self.local.queue(msg_id, to, body, self.clock())
         self._wake_sender()
         return msg_id
+
+    async def send_file(self, to: str, path: Path | str, body: str = "") -> str:
+        """Queue a file (with optional words) for ``to``: it is copied into this account's folder
+        at once, so it goes as it is now, uploaded when the link allows, then sent like any
+        message, once. Returns the message id. Raises :class:`SendRefused` with the reason."""
+        if body.strip():
+            problem = p.body_problem(body)
+            if problem:
+                raise SendRefused(problem)
+        try:
+            to = p.normalize_room(to) if to.startswith(p.ROOM_PREFIX) else p.normalize_username(to)
+        except ValueError as exc:
+            raise SendRefused(str(exc)) from None
+        if self.local is None:
+            raise RuntimeError("sign in first")
+        source = Path(path).expanduser()
+        if not source.is_file():
+            raise SendRefused(f"no such file: {source}")
+        try:
+            file = await asyncio.to_thread(take_into_outbox, source, self.account_folder(self.me) / "outgoing")
+        except ValueError as exc:
+            raise SendRefused(str(exc)) from None
+        except OSError as exc:
+            raise SendRefused(f"cannot read {source.name}: {exc.strerror or exc}") from None
+        msg_id = self.new_id()
+        self.local.queue(msg_id, to, body, self.clock(), file)
+        self._wake_sender()
+        return msg_id
+
+    async def _upload(self, entry, generation: int) -> str:
+        """The sender's upload: a fresh link for the file, then its bytes (PROTOCOL.md 7.7)."""
+        file = entry.attachment
+        action = p.RequestUpload(name=file.name, size=file.size, type=file.type, sha256=file.sha256)
+        try:
+            upload = await self.requests.ask(generation, action, p.Upload)
+        except RequestFailed as exc:
+            permanent = exc.code in (p.TOO_LARGE, p.BAD_REQUEST)
+            raise TransferFailed(exc.detail or str(exc), permanent=permanent) from None
+        except (ConnectionError, TimeoutError) as exc:
+            raise TransferFailed(f"the link dropped: {exc}") from None
+        await put_file(upload, file, lambda done, total: self._emit(UploadProgress(entry.id, entry.to, done, total)))
+        return upload.file_id
+
+    async def download(self, attachment: p.Attachment, folder: Path | None = None, progress: Callable[[int, int], None] | None = None) -> Path:
+        """Save a message's file in ``folder`` (the downloads folder) under a safe name that
+        overwrites nothing; where it went. Raises :class:`TransferFailed` saying why not."""
+        if not self.online or self.requests is None:
+            raise TransferFailed("not connected; files can be fetched once the connection is back")
+        try:
+            ticket = await self.requests.ask(self.connection.generation, p.RequestDownload(file_id=attachment.file_id), p.Download)
+        except RequestFailed as exc:
+            raise TransferFailed(exc.detail or str(exc), permanent=True) from None
+        except (ConnectionError, TimeoutError):
+            raise TransferFailed("the link dropped before the server answered") from None
+        target_folder = folder or downloads_dir()
+        target_folder.mkdir(parents=True, exist_ok=True)
+        target = unique_path(target_folder, safe_file_name(attachment.name))
+        await get_file(ticket, attachment.size, target, progress)
+        return target
 
     def retry(self, msg_id: str) -> bool:
         """Queue a failed message again (behind what is queued). False if it is not failed."""

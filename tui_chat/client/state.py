@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
 
+from tui_chat.protocol import Attachment
+
 TimelineState = Literal["sent", "read", "pending", "failed"]
 
 
@@ -75,6 +77,8 @@ class TimelineItem:
     seq: int | None
     state: TimelineState
     error: str | None = None
+    attachment: Attachment | None = None
+    """The file it carries (``file_id`` is ``""`` while a queued one is not uploaded yet)."""
 
 
 # -- events ------------------------------------------------------------------------------
@@ -146,6 +150,16 @@ class TypingChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class UploadProgress:
+    """Bytes of a queued message's file on their way to the server."""
+
+    message_id: str
+    peer: str
+    done: int
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
 class RoomChanged:
     """A room was created, joined, renamed, or its members changed."""
 
@@ -177,5 +191,5 @@ class Notice:
 
 ClientEvent = (
     ConnectionChanged | UserChanged | UsersLoaded | ConversationChanged | TimelineChanged
-    | HistoryReplaced | MessageReceived | TypingChanged | Notice | RoomChanged | RoomLeft | ReadsChanged
+    | HistoryReplaced | MessageReceived | TypingChanged | Notice | RoomChanged | RoomLeft | ReadsChanged | UploadProgress
 )  # fmt: skip

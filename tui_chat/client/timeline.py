@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 
 from tui_chat import protocol as p
 from tui_chat.client.cache import Cache
+from tui_chat.client.files import OutgoingFile
 from tui_chat.client.outbox import Outbox, OutboxEntry
 from tui_chat.client.rooms import RoomDirectory
 from tui_chat.client.state import (
@@ -106,8 +107,8 @@ class Timeline:
 
     # -- what this device writes -----------------------------------------------------------
 
-    def queue(self, msg_id: str, to: str, body: str, now: int) -> None:
-        entry = self.outbox.add(msg_id, to, body, now)
+    def queue(self, msg_id: str, to: str, body: str, now: int, attachment: OutgoingFile | None = None) -> None:
+        entry = self.outbox.add(msg_id, to, body, now, attachment)
         self._emit(TimelineChanged(to, rows=(self._queued_item(entry),)))
         self._on_outbox_change()
 
@@ -125,6 +126,7 @@ class Timeline:
         entry = self.outbox.get(msg_id)
         if entry is None or not self.outbox.discard(msg_id):
             return False
+        _drop_copies([entry])
         self._emit(TimelineChanged(entry.to, removed=(msg_id,)))
         return True
 
@@ -153,7 +155,9 @@ class Timeline:
         """The server stored one of ours: it leaves the outbox and joins the history (sending
         reads the conversation). ``synced``: catch-up is done, so the sync mark may move."""
         peer = message.other(self.me)
+        entry = self.outbox.get(message.id)
         self.outbox.acked(message.id)
+        _drop_copies([entry])
         self.cache.add([message])
         self.cache.set_read(peer, mine=message.seq)
         if synced:
@@ -185,8 +189,11 @@ class Timeline:
         if not new:
             return new
         mine = [m.id for m in new if m.sender == self.me]
-        if mine and self.outbox.remove(mine):
-            self._on_outbox_change()
+        if mine:
+            held = [self.outbox.get(msg_id) for msg_id in mine]
+            if self.outbox.remove(mine):
+                _drop_copies(held)
+                self._on_outbox_change()
         peer_read = self._peer_read_seq(peer)
         items = tuple(self._sent_item(m, peer, peer_read) for m in new)
         self._emit(TimelineChanged(peer, older=items) if older else TimelineChanged(peer, rows=items))
@@ -229,9 +236,11 @@ class Timeline:
         never be sent (the server would refuse it). How many queued messages were dropped."""
         self.rooms.forget(room)
         self.cache.forget(room)
-        dropped = [entry.id for entry in self.outbox.for_peer(room)]
+        entries = self.outbox.for_peer(room)
+        dropped = [entry.id for entry in entries]
         if dropped:
             self.outbox.remove(dropped)
+            _drop_copies(entries)
             self._on_outbox_change()
         self._emit(TimelineChanged(room, reload=True))
         return len(dropped)
@@ -256,7 +265,20 @@ class Timeline:
 
     def _sent_item(self, m: p.Message, peer: str, peer_read: int) -> TimelineItem:
         state = "read" if m.sender == self.me and m.seq <= peer_read and peer != self.me else "sent"
-        return TimelineItem(m.id, m.sender, m.to, m.body, m.ts, m.seq, state)
+        return TimelineItem(m.id, m.sender, m.to, m.body, m.ts, m.seq, state, attachment=m.attachment)
 
     def _queued_item(self, entry: OutboxEntry) -> TimelineItem:
-        return TimelineItem(entry.id, self.me, entry.to, entry.body, entry.created_ts, None, entry.state, entry.error)
+        file = entry.attachment
+        attachment = p.Attachment(file.file_id or "", file.name, file.size, file.type) if file is not None else None
+        return TimelineItem(entry.id, self.me, entry.to, entry.body, entry.created_ts, None, entry.state, entry.error, attachment)
+
+    def file_uploaded(self, msg_id: str, file_id: str) -> OutgoingFile | None:
+        """A queued message's file is on the server: the message can go."""
+        return self.outbox.uploaded(msg_id, file_id)
+
+
+def _drop_copies(entries: Iterable[OutboxEntry | None]) -> None:
+    """The private copies of files the server has (or that will never be sent) are not needed."""
+    for entry in entries:
+        if entry is not None and entry.attachment is not None:
+            entry.attachment.path.unlink(missing_ok=True)
