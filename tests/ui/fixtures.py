@@ -88,6 +88,18 @@ def room_messages() -> list[MessageRow]:
     ]
 
 
+def file_messages() -> list[MessageRow]:
+    """Files: one with words, one alone, one with a hostile name, one of ours on its way up."""
+    t = NOW_MS - 10 * MINUTE
+    return [
+        MessageRow("f01", "alice", "The floor plan, as promised.", t, attachment="floor-plan.pdf · 2.4 MB · application/pdf"),
+        MessageRow("f02", "alice", "", t + MINUTE, attachment="IMG_0042.jpg · 640 KB · image/jpeg"),
+        MessageRow("f03", "mallory", "", t + 2 * MINUTE, attachment="[b]invoice[/b]\x1b[2J\u202egpj.exe · 12 KB · application/x-msdownload"),
+        MessageRow("f04", "erin", "Here are my notes", t + 3 * MINUTE, mine=True, mark="pending",
+                   attachment="notes.md · 18 KB · text/markdown", transfer="uploading 40%"),
+    ]
+
+
 @dataclass
 class FixedData:
     """A :class:`ChatData` with nothing behind it but lists."""

@@ -7,7 +7,7 @@ them (``tests/ui/__snapshots__/``) before committing.
 from __future__ import annotations
 
 
-from tests.ui.fixtures import FixedData, fixed_clock, hostile_messages, room_messages, room_users, sample_room
+from tests.ui.fixtures import FixedData, file_messages, fixed_clock, hostile_messages, room_messages, room_users, sample_room
 from tui_chat.ui.app import ChatApp
 from tui_chat.ui.screens.chat import ChatScreen
 from tui_chat.ui.screens.sign_in import ServerInfo, SignInFailed, SignInScreen
@@ -110,3 +110,22 @@ def test_create_room_dialog(snap_compare):
         await no_blink(pilot)
 
     assert snap_compare(chat_app(room_data(), open_first=None), terminal_size=(100, 30), run_before=run_before)
+
+
+def test_files_in_a_conversation(snap_compare):
+    """A file with words and alone, a hostile file name drawn inert, one of ours uploading."""
+    data = FixedData(messages={"alice": file_messages()})
+    assert snap_compare(chat_app(data), terminal_size=(100, 24), run_before=no_blink)
+
+
+def test_send_a_file_dialog(snap_compare):
+    from tui_chat.ui.screens.attach import AttachScreen
+
+    async def run_before(pilot):
+        await pilot.pause()
+        pilot.app.push_screen(AttachScreen("alice", start="/no/such/file.txt"))
+        await pilot.pause()
+        await pilot.press("enter")  # said in the dialog, which stays
+        await no_blink(pilot)
+
+    assert snap_compare(chat_app(), terminal_size=(100, 24), run_before=run_before)

@@ -478,6 +478,52 @@ class ChatApp(App[int]):
         if screen is not None:
             screen.open_conversation(name)
 
+    # --- files -------------------------------------------------------------------------------
+
+    def action_attach(self) -> None:
+        from tui_chat.ui.screens.attach import AttachScreen
+
+        screen = self.chat_screen
+        if screen is None or screen.conversation is None:
+            self.notify("Choose someone (or a room) to send a file to first.", severity="warning")
+            return
+        to = screen.conversation
+
+        def chosen(result) -> None:
+            if result is not None:
+                path, words = result
+                self._chat_action(lambda s: s.send_file(to, path, words))
+
+        self.push_screen(AttachScreen(to), chosen)
+
+    def download(self, message_key: str, name: str) -> None:
+        if self.session is not None:
+            self.run_download(message_key, name)
+
+    @work(exit_on_error=False, group="downloads")
+    async def run_download(self, message_key: str, name: str) -> None:
+        """Save a file, then offer to open it with the system's program for it."""
+        from tui_chat.ui.safe_text import safe_str
+        from tui_chat.ui.screens.confirm import ConfirmScreen
+
+        self.notify(f"Downloading {safe_str(name)}…", markup=False, timeout=3)
+        try:
+            saved = await self.session.download(message_key)
+        except ValueError as exc:
+            self.notify(safe_str(str(exc)), title="Not saved", severity="error", markup=False)
+            return
+
+        def answered(open_it: bool | None) -> None:
+            if open_it:
+                from tui_chat.ui.opener import open_with_system
+
+                problem = open_with_system(saved)
+                if problem:
+                    self.notify(safe_str(problem), severity="warning", markup=False)
+
+        question = f"Saved as {safe_str(str(saved))}. Open it with the program your system uses for it?"
+        self.push_screen(ConfirmScreen(question, yes="Open", no="Not now"), answered)
+
     # --- rooms ---------------------------------------------------------------------------------
 
     def _open_room(self) -> RoomInfo | None:

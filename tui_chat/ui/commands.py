@@ -30,6 +30,7 @@ class ChatCommands(Provider):
         if chat is not None:
             yield "Create a room…", Content("Create a room…"), app.action_create_room, "a conversation with several people (ctrl+n)"
             yield from _room_commands(app, chat)
+            yield from _file_commands(app, chat, session)
         for status, word in (("online", "Online"), ("away", "Away"), ("busy", "Busy")):
             text = f"Set status: {word}"
             yield text, Content(text), partial(app.set_status, status, ""), "others see it next to your name"
@@ -67,3 +68,15 @@ def _room_commands(app, chat) -> Iterator[tuple[str, Content, Callable[[], objec
     yield entry("Leave", "", app.action_leave_room, "its history goes from this device")
     if room.owner == chat.data.me:
         yield entry("Remove someone from", "…", app.action_remove_member, "only the owner may")
+
+
+def _file_commands(app, chat, session) -> Iterator[tuple[str, Content, Callable[[], object], str]]:
+    """Send a file to the open conversation; save one of the newest files shown in it."""
+    if chat.conversation is None:
+        return
+    yield "Send a file…", Content("Send a file…"), app.action_attach, "to this conversation (ctrl+t)"
+    files = session.files(chat.conversation) if session is not None and hasattr(session, "files") else []
+    for key, sender, name in files:
+        text = f"Download {name} from {sender}"
+        display = Content.assemble("Download ", safe_content(name, "bold"), " from ", safe_content(sender))
+        yield text, display, partial(app.download, key, name), "to your downloads folder, then open it if you like"

@@ -12,11 +12,13 @@ import time
 from bisect import bisect_right
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from tui_chat.client import state as cs
 from tui_chat.client.auth import SignInError, http_base
 from tui_chat.client.config import DEFAULT_SERVER, Config, ConfigError, load_config, save_settings
+from tui_chat.client.files import TransferFailed
 from tui_chat.client.service import ChatClient, RoomActionFailed, SendRefused
 from tui_chat.ui.screens.sign_in import ServerInfo, SignInFailed
 from tui_chat.ui.view_model import ConnectionRow, MessageRow, RoomInfo, UserRow
@@ -122,6 +124,8 @@ class Session:
         """The conversations shown since signing in, each kept current in memory from events."""
         self._conversations: dict[str, cs.Conversation] = {}
         """Unread counts and read marks, loaded once and then kept current from events."""
+        self._files: dict[str, tuple[str, Any]] = {}
+        """Message key → (sender, attachment) of the files shown, for downloading them."""
         self._link: cs.ConnectionChanged | None = None
         self._link_at = monotonic()
         self._presence_fresh = False
@@ -273,6 +277,9 @@ class Session:
                 case cs.ReadsChanged():
                     if event.room in self._windows:
                         change.conversations[event.room] = 0
+                case cs.UploadProgress():
+                    if self._show_progress(event):
+                        change.conversations[event.peer] = 0
         return change
 
     def _apply(self, event: cs.TimelineChanged) -> int | None:
@@ -302,6 +309,18 @@ class Session:
         if plain and not appended and not event.rows:
             return None  # e.g. a read mark that reached no row of ours
         return appended if plain else 0
+
+    def _show_progress(self, event: cs.UploadProgress) -> bool:
+        """Put "uploading N%" on the queued row (only when N moved: a 25 MB file is 100 events)."""
+        window = self._windows.get(event.peer)
+        if window is None:
+            return False
+        text = f"uploading {event.done * 100 // max(1, event.total)}%" if event.done < event.total else "uploaded, sending"
+        for index, row in enumerate(window.rows):
+            if row.key == event.message_id and row.transfer != text:
+                window.rows[index] = replace(row, transfer=text)
+                return True
+        return False
 
     # --- ChatData ----------------------------------------------------------------------------
 
@@ -367,11 +386,29 @@ class Session:
 
     def _convert(self, items: Sequence[cs.TimelineItem]) -> list[MessageRow]:
         me = self.me
-        return [
-            MessageRow(item.id, item.sender, item.body, item.ts, mine=item.sender == me,
-                       mark=item.state if item.sender == me else "none", reason=item.error or "")
-            for item in items
-        ]  # fmt: skip
+        rows = []
+        for item in items:
+            label = ""
+            if item.attachment is not None:
+                label = file_label(item.attachment.name, item.attachment.size, item.attachment.type)
+                if item.attachment.file_id:
+                    self._files[item.id] = (item.sender, item.attachment)
+            rows.append(MessageRow(item.id, item.sender, item.body, item.ts, mine=item.sender == me,
+                                   mark=item.state if item.sender == me else "none", reason=item.error or "",
+                                   attachment=label))  # fmt: skip
+        return rows
+
+    def files(self, conversation: str, limit: int = 20) -> list[tuple[str, str, str]]:
+        """The newest files shown in ``conversation``: (message key, sender, file name)."""
+        window = self._windows.get(conversation)
+        found = []
+        for row in reversed(window.rows if window is not None else []):
+            if row.key in self._files:
+                sender, attachment = self._files[row.key]
+                found.append((row.key, sender, attachment.name))
+                if len(found) == limit:
+                    break
+        return found
 
     def typists(self, conversation: str) -> Sequence[str]:
         """Who is typing in ``conversation`` now."""
@@ -453,6 +490,23 @@ class Session:
         if self.client is not None:
             await self.client.mark_read(conversation)
 
+    async def send_file(self, to: str, path: Path, words: str = "") -> None:
+        assert self.client is not None
+        try:
+            await self.client.send_file(to, path, words)
+        except SendRefused as exc:
+            raise ValueError(f"Not sent: {exc}") from None
+
+    async def download(self, message_key: str, progress: Callable[[int, int], None] | None = None) -> Path:
+        """Save the file of a message shown; where it went. ``ValueError`` says why not."""
+        found = self._files.get(message_key)
+        if self.client is None or found is None:
+            raise ValueError("that file is no longer shown")
+        try:
+            return await self.client.download(found[1], progress=progress)
+        except TransferFailed as exc:
+            raise ValueError(f"Not saved: {exc}") from None
+
     async def create_room(self, name: str, title: str, members: Sequence[str]) -> str:
         """Create a room; its ``#name``. ``ValueError`` says, for people, why it was not made."""
         assert self.client is not None
@@ -484,6 +538,7 @@ class Session:
         self.client = None
         self._windows.clear()
         self._conversations.clear()
+        self._files.clear()
         self._link = None
         self._presence_fresh = False
         return heard
@@ -508,6 +563,17 @@ def _with_read_marks(rows: list[MessageRow], seqs: list[int | None], reads: dict
     for index, users in at.items():
         marked[index] = replace(rows[index], read_by=tuple(sorted(users)))
     return marked
+
+
+def file_label(name: str, size: int, kind: str) -> str:
+    """ "photo.jpg · 196 KB · image/jpeg" """
+    amount = float(size)
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if amount < 1000 or unit == "GB":
+            break
+        amount /= 1000
+    shown = f"{size} bytes" if unit == "bytes" else f"{amount:.0f} {unit}" if amount >= 10 else f"{amount:.1f} {unit}"
+    return " · ".join(part for part in (name, shown, kind) if part)
 
 
 def _host(server: str) -> str:

@@ -32,6 +32,11 @@ class MessageRow:
     """Why a ``failed`` message was not sent, for people."""
     read_by: tuple[str, ...] = ()
     """In a room: the members whose read mark is at this message (no further row is read by them)."""
+    attachment: str = ""
+    """The file it carries, for people: "photo.jpg · 196 KB · image/jpeg" (the name is someone's
+    text: drawn literally)."""
+    transfer: str = ""
+    """How the file's transfer goes: "uploading 40%"."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ KEYS: list[tuple[str, list[tuple[str, str]]]] = [
         ("end", "jump to the newest message"),
         (RETRY_KEY, "retry the failed message"),
         (DISCARD_KEY, "discard the failed message"),
+        ("ctrl+t", "send a file (ctrl+p has \"Download …\" for the files shown)"),
     ]),
     ("People and rooms", [
         ("ctrl+o", "go to the list of people and rooms; type to filter, enter to open"),

@@ -44,7 +44,7 @@ class MemberPicker(SelectionList[str]):
 
 
 class CreateRoomScreen(ModalScreen[str | None]):
-    CSS_PATH = Path(__file__).with_suffix(".tcss")
+    CSS_PATH = Path(__file__).with_name("dialogs.tcss")
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
     def __init__(self, people: Sequence[str], create: CreateRoom | None = None, *, chosen: Sequence[str] = ()) -> None:
@@ -108,7 +108,7 @@ class CreateRoomScreen(ModalScreen[str | None]):
 class PickPersonScreen(ModalScreen[str | None]):
     """Choose one of ``names``; typing narrows the list, enter chooses."""
 
-    CSS_PATH = Path(__file__).with_suffix(".tcss")
+    CSS_PATH = Path(__file__).with_name("dialogs.tcss")
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
     def __init__(self, title: str, names: Sequence[str], *, empty: str = "Nobody to choose.") -> None:
@@ -164,7 +164,7 @@ class PickPersonScreen(ModalScreen[str | None]):
 class RoomTitleScreen(ModalScreen[str | None]):
     """A room's new title (empty clears it)."""
 
-    CSS_PATH = Path(__file__).with_suffix(".tcss")
+    CSS_PATH = Path(__file__).with_name("dialogs.tcss")
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
     def __init__(self, room: str, title: str) -> None:

@@ -39,6 +39,7 @@ INDENT = 2
 GUTTER = 3
 MIN_BODY_WIDTH = 8
 MARKS = {"pending": "◷", "sent": "✓", "read": "✓✓", "failed": "✗", "none": ""}
+FILE_MARK = "📎"
 READ_BY_NAMES = 3
 """Names spelled out on a "read by" line before "and N more": one line even in a 40-member room."""
 RETRY_KEY = "ctrl+r"
@@ -146,6 +147,7 @@ class ConversationView(ScrollView, can_focus=True):
         "conversation--failed",
         "conversation--placeholder",
         "conversation--empty",
+        "conversation--file",
     }
     BINDINGS = [
         Binding("home", "scroll_home", "Oldest", show=False),
@@ -168,6 +170,7 @@ class ConversationView(ScrollView, can_focus=True):
         & > .conversation--failed { color: $error; }
         & > .conversation--placeholder { color: $text-muted; text-style: dim; }
         & > .conversation--empty { color: $text-muted; text-style: italic; }
+        & > .conversation--file { color: $text-accent; }
     }
     """
 
@@ -310,7 +313,9 @@ class ConversationView(ScrollView, can_focus=True):
     def _height(self, index: int, width: int) -> int:
         flags = self._flags[index]
         row = self._rows[index]
-        height = body_height(row.body, self._body_width(width))
+        height = body_height(row.body, self._body_width(width)) if row.body or not row.attachment else 0
+        if row.attachment:
+            height += 1
         if flags & self._HEADER:
             height += 1
             if not flags & self._FIRST:
@@ -492,16 +497,29 @@ class ConversationView(ScrollView, can_focus=True):
             segments.append(Segment("  " + self.clock.time_label(row.ts), base + style("conversation--time")))
             strips.append(finish(segments))
         body_width = self._body_width(width)
-        if is_plain(row.body) and len(row.body) <= body_width and row.body.isascii():
-            lines: list[Line] = [[(row.body, False)]]
+        if not row.body and row.attachment:
+            lines: list[Line] = []  # a file alone: its line is the message
+        elif is_plain(row.body) and len(row.body) <= body_width and row.body.isascii():
+            lines = [[(row.body, False)]]
         else:
             lines = wrap_body(row.body, body_width)
         placeholder_style = base + style("conversation--placeholder")
+        if row.attachment:
+            file_style = base + style("conversation--file")
+            segments = [Segment(" " * INDENT + FILE_MARK + " ", file_style)]
+            segments.extend(_safe_segments(row.attachment, file_style, placeholder_style))
+            if row.transfer:
+                segments.append(Segment("  " + row.transfer, base + style("conversation--time")))
+            lines.append([])  # its own line, drawn below from these segments
+            file_segments = segments
         mark = MARKS.get(row.mark, "") if row.mine else ""
         mark_style = style("conversation--read" if row.mark == "read" else "conversation--failed" if row.mark == "failed" else "conversation--mark")
         for number, line in enumerate(lines):
-            segments = [Segment(" " * INDENT, base)]
-            segments.extend(Segment(text, placeholder_style if ph else base) for text, ph in line)
+            if row.attachment and number == len(lines) - 1:
+                segments = file_segments
+            else:
+                segments = [Segment(" " * INDENT, base)]
+                segments.extend(Segment(text, placeholder_style if ph else base) for text, ph in line)
             strip = Strip(segments).adjust_cell_length(INDENT + body_width, base)
             if number == len(lines) - 1 and mark:
                 strip = Strip.join([strip, Strip([Segment(mark.rjust(GUTTER - 1) + " ", base + mark_style)])])
