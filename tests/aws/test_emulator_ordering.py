@@ -6,7 +6,8 @@
   each message once, however the invocations are delayed.
 - A send answered by API Gateway's own error frame (a Lambda that failed, a throttle) is sent
   again at once on the same connection, not after the 10 s reply timeout or a reconnect, and
-  stored once.
+  stored once; an error frame that comes after the acks (the Lambda failed after its work)
+  stores nothing twice and disorders nothing.
 
 One emulator for the module (concurrent from its start); each test uses usernames of its own and
 puts the frame settings back. Waits are event-driven (the client's events, the frames awaited)
@@ -20,8 +21,8 @@ import itertools
 
 import pytest
 
-from tests.aws.conftest import REGION  # noqa: F401 - the cloud extra's skips run before the imports below
 from tests.client.conftest import make_client, memory_keyring, wait_until  # noqa: F401 - memory_keyring: autouse
+from tui_chat.client import sender as sender_module
 from tui_chat.client.sender import SEND_REPLY_TIMEOUT_S
 from tui_chat.client.service import ChatClient
 from tui_chat_dev.emulator import CONCURRENT_FRAMES_ENV, EmulatorControl
@@ -36,6 +37,12 @@ BURST = 100
 take 5-7 s here, too close to the time a test may take on a busy machine."""
 PROMPT_RESEND_S = SEND_REPLY_TIMEOUT_S / 2
 """A resend prompted by the error frame comes well before the reply timeout would send it again."""
+
+
+@pytest.fixture
+def no_reply_timeout(monkeypatch):
+    """Only an error frame can make the client send again: its reply timeout never comes in a test."""
+    monkeypatch.setattr(sender_module, "SEND_REPLY_TIMEOUT_S", 600.0)
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +65,7 @@ def unique(prefix: str) -> str:
     return f"{prefix}{next(_names)}"
 
 
-async def stored_bodies(emulator, reader: WsClient, peer: str) -> list[str]:
+async def stored_bodies(reader: WsClient, peer: str) -> list[str]:
     """The conversation with ``peer`` as the server holds it, by ``seq`` (every page)."""
     bodies: list[str] = []
     after = 0
@@ -103,7 +110,7 @@ async def test_two_sends_in_flight_can_be_stored_in_the_other_order(emulator, co
 
     assert [ack["id"] for ack in acks] == ["second-001", "first-0001"]
     assert [ack["message"]["seq"] for ack in acks] == [1, 2]
-    assert await stored_bodies(emulator, socket, bob) == ["second", "first"], "stored out of the order sent"
+    assert await stored_bodies(socket, bob) == ["second", "first"], "stored out of the order sent"
     assert (await control.stats())["maxSendsInFlight"][alice] == 2
     await socket.close()
 
@@ -121,7 +128,7 @@ async def test_a_burst_is_stored_in_the_order_written(emulator, control, tmp_pat
         await write(client, bob, bodies)
         await wait_until(client, lambda: client.queued == 0, timeout=30)
 
-        assert await stored_bodies(emulator, bob_socket, alice) == bodies, "server order == order written, each once"
+        assert await stored_bodies(bob_socket, alice) == bodies, "server order == order written, each once"
         assert [row.body for row in client.timeline(bob)] == bodies
     finally:
         await client.stop()
@@ -136,7 +143,8 @@ async def test_a_burst_is_stored_in_the_order_written(emulator, control, tmp_pat
     ("throttle", 3),  # API Gateway refused the frame, three times running: "Too Many Requests"
     ("fail_after", 1),  # stored and acked, then the Lambda failed: the error frame after the ack
 ])  # fmt: skip
-async def test_a_send_met_by_a_gateway_error_is_stored_once_without_a_wait_or_reconnect(emulator, control, tmp_path, fault, times):
+async def test_a_send_met_by_a_gateway_error_is_stored_once_without_a_wait_or_reconnect(emulator, control, tmp_path, no_reply_timeout,
+                                                                                       fault, times):  # fmt: skip
     alice, bob = unique(f"gw-{fault[:4]}-a"), unique(f"gw-{fault[:4]}-b")
     bob_socket = await WsClient.open(emulator.ws_url, await signup(emulator.http_url, bob), bob)
     client = await online_client(emulator, tmp_path, alice)
@@ -148,14 +156,14 @@ async def test_a_send_met_by_a_gateway_error_is_stored_once_without_a_wait_or_re
 
         assert (await control.stats())["faultsPending"] == 0, "every injected fault was met"
         assert client.connection.generation == generation, "resent on the same connection"
-        assert await stored_bodies(emulator, bob_socket, alice) == ["through a hiccup"], "stored once"
+        assert await stored_bodies(bob_socket, alice) == ["through a hiccup"], "stored once"
         assert [row.body for row in client.timeline(bob)] == ["through a hiccup"]
     finally:
         await client.stop()
         await bob_socket.close()
 
 
-async def test_a_burst_keeps_its_order_through_gateway_errors(emulator, control, tmp_path):
+async def test_a_burst_keeps_its_order_through_gateway_errors(emulator, control, tmp_path, no_reply_timeout):
     """Error frames among a burst's batches, with invocations delayed at random: a resend starts
     again from the oldest unacked message, so order and uniqueness hold, also when an error frame
     arriving after its frame's acks (``fail_after``) makes the client resend the next frame while
@@ -169,11 +177,13 @@ async def test_a_burst_keeps_its_order_through_gateway_errors(emulator, control,
         for fault in ("fail_before", "throttle", "fail_after"):
             await control.fault(fault, "sendMessages", user=alice)
         bodies = [f"mixed {i:03}" for i in range(60)]  # more than one batch: something follows the acked one
+        generation = client.connection.generation
         await write(client, bob, bodies)
-        await wait_until(client, lambda: client.queued == 0, timeout=PROMPT_RESEND_S)
+        await wait_until(client, lambda: client.queued == 0, timeout=20)
 
         assert (await control.stats())["faultsPending"] == 0, "every injected fault was met"
-        assert await stored_bodies(emulator, bob_socket, alice) == bodies, "server order == order written, each once"
+        assert client.connection.generation == generation, "all on the same connection"
+        assert await stored_bodies(bob_socket, alice) == bodies, "server order == order written, each once"
         assert [row.body for row in client.timeline(bob)] == bodies
     finally:
         await client.stop()
