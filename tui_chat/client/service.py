@@ -410,10 +410,7 @@ class ChatClient:
         problem = p.body_problem(body)
         if problem:
             raise SendRefused(problem)
-        try:
-            to = p.normalize_room(to) if isinstance(to, str) and to.startswith(p.ROOM_PREFIX) else p.normalize_username(to)
-        except ValueError as exc:
-            raise SendRefused(str(exc)) from None
+        to = _address(to)
         if self.local is None:
             raise RuntimeError("sign in first")
         msg_id = self.new_id()
@@ -429,10 +426,7 @@ class ChatClient:
             problem = p.body_problem(body)
             if problem:
                 raise SendRefused(problem)
-        try:
-            to = p.normalize_room(to) if to.startswith(p.ROOM_PREFIX) else p.normalize_username(to)
-        except ValueError as exc:
-            raise SendRefused(str(exc)) from None
+        to = _address(to)
         if self.local is None:
             raise RuntimeError("sign in first")
         source = Path(path).expanduser()
@@ -711,6 +705,14 @@ class ChatClient:
         task = asyncio.create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+
+def _address(to: object) -> str:
+    """A person or a room to send to, normalised; :class:`SendRefused` saying why not."""
+    try:
+        return p.normalize_room(to) if isinstance(to, str) and to.startswith(p.ROOM_PREFIX) else p.normalize_username(to)
+    except ValueError as exc:
+        raise SendRefused(str(exc)) from None
 
 
 def _room(event: p.RoomEvent) -> Room:
