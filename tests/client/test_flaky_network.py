@@ -118,6 +118,8 @@ async def test_a_second_device_receives_everything_including_the_first_devices_s
         c.start()
     await wait_until(phone, lambda: phone.online)
     mine = laptop.send("friend", "from the laptop")
+    # The laptop's send must be stored before the friend's, or server order is the other way round.
+    await wait_until(laptop, lambda: laptop.queued == 0)
     await wait_until(friend, lambda: friend.online)
     friend.send("multi", "to every device")
     await wait_until(phone, lambda: [r.body for r in phone.timeline("friend")] == ["from the laptop", "to every device"])
