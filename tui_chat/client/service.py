@@ -639,6 +639,8 @@ class ChatClient:
     async def _on_event(self, event: p.Event) -> None:
         if self.local is not None:
             self._room_news(event)  # news even when it answers a request of ours
+        if isinstance(event, p.GatewayError):
+            self.requests.gateway_error()  # it may have been a request's frame as well as a send's
         if self.requests.answer(event) or self.local is None or self.sender.take(event):
             return
         match event:
