@@ -180,16 +180,17 @@ def _server(say: Report, config: Config, origin: str) -> None:
 
     url = config.server_url
     base = http_base(url)
+    websocket = ws_url(url, cloud=config.cognito is not None)
     if origin:
-        say(OK, "server", f"{base} (from {origin}); WebSocket {ws_url(url)}")
+        say(OK, "server", f"{base} (from {origin}); WebSocket {websocket}")
     elif config.cognito is None:
         if not something_listens():
             say(OK, "server", f"none configured and nothing listens at {base}: tui-chat starts its built-in server there "
-                              f"(database {data_dir() / 'server.db'}), WebSocket {ws_url(url)}")  # fmt: skip
+                              f"(database {data_dir() / 'server.db'}), WebSocket {websocket}")  # fmt: skip
             return
-        say(OK, "server", f"{base} (none configured: whatever listens at the default address); WebSocket {ws_url(url)}")
+        say(OK, "server", f"{base} (none configured: whatever listens at the default address); WebSocket {websocket}")
     else:
-        say(OK, "server", f"{base} (the default address); WebSocket {ws_url(url)}")
+        say(OK, "server", f"{base} (the default address); WebSocket {websocket}")
     try:
         import httpx
 

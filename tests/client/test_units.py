@@ -166,6 +166,12 @@ def test_urls():
     assert http_base("ws://h:1/ws") == "http://h:1"
     assert ws_url("https://chat.example") == "wss://chat.example/ws"
     assert ws_url("http://127.0.0.1:8765/") == "ws://127.0.0.1:8765/ws"
+    assert ws_url("ws://127.0.0.1:8765") == ws_url("ws://127.0.0.1:8765/ws/") == "ws://127.0.0.1:8765/ws"
+    # API Gateway takes WebSockets at its stage URL or a custom domain's root, nowhere else
+    stage = "wss://a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com/prod"
+    assert ws_url(stage) == ws_url(stage, cloud=True) == stage
+    assert ws_url("wss://chat.example.org", cloud=True) == "wss://chat.example.org"
+    assert ws_url("https://chat.example.org", cloud=True) == "wss://chat.example.org/ws", "a self-hosted server with Cognito"
 
 
 # -- config ------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from tui_chat.client.identity import valid_server_id
 from tui_chat.client.tls import client_ssl_context
@@ -64,7 +65,19 @@ def http_base(server_url: str) -> str:
     return url.removesuffix("/ws")
 
 
-def ws_url(server_url: str) -> str:
+def ws_url(server_url: str, *, cloud: bool = False) -> str:
+    """The WebSocket address for ``server_url``.
+
+    A self-hosted server takes WebSockets at ``/ws``, whatever form its address was written in.
+    API Gateway takes them only at its stage URL (``wss://…/prod``) or at a custom domain's root:
+    a ``ws(s)://`` address with another path, or any ``ws(s)://`` address of a cloud (Cognito)
+    configuration, is used as written.
+    """
+    written = server_url.rstrip("/")
+    if written.startswith(("ws://", "wss://")):
+        path = urlsplit(written).path
+        if cloud or path not in ("", "/ws"):
+            return written
     base = http_base(server_url)
     return ("wss://" + base[8:] if base.startswith("https://") else "ws://" + base[7:]) + "/ws"
 

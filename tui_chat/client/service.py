@@ -294,7 +294,7 @@ class ChatClient:
             raise RuntimeError("sign in first")
         if self.connection is None:
             self.connection = Connection(
-                ws_url(self.server_url), self.device,
+                ws_url(self.server_url, cloud=self.account.cognito is not None), self.device,
                 token=lambda: self.account.tokens.access, refresh=self._refresh,
                 on_event=self._on_event, on_state=self._on_link_state, on_open=self._on_open,
                 token_in_header=self.account.cognito is None,
