@@ -5,6 +5,7 @@ command palette, and be offered to open it."""
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 
 import httpx
@@ -12,9 +13,11 @@ import pytest
 
 from tests.ui.test_live_flows import PASSWORD, LiveApp, fast_client, peer, sign_in, unique, view_text
 from tests.ui.test_live_rooms import palette
+from tui_chat.ui import images
 from tui_chat.ui.screens.attach import AttachScreen, PathSuggester
 from tui_chat.ui.screens.chat import ChatScreen
 from tui_chat.ui.screens.confirm import ConfirmScreen
+from tui_chat.ui.screens.preview import ImagePreviewScreen
 from tui_chat.ui.session import Session
 from tui_chat_dev.wsclient import signup
 
@@ -71,3 +74,60 @@ async def test_the_path_is_completed_from_the_disk(tmp_path):
     assert await suggest(str(tmp_path / "h")) is None, "hidden files only when asked for with a dot"
     assert await suggest(str(tmp_path / ".h")) == str(tmp_path / ".hidden")
     assert await suggest(str(tmp_path / "nothing-like-this")) is None
+
+
+async def send_file_to(ben, me: str, name: str, media_type: str, data: bytes, message_id: str) -> None:
+    """Ben uploads ``data`` and sends it to ``me`` with the raw protocol."""
+    ticket = await ben.request({"action": "requestUpload", "name": name, "size": len(data), "type": media_type,
+                                "sha256": hashlib.sha256(data).hexdigest()})  # fmt: skip
+    async with httpx.AsyncClient() as http:
+        assert (await http.put(ticket["url"], content=data)).status_code == 200
+    attachment = {"fileId": ticket["fileId"], "name": name, "size": len(data), "type": media_type}
+    await ben.request({"action": "sendMessage", "id": message_id, "to": me, "attachment": attachment})
+
+
+def png_bytes() -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 8), (200, 30, 30)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def image_previews(monkeypatch):
+    """Previews on, as a terminal that answered the start-up question would have them (here:
+    not a terminal, so textual-image draws with Unicode blocks)."""
+    monkeypatch.setattr(images, "_image_widget", None)
+    assert images.prepare(True) is not None
+    yield
+
+
+async def test_enter_on_a_file_saves_it_and_an_image_is_previewed(live_server, make_app, tmp_path, monkeypatch, image_previews):
+    monkeypatch.setenv("TUI_CHAT_DOWNLOADS_DIR", str(tmp_path / "downloads"))
+    me, ben_name = unique("eann"), unique("eben")
+    await signup(live_server.http_url, me, PASSWORD)
+    ben = await peer(live_server, ben_name)
+    picture, broken = png_bytes(), b"\x89PNG\r\n\x1a\n not really a picture"
+    app = make_app(me)
+    async with app.run_test(size=(110, 34)) as pilot:
+        screen = await sign_in(app, pilot)
+        await app.wait_for(lambda: ben_name in [u.name for u in screen.data.users()], pilot, "ben listed")
+        screen.open_conversation(ben_name)
+        await send_file_to(ben, me, "broken.png", "image/png", broken, "img-broken-1")
+        await send_file_to(ben, me, "red.png", "image/png", picture, "img-red-01")
+        await app.wait_for(lambda: "red.png" in view_text(screen), pilot, "both files shown")
+
+        await pilot.press("shift+tab", "enter")  # the cursor starts on the newest: red.png
+        await app.wait_for(lambda: isinstance(app.screen, ImagePreviewScreen), pilot, "the preview")
+        assert (tmp_path / "downloads" / "red.png").read_bytes() == picture
+        assert not app.screen.query(".preview-placeholder"), "drawn, not a placeholder"
+        await pilot.press("escape")
+        await app.wait_for(lambda: isinstance(app.screen, ChatScreen), pilot, "back in the chat")
+
+        await pilot.press("up", "enter")
+        await app.wait_for(lambda: isinstance(app.screen, ImagePreviewScreen), pilot, "the broken one's preview")
+        placeholder = app.screen.query_one(".preview-placeholder")
+        assert "could not be read as an image" in str(placeholder.render()), "a file that only claims to be an image"
+        await pilot.press("escape")
+    await ben.close()

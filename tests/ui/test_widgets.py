@@ -375,3 +375,50 @@ async def test_quitting_alone_on_the_built_in_server_asks_nothing():
         await pilot.press("ctrl+q")
         await pilot.pause()
     assert hosted.stopped
+
+
+def saved_or_retried(app) -> list:
+    return [asked for asked in app.asked if asked[0] in ("save", "retry")]
+
+
+class SavingApp(RecordingApp):
+    def on_chat_screen_save_file(self, message) -> None:
+        self.asked.append(("save", message.key))
+
+
+async def test_the_cursor_walks_the_messages_and_enter_saves_a_file_or_retries_a_failed_one():
+    from tests.ui.fixtures import file_messages
+
+    data = FixedData(messages={"alice": [*file_messages(), *many("alice", 2, start=90)]})
+    app = SavingApp(data)
+    async with app.run_test(size=(100, 30)) as pilot:
+        view = app.screen.conversation_view
+        await pilot.press("shift+tab")  # from the composer to the conversation
+        assert app.focused is view
+        assert view.cursor_row.key == "alice-00091", "the cursor starts at the newest message on screen"
+        await pilot.press("enter")
+        assert saved_or_retried(app) == [], "enter on a plain message asks for nothing"
+        await pilot.press("up", "up", "enter")
+        assert view.cursor_row.attachment.startswith("notes.md")
+        await pilot.press("up", "up", "up", "enter")
+        assert view.cursor_row.key == "f01"
+        assert saved_or_retried(app) == [("save", "f04"), ("save", "f01")]
+        cursor_line = next(y for y in range(view.size.height) if "The floor plan" in view.render_line(y).text)
+        background = {seg.style.bgcolor for seg in view.render_line(cursor_line) if seg.text.strip()}
+        other_line = next(y for y in range(view.size.height) if "alice says 91" in view.render_line(y).text)
+        assert background.isdisjoint({seg.style.bgcolor for seg in view.render_line(other_line) if seg.text.strip()}), \
+            "the message under the cursor stands out"
+        await pilot.press(*["up"] * 40)
+        assert view.cursor_row.key == view.rows[0].key and view.scroll_y == 0, "the cursor stops at the oldest, in view"
+        await pilot.press("escape")
+        assert app.focused is app.screen.query_one("#composer")
+
+
+async def test_ctrl_r_retries_the_failed_message_under_the_cursor():
+    failed = [MessageRow(f"x{i}", "me", f"failed {i}", NOW_MS - 5000 + i, mine=True, mark="failed", reason="rate limited") for i in range(2)]
+    app = RecordingApp(FixedData(messages={"alice": failed}))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("shift+tab")
+        assert app.screen.conversation_view.cursor_row.key == "x1"
+        await pilot.press("ctrl+r", "enter")
+        assert saved_or_retried(app) == [("retry", "x1"), ("retry", "x1")], "the one under the cursor, not the oldest"

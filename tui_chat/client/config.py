@@ -43,6 +43,8 @@ class Config:
     theme: str = "textual-dark"
     notifications: bool = True
     bell: bool = False
+    images: bool = True
+    """Preview images in the terminal (asks the terminal what it can draw as the app starts)."""
     auto_away_minutes: int = 10
     store_tokens_in_file: bool = False
     cognito_region: str = ""

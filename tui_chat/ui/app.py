@@ -21,6 +21,7 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
 
+from tui_chat.ui import images
 from tui_chat.ui.commands import ChatCommands
 from tui_chat.ui.screens.sign_in import SignInScreen
 from tui_chat.ui.timefmt import Clock
@@ -397,6 +398,11 @@ class ChatApp(App[int]):
     def on_chat_screen_retry(self, message) -> None:
         self._chat_action(lambda s: s.retry(message.message_id))
 
+    def on_chat_screen_save_file(self, message) -> None:
+        attachment = self.session.file_of(message.key) if self.session is not None else None
+        if attachment is not None:
+            self.download(message.key, attachment.name)
+
     def on_chat_screen_discard(self, message) -> None:
         self._chat_action(lambda s: s.discard(message.message_id))
 
@@ -521,6 +527,12 @@ class ChatApp(App[int]):
                 if problem:
                     self.notify(safe_str(problem), severity="warning", markup=False)
 
+        attachment = self.session.file_of(message_key) if self.session is not None else None
+        if attachment is not None and images.is_previewable(attachment.type):
+            from tui_chat.ui.screens.preview import ImagePreviewScreen
+
+            self.push_screen(ImagePreviewScreen(saved, name), answered)
+            return
         question = f"Saved as {safe_str(str(saved))}. Open it with the program your system uses for it?"
         self.push_screen(ConfirmScreen(question, yes="Open", no="Not now"), answered)
 

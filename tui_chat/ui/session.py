@@ -410,6 +410,11 @@ class Session:
                     break
         return found
 
+    def file_of(self, message_key: str) -> Any | None:
+        """The attachment (name, size, type) of message ``message_key``, if it is shown."""
+        found = self._files.get(message_key)
+        return found[1] if found is not None else None
+
     def typists(self, conversation: str) -> Sequence[str]:
         """Who is typing in ``conversation`` now."""
         return self.client.typing_in(conversation) if self.client is not None else []

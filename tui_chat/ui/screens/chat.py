@@ -97,6 +97,13 @@ class ChatScreen(Screen[None]):
             super().__init__()
             self.conversation = conversation
 
+    class SaveFile(Message):
+        """Save the file of the message ``key`` (enter on it)."""
+
+        def __init__(self, key: str) -> None:
+            super().__init__()
+            self.key = key
+
     class MarkRead(Message):
         def __init__(self, conversation: str) -> None:
             super().__init__()
@@ -290,6 +297,13 @@ class ChatScreen(Screen[None]):
         if event.key is not None and event.key == self.conversation:
             self.post_message(self.MarkRead(event.key))
 
+    @on(ConversationView.Chosen)
+    def _message_chosen(self, event: ConversationView.Chosen) -> None:
+        if event.row.attachment:
+            self.post_message(self.SaveFile(event.row.key))
+        elif event.row.mark == "failed":
+            self.post_message(self.Retry(event.row.key))
+
     def on_click(self, event: events.Click) -> None:
         if event.widget is not None and event.widget.id == "new-below":
             self.conversation_view.scroll_to_newest()
@@ -297,7 +311,11 @@ class ChatScreen(Screen[None]):
     # --- actions ----------------------------------------------------------------------------
 
     def _first_failed(self) -> MessageRow | None:
-        return next((row for row in self.conversation_view.rows if row.mark == "failed"), None)
+        """The failed message the cursor is on, else the oldest failed one."""
+        view = self.conversation_view
+        if view.has_focus and (row := view.cursor_row) is not None and row.mark == "failed":
+            return row
+        return next((row for row in view.rows if row.mark == "failed"), None)
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         if action in ("retry", "discard"):

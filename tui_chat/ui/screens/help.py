@@ -22,6 +22,8 @@ KEYS: list[tuple[str, list[tuple[str, str]]]] = [
     ("Conversation", [
         ("pageup / pagedown", "scroll (older messages load as you reach the top)"),
         ("end", "jump to the newest message"),
+        ("up / down", "(tab to the conversation) move from message to message"),
+        ("enter", "on a file: save it (and open it); on a failed one: retry"),
         (RETRY_KEY, "retry the failed message"),
         (DISCARD_KEY, "discard the failed message"),
         ("ctrl+t", "send a file (ctrl+p has \"Download …\" for the files shown)"),

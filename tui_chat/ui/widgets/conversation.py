@@ -10,6 +10,9 @@ Rows of one message, top to bottom: a blank line before a new group, a day separ
 a header (sender and time, once per run from one sender within ``GROUP_GAP_MS``), the wrapped
 body (with our own messages' mark in the right gutter), for a failed message the reason, and
 in a room the members who have read up to this message ("read by ann, bob, carol and 4 more").
+
+With the focus on it, a cursor marks one message (up/down move it, enter chooses it: a file is
+saved). The cursor follows its message, not its place, when rows come and go.
 """
 
 from __future__ import annotations
@@ -148,10 +151,14 @@ class ConversationView(ScrollView, can_focus=True):
         "conversation--placeholder",
         "conversation--empty",
         "conversation--file",
+        "conversation--cursor",
     }
     BINDINGS = [
         Binding("home", "scroll_home", "Oldest", show=False),
         Binding("end", "scroll_end", "Newest", show=False),
+        Binding("up", "cursor(-1)", "Previous", show=False),
+        Binding("down", "cursor(1)", "Next", show=False),
+        Binding("enter", "choose", "Save file", show=False),
     ]
     DEFAULT_CSS = """
     ConversationView {
@@ -171,6 +178,7 @@ class ConversationView(ScrollView, can_focus=True):
         & > .conversation--placeholder { color: $text-muted; text-style: dim; }
         & > .conversation--empty { color: $text-muted; text-style: italic; }
         & > .conversation--file { color: $text-accent; }
+        & > .conversation--cursor { background: $block-cursor-blurred-background; }
     }
     """
 
@@ -184,6 +192,14 @@ class ConversationView(ScrollView, can_focus=True):
             super().__init__()
             self.view = view
             self.key = view.conversation
+
+    class Chosen(Message):
+        """Enter on a message (the owner saves its file, if it has one)."""
+
+        def __init__(self, view: "ConversationView", row: MessageRow) -> None:
+            super().__init__()
+            self.view = view
+            self.row = row
 
     class ReachedBottom(Message):
         """The newest message is on screen (the conversation can be marked read)."""
@@ -211,6 +227,8 @@ class ConversationView(ScrollView, can_focus=True):
         self._following = True
         """The view shows the newest row and keeps showing it as rows come and the size changes."""
         self._strips: LRUCache[tuple, list[Strip]] = LRUCache(2048)
+        self.cursor_key: str | None = None
+        """The message the cursor is on (shown while the view has the focus)."""
 
     # --- public API -------------------------------------------------------------------------
 
@@ -291,6 +309,58 @@ class ConversationView(ScrollView, can_focus=True):
 
     def scroll_to_newest(self) -> None:
         self._scroll_rows(self.max_scroll_y)
+
+    @property
+    def cursor_row(self) -> MessageRow | None:
+        index = self._positions.get(self.cursor_key) if self.cursor_key is not None else None
+        return self._rows[index] if index is not None else None
+
+    def move_cursor_to(self, key: str) -> bool:
+        """Put the cursor on message ``key`` and bring it into view; False if it is not loaded."""
+        if key not in self._positions:
+            return False
+        self.cursor_key = key
+        self._show_cursor()
+        self.refresh()
+        return True
+
+    # --- the cursor -------------------------------------------------------------------------
+
+    def on_focus(self) -> None:
+        if self.cursor_row is None and self._rows:
+            self.cursor_key = self._rows[self._lowest_visible()].key  # where the eyes are: the bottom of the view
+        self.refresh()
+
+    def on_blur(self) -> None:
+        self.refresh()
+
+    def action_cursor(self, step: int) -> None:
+        if not self._rows:
+            return
+        index = self._positions.get(self.cursor_key) if self.cursor_key is not None else None
+        index = self._lowest_visible() if index is None else min(max(index + step, 0), len(self._rows) - 1)
+        self.cursor_key = self._rows[index].key
+        self._show_cursor()
+        self.refresh()
+
+    def action_choose(self) -> None:
+        row = self.cursor_row
+        if row is not None:
+            self.post_message(self.Chosen(self, row))
+
+    def _lowest_visible(self) -> int:
+        """The last message whose first line is on screen."""
+        bottom = int(self.scroll_y) + max(self.size.height, 1) - 1
+        return min(max(0, bisect_right(self._offsets, bottom) - 1), len(self._rows) - 1)
+
+    def _show_cursor(self) -> None:
+        index = self._positions[self.cursor_key]
+        top, bottom = self._offsets[index], self._offsets[index + 1]
+        height = max(self.size.height, 1)
+        if top < self.scroll_y:
+            self._scroll_rows(top)
+        elif bottom > self.scroll_y + height:
+            self._scroll_rows(min(top, bottom - height))
 
     # --- layout -----------------------------------------------------------------------------
 
@@ -468,12 +538,22 @@ class ConversationView(ScrollView, can_focus=True):
     def _strips_for(self, index: int, width: int) -> list[Strip]:
         row = self._rows[index]
         flags = self._flags[index]
-        key = (row, flags, width)
+        cursor = row.key == self.cursor_key and self.has_focus
+        key = (row, flags, width, cursor)
         cached = self._strips.get(key)
         if cached is None:
             cached = self._render_row(row, flags, width)
+            if cursor:
+                cached = self._with_cursor(cached, flags)
             self._strips[key] = cached
         return cached
+
+    def _with_cursor(self, strips: list[Strip], flags: int) -> list[Strip]:
+        """The message's own lines (not the gap or day line above it) on the cursor's background."""
+        above = (1 if flags & self._HEADER and not flags & self._FIRST else 0) + (1 if flags & self._DAY else 0)
+        style = self.get_component_rich_style("conversation--cursor")
+        # over each segment's own style (which carries the view's background)
+        return strips[:above] + [Strip(Segment.apply_style(strip, post_style=style), strip.cell_length) for strip in strips[above:]]
 
     def _render_row(self, row: MessageRow, flags: int, width: int) -> list[Strip]:
         base = self.rich_style
