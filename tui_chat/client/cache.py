@@ -160,6 +160,10 @@ class Cache:
         rows = self.db.execute("SELECT peer, last_seq, read_seq, unread, peer_read_seq, synced_seq FROM conversations")
         return [ConversationRecord(*row) for row in rows]
 
+    def incomplete(self) -> list[str]:
+        """Conversations whose older history may still be on the server only."""
+        return [row[0] for row in self.db.execute("SELECT peer FROM conversations WHERE complete = 0 AND last_seq > 0 ORDER BY peer")]
+
     def count(self, peer: str) -> int:
         return self.db.execute("SELECT count(*) FROM messages WHERE peer = ?", (peer,)).fetchone()[0]
 

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tui_chat.client.search import SEARCH_SCHEMA
 from tui_chat.migrations import migrate
 from tui_chat.paths import private_database
 
@@ -41,6 +42,8 @@ _SCHEMA = [
     "CREATE TABLE rooms (room TEXT PRIMARY KEY, title TEXT NOT NULL, owner TEXT NOT NULL, members TEXT NOT NULL) WITHOUT ROWID",
     # Attachments (JSON): in the outbox, the private copy and what it is; in the history, what the message carries.
     "ALTER TABLE outbox ADD COLUMN attachment TEXT; ALTER TABLE messages ADD COLUMN attachment TEXT",
+    # Full-text search over the history (tui_chat.client.search); indexes what earlier releases cached.
+    lambda db: [db.execute(statement) for statement in SEARCH_SCHEMA],
 ]
 
 

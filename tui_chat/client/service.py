@@ -55,6 +55,7 @@ from tui_chat.client.localdb import open_db
 from tui_chat.client.outbox import Outbox
 from tui_chat.client.people import People
 from tui_chat.client.requests import RequestFailed, Requests
+from tui_chat.client.search import MAX_RESULTS, SearchHit, SearchIndex
 from tui_chat.client.sender import Sender
 from tui_chat.client.state import (
     ClientEvent,
@@ -562,6 +563,28 @@ class ChatClient:
             raise RoomActionFailed(ROOM_REFUSALS.get(exc.code) or exc.detail or str(exc)) from None
         except (ConnectionError, TimeoutError):
             raise RoomActionFailed("the connection was lost before the server answered; try again") from None
+
+    # -- search ------------------------------------------------------------------------------
+
+    def search(self, text: str, *, limit: int = MAX_RESULTS) -> list[SearchHit]:
+        """The newest cached messages matching every word of ``text`` (as prefixes)."""
+        return SearchIndex(self.local.db).search(text, limit=limit) if self.local is not None else []
+
+    def not_fully_cached(self) -> list[str]:
+        """Conversations whose older messages are not all in the cache (search misses them)."""
+        return self.local.cache.incomplete() if self.local is not None else []
+
+    async def fetch_older_history(self, progress: Callable[[str, int], None] | None = None, *, page: int = 200) -> int:
+        """Bring every conversation's older history into the cache, page by page, so that
+        search sees it; how many messages came. ``progress(conversation, fetched so far)``
+        after each page. Stops quietly when offline; ``ConnectionError`` if the link drops."""
+        fetched = 0
+        for peer in self.not_fully_cached():
+            while self.online and (added := await self.sync.older(peer, page)):
+                fetched += added
+                if progress is not None:
+                    progress(peer, fetched)
+        return fetched
 
     async def load_older(self, peer: str, limit: int = 100) -> int:
         """Fetch the page before the oldest cached message (the newest page when none is
