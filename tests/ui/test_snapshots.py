@@ -129,3 +129,31 @@ def test_send_a_file_dialog(snap_compare):
         await no_blink(pilot)
 
     assert snap_compare(chat_app(), terminal_size=(100, 24), run_before=run_before)
+
+
+def test_search_results(snap_compare):
+    """ctrl+f over fixed hits: who, where, when; the matched words highlighted; hostile text inert."""
+    from tests.ui.fixtures import NOW_MS
+    from tui_chat.client.search import SearchHit, query_words, spans
+    from tui_chat.ui.screens.search import SearchScreen
+
+    hour = 3_600_000
+    texts = [
+        ("alice", "alice", "The lighthouse plans are in the shared folder, see you Friday", "", NOW_MS - 2 * hour),
+        ("#climbing", "bob", "Meet at the old Lighthouse café at nine? Bring the rope.", "", NOW_MS - 26 * hour),
+        ("mallory", "mallory", "[b]light[/b]\x1b[2J\u202eexe.lighthouse", "lighthouse-keys.pdf", NOW_MS - 30 * 24 * hour),
+        ("alice", "me", "", "lighthouse-survey.pdf", NOW_MS - 31 * 24 * hour),
+    ]
+    words = query_words("lightho")
+    hits = [SearchHit(peer, n, f"h{n}", sender, ts, body, name, spans(body, words), spans(name, words))
+            for n, (peer, sender, body, name, ts) in enumerate(texts)]  # fmt: skip
+
+    async def run_before(pilot):
+        await pilot.pause()
+        screen = SearchScreen(lambda text: hits if text else [], lambda: ["#climbing"], None, me="me", clock=fixed_clock())
+        pilot.app.push_screen(screen)
+        await pilot.pause()
+        await pilot.press(*"lightho")
+        await no_blink(pilot)
+
+    assert snap_compare(chat_app(), terminal_size=(110, 34), run_before=run_before)

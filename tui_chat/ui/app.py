@@ -536,6 +536,30 @@ class ChatApp(App[int]):
         question = f"Saved as {safe_str(str(saved))}. Open it with the program your system uses for it?"
         self.push_screen(ConfirmScreen(question, yes="Open", no="Not now"), answered)
 
+    # --- search --------------------------------------------------------------------------------
+
+    def action_search(self) -> None:
+        from tui_chat.ui.screens.search import SearchScreen
+
+        session = self.session
+        if session is None or self.chat_screen is None:
+            return
+        screen = SearchScreen(session.search, session.not_fully_cached, session.fetch_older_history, me=session.me, clock=self.clock)
+        self.push_screen(screen, self.show_search_hit)
+
+    def show_search_hit(self, hit) -> None:
+        """Open the result's conversation with the history back to it, the cursor on it."""
+        screen = self.chat_screen
+        if hit is None or screen is None or self.session is None:
+            return
+        found = self.session.reveal(hit.peer, hit.id)
+        screen.open_conversation(hit.peer)
+        view = screen.conversation_view
+        if found and view.move_cursor_to(hit.id):
+            screen.set_focus(view)
+        else:
+            self.notify("That message is no longer in this device's history.", severity="warning")
+
     # --- rooms ---------------------------------------------------------------------------------
 
     def _open_room(self) -> RoomInfo | None:

@@ -29,6 +29,7 @@ class ChatCommands(Provider):
             yield text, display, partial(app.action_open_conversation, name), "show the messages and write to them"
         if chat is not None:
             yield "Create a room…", Content("Create a room…"), app.action_create_room, "a conversation with several people (ctrl+n)"
+            yield "Search messages…", Content("Search messages…"), app.action_search, "every conversation on this device (ctrl+f)"
             yield from _room_commands(app, chat)
             yield from _file_commands(app, chat, session)
         for status, word in (("online", "Online"), ("away", "Away"), ("busy", "Busy")):

@@ -19,6 +19,7 @@ from tui_chat.client import state as cs
 from tui_chat.client.auth import SignInError, http_base
 from tui_chat.client.config import DEFAULT_SERVER, Config, ConfigError, load_config, save_settings
 from tui_chat.client.files import TransferFailed
+from tui_chat.client.search import SearchHit
 from tui_chat.client.service import ChatClient, RoomActionFailed, SendRefused
 from tui_chat.ui.screens.sign_in import ServerInfo, SignInFailed
 from tui_chat.ui.view_model import ConnectionRow, MessageRow, RoomInfo, UserRow
@@ -490,6 +491,34 @@ class Session:
             window.complete = len(items) < WINDOW_ROWS
         elif window.more_on_server and not await client.load_older(conversation):
             window.more_on_server = False
+
+    # --- search ----------------------------------------------------------------------------
+
+    def search(self, text: str) -> list[SearchHit]:
+        return self.client.search(text) if self.client is not None else []
+
+    def not_fully_cached(self) -> list[str]:
+        return self.client.not_fully_cached() if self.client is not None else []
+
+    async def fetch_older_history(self, progress: Callable[[str, int], None]) -> int:
+        """Older history from the server into the cache (for search); ``ValueError`` says why not."""
+        if self.client is None or not self.client.online:
+            raise ValueError("Not connected: older history can be fetched once the server is back.")
+        try:
+            return await self.client.fetch_older_history(progress)
+        except (ConnectionError, TimeoutError):
+            raise ValueError("The connection dropped while fetching; what came is searchable, try again for the rest.") from None
+
+    def reveal(self, conversation: str, key: str) -> bool:
+        """Load the conversation's window back from the cache until it holds message ``key``
+        (a search result far back); False if the cache does not have it."""
+        window = self._window(conversation)
+        while not window.holds(key) and not window.complete:
+            oldest = window.oldest_seq
+            items = self.client.older_rows(conversation, oldest, WINDOW_ROWS) if self.client is not None and oldest is not None else []
+            window.prepend(self._convert(items), [item.seq for item in items])
+            window.complete = len(items) < WINDOW_ROWS
+        return window.holds(key)
 
     async def mark_read(self, conversation: str) -> None:
         if self.client is not None:

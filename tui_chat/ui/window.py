@@ -51,6 +51,9 @@ class ConversationWindow:
         self._keys.add(row.key)
         return at is None and position == len(self.rows) - 1
 
+    def holds(self, key: str) -> bool:
+        return key in self._keys
+
     def remove(self, key: str) -> None:
         self._drop(self._find(key))
 

@@ -62,6 +62,7 @@ class ChatScreen(Screen[None]):
         Binding("f2", "app.set_status", "Status"),
         Binding("ctrl+n", "app.create_room", "New room", show=False),
         Binding("ctrl+t", "app.attach", "Send a file", show=False),
+        Binding("ctrl+f", "app.search", "Search", show=False),
         # Keys that move focus are priority bindings: the app runs them before it routes the next
         # key, and they move focus at once (``set_focus``, not the deferred ``focus()``), so keys
         # that arrive in one burst (over SSH, from a paste) land where the person sent them.

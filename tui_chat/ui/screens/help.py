@@ -27,6 +27,7 @@ KEYS: list[tuple[str, list[tuple[str, str]]]] = [
         (RETRY_KEY, "retry the failed message"),
         (DISCARD_KEY, "discard the failed message"),
         ("ctrl+t", "send a file (ctrl+p has \"Download …\" for the files shown)"),
+        ("ctrl+f", "search every conversation; enter jumps to the message"),
     ]),
     ("People and rooms", [
         ("ctrl+o", "go to the list of people and rooms; type to filter, enter to open"),
