@@ -18,6 +18,8 @@ from tui_chat.server.deadline import (
     MAX_REQUEST_HEAD_TIMEOUT_S,
     MIN_REQUEST_HEAD_TIMEOUT_S,
 )
+from tui_chat.client.config import DEFAULT_SERVER
+from tui_chat.web.settings import DEFAULT_MAX_SESSIONS, DEFAULT_WEB_PORT
 
 MAX_COMMIT_WINDOW_MS = 10_000
 
@@ -56,6 +58,7 @@ _retention = _bounded(int, 1, 36_500, "a whole number of days", "the retention",
 _forget_after = _bounded(int, 1, 525_600, "a whole number of minutes", "--forget-after", " minutes")
 _max_file_size = _bounded(int, 0, 2**40, "a whole number of bytes", "--max-file-size", " bytes")
 _file_url_ttl = _bounded(int, 10, 7 * 86_400, "a whole number of seconds", "--file-url-ttl", " s")
+_max_sessions = _bounded(int, 1, 1000, "a whole number of sessions", "--max-sessions", " sessions")
 
 
 def _existing_file(value: str) -> Path:
@@ -197,7 +200,35 @@ def add_serve_parser(commands: argparse._SubParsersAction, name: str = "serve",
     g4 = serve.add_argument_group("logging")
     _option(g4, "--log-level", choices=("debug", "info", "warning", "error"), default="info", help="how much the server says (default: %(default)s; debug redacts tokens too)")
     _option(g4, "--log-format", choices=("text", "json"), default="text", help="json: one JSON object a line")
+    if name == "serve":
+        g5 = serve.add_argument_group("the app in a browser (as tui-chat web, on a port of its own)")
+        _option(g5, "--web", action="store_true", help="also serve the app to browsers, each tab its own app process signed in to this server")
+        _option(g5, "--web-port", type=_port, default=None, metavar="PORT", help="--web: the page's port (default: --port + 1; 0 when --port is 0)")
+        _option(g5, "--max-sessions", type=_max_sessions, default=None, metavar="N", help=f"--web: browser sessions at once, about 55 MiB each (default: {DEFAULT_MAX_SESSIONS})")
     return serve
+
+
+def add_web_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """``tui-chat web``: the app served to browsers (flags as ``serve``'s, from ``TUI_CHAT_*`` too)."""
+    description = ("Serve the app to web browsers: each tab runs its own tui-chat, in a private folder that goes when the tab "
+                   "closes, signed in to one chat server (--server) that visitors cannot change.")  # fmt: skip
+    web = commands.add_parser("web", help="serve the app to web browsers", description=description,
+                              epilog=f"{textwrap.fill(ENV_RULE, 78)}\n\n{textwrap.fill(EXIT_CODES, 78)}",
+                              formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    g0 = web.add_argument_group("where it listens")
+    _option(g0, "--host", default="127.0.0.1", help="address to listen on (default: %(default)s; 0.0.0.0 for every interface)")
+    _option(g0, "--port", type=_port, default=DEFAULT_WEB_PORT, help="port to listen on (default: %(default)s)")
+    _option(g0, "--certfile", type=_existing_file, help="TLS certificate (PEM): serve https:// and wss://")
+    _option(g0, "--keyfile", type=_existing_file, help="TLS private key (PEM), with --certfile")
+    _option(g0, "--public-host", action="append", metavar="NAME", help="a name browsers reach this page by, besides loopback names, IP addresses and this machine's own name (repeatable); requests for any other name are refused (DNS rebinding)")
+    _option(g0, "--allow-origin", action="append", metavar="ORIGIN", help="another web origin whose pages may open sessions here (repeatable; the page's own origin always may)")
+    g1 = web.add_argument_group("the sessions")
+    g1.add_argument("--server", dest="web_server", metavar="URL", help=f"the chat server every session signs in to (default: tui-chat --server, else TUI_CHAT_SERVER, else {DEFAULT_SERVER})")
+    _option(g1, "--max-sessions", type=_max_sessions, default=DEFAULT_MAX_SESSIONS, metavar="N", help="browser sessions at once, each an app process of about 55 MiB; more are told the server is busy (default: %(default)s)")
+    g2 = web.add_argument_group("logging")
+    _option(g2, "--log-level", choices=("debug", "info", "warning", "error"), default="info", help="how much it says (default: %(default)s)")
+    _option(g2, "--log-format", choices=("text", "json"), default="text", help="json: one JSON object a line")
+    return web
 
 
 DOCTOR_EXIT_CODES = "exit status: 0 every check passed (warnings allowed); 1 a problem was found; 2 bad flags"
@@ -210,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--user", help="username to sign in as (default: the last one)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     add_serve_parser(commands)
+    add_web_parser(commands)
     from tui_chat.admin import add_admin_parser
 
     add_admin_parser(commands, _option)
@@ -253,12 +285,26 @@ def run_serve(args: argparse.Namespace, build=None) -> int:
     if not args.signup and args.auth != "accounts":
         print(f"tui-chat serve: --no-signup is for --auth accounts (--auth {args.auth} has no sign-up to refuse)", file=sys.stderr)
         return 2
+    web = getattr(args, "web", False)  # the development tools' parser has no web flags
+    if web or getattr(args, "web_port", None) is not None or getattr(args, "max_sessions", None) is not None:
+        from tui_chat.web.run import WebFlagError, check_serve_flags
+
+        try:
+            check_serve_flags(args)
+        except WebFlagError as exc:
+            print(f"tui-chat serve: {exc}", file=sys.stderr)
+            return 2
     configure_logging(args.log_level, args.log_format)
     try:
         sock = listening_socket(args.host, args.port)
     except OSError as exc:
         print(f"tui-chat serve: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
         return 1
+    web_sock = web_settings = None
+    if web:
+        code, web_sock, web_settings = _web_beside(args, sock)
+        if code:
+            return code
     options = Settings(
         host=args.host, port=args.port, db=args.db, auth=args.auth, signup=args.signup,
         forget_after_minutes=args.forget_after, retention_days=args.retention_days,
@@ -272,17 +318,16 @@ def run_serve(args: argparse.Namespace, build=None) -> int:
     )  # fmt: skip
     try:
         app = (build or build_app)(options)
-    except ImportError as exc:
-        sock.close()
-        print(f"tui-chat serve: a package this needs is not installed: {exc.name}", file=sys.stderr)
-        return 1
-    except NotADatabase as exc:  # said before anything was created or changed
-        sock.close()
-        print(f"tui-chat serve: {exc}", file=sys.stderr)
-        return 1
-    except (OSError, RuntimeError) as exc:
-        sock.close()
-        print(f"tui-chat serve: cannot open {options.db_path}: {exc}", file=sys.stderr)
+    except (ImportError, NotADatabase, OSError, RuntimeError) as exc:
+        for bound in (sock, web_sock):
+            if bound is not None:
+                bound.close()
+        if isinstance(exc, ImportError):
+            print(f"tui-chat serve: a package this needs is not installed: {exc.name}", file=sys.stderr)
+        elif isinstance(exc, NotADatabase):  # said before anything was created or changed
+            print(f"tui-chat serve: {exc}", file=sys.stderr)
+        else:
+            print(f"tui-chat serve: cannot open {options.db_path}: {exc}", file=sys.stderr)
         return 1
     server = make_server(options, app)
     # Ctrl-C and SIGTERM stop the server gracefully (uvicorn catches them, then raises them again
@@ -292,7 +337,12 @@ def run_serve(args: argparse.Namespace, build=None) -> int:
     previous = {sig: signal.signal(sig, lambda number, frame: stops.append(number)) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         with asyncio.Runner(loop_factory=fast_loop()) as runner:
-            runner.run(server.serve(sockets=[sock]))
+            if web_settings is None:
+                runner.run(server.serve(sockets=[sock]))
+            else:
+                from tui_chat.web.run import serve_beside
+
+                runner.run(serve_beside(server, sock, web_sock, web_settings))
     except SystemExit:  # uvicorn's own exit when the app fails to start (it logged why)
         return 1
     finally:
@@ -301,11 +351,61 @@ def run_serve(args: argparse.Namespace, build=None) -> int:
     return 0 if server.started else 1
 
 
+def _web_beside(args: argparse.Namespace, chat_sock):
+    """``serve --web``: (exit status or 0, the web front's socket, its settings), checked and
+    bound before anything is created."""
+    try:
+        from tui_chat.web.run import bind, check_tls, settings_beside
+    except ImportError as exc:
+        chat_sock.close()
+        print(f"tui-chat serve: --web needs a package that is not installed: {exc.name}", file=sys.stderr)
+        return 1, None, None
+    settings = settings_beside(args, chat_sock.getsockname()[1])
+    problem = check_tls(settings)
+    if problem:
+        chat_sock.close()
+        print(f"tui-chat serve: --web: {problem}", file=sys.stderr)
+        return 1, None, None
+    try:
+        web_sock = bind(settings.host, settings.port)
+    except OSError as exc:
+        chat_sock.close()
+        print(f"tui-chat serve: cannot listen on {settings.host}:{settings.port} for --web: {exc.strerror or exc}", file=sys.stderr)
+        return 1, None, None
+    return 0, web_sock, settings
+
+
+def run_web_command(args: argparse.Namespace) -> int:
+    """``tui-chat web``: its own checks, then :func:`tui_chat.web.run.run_web`."""
+    if sys.platform == "win32":
+        print("tui-chat web: serving the app to browsers needs Linux or macOS (process groups and signals)", file=sys.stderr)
+        return 1
+    if args.user:
+        print("tui-chat web: --user is for the app in a terminal; in a browser each visitor signs in themselves", file=sys.stderr)
+        return 2
+    if bool(args.certfile) != bool(args.keyfile):
+        print("tui-chat web: --certfile and --keyfile go together", file=sys.stderr)
+        return 2
+    server = args.web_server or args.server or os.environ.get("TUI_CHAT_SERVER", "").strip() or DEFAULT_SERVER
+    from tui_chat.client.config import ConfigError, check_server_url
+
+    try:
+        check_server_url(server, "--server")
+    except ConfigError as exc:
+        print(f"tui-chat web: {exc}", file=sys.stderr)
+        return 2
+    from tui_chat.web.run import run_web
+
+    return run_web(args, server)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "serve":
         return run_serve(args)
+    if args.command == "web":
+        return run_web_command(args)
     if args.command == "admin":
         from tui_chat.admin import run_admin
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import uvicorn
 
@@ -61,6 +61,8 @@ class ChatServer(uvicorn.Server):
         self.describe: dict[str, object] = {}
         """What the ``listening`` line also says: how people sign in and where the data is."""
         self.bound_port: int | None = None
+        self.before_shutdown: list[Callable[[], Awaitable[None]]] = []
+        """What ends before the sockets are closed (``serve --web``: the browser sessions, clients of this server)."""
 
     async def startup(self, sockets=None) -> None:
         await super().startup(sockets)
@@ -74,6 +76,8 @@ class ChatServer(uvicorn.Server):
             self.on_ready(url)
 
     async def shutdown(self, sockets=None) -> None:
+        for stop in self.before_shutdown:
+            await stop()
         await self.chat_app.going_away()
         await super().shutdown(sockets)
 

@@ -1,0 +1,112 @@
+"""The app in a real browser: Debian's Chromium, headless, on ``tui-chat web`` in front of a real
+``tui-chat serve --auth open``; keys typed into the page's terminal, the screen read back from
+the page's own WebSocket frames. Skips, saying why, where there is no Chromium."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.web.conftest import terminal_user
+from tui_chat_dev.browser import TerminalTab
+from tui_chat_dev.webproc import process_alive
+
+pytestmark = pytest.mark.timeout(120)
+
+VIEWPORT = {"width": 1100, "height": 700}
+
+
+async def open_session(web, context) -> tuple[TerminalTab, dict]:
+    """A new tab, and the web front's log line for its session (its name and app pid)."""
+    name = f"s{len(web.logged('session started')) + 1}"
+    tab = await TerminalTab.open(context, web.url)
+    return tab, await web.wait_for_log("session started", session=name)
+
+
+async def sign_in(tab: TerminalTab, nickname: str) -> None:
+    await tab.wait_for_text("open server: pick a nickname")  # the form knows the server is open
+    await tab.focus()
+    await tab.type(nickname)
+    await tab.press("Enter")
+    await tab.wait_for_text("● connected", f"{nickname}@127.0.0.1")
+
+
+def environment(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+
+
+async def test_a_tab_signs_in_talks_with_a_terminal_and_its_app_ends_when_it_closes(open_server, web, browser):
+    folder_root = Path(web.logged("web listening")[0]["sessions_folder"])
+    bob = await terminal_user(open_server, "bobterm")
+    context = await browser.new_context(viewport=VIEWPORT)
+    tab, session = await open_session(web, context)
+    pid = session["pid"]
+
+    env = environment(pid)
+    home = Path(env["HOME"])
+    assert home.parent == folder_root and (home.stat().st_mode & 0o777) == 0o700
+    assert env["TUI_CHAT_DATA_DIR"].startswith(str(home)) and env["TUI_CHAT_DOWNLOADS_DIR"].startswith(str(home))
+    assert env["PYTHON_KEYRING_BACKEND"] == "tui_chat.web.memory_keyring.SessionKeyring"
+    assert "AWS_SECRET_ACCESS_KEY" not in env, "the host's variables stay with the host"
+
+    await sign_in(tab, "alicetab")
+    await tab.wait_for_text("bobterm")
+    await tab.press("Control+o")
+    await tab.type("bobterm")
+    await tab.press("Enter")
+    await tab.type("hello from the browser")
+    await tab.press("Enter")
+    got = await bob.expect("message", timeout=15)
+    assert (got["message"]["from"], got["message"]["body"]) == ("alicetab", "hello from the browser")
+
+    await bob.send({"action": "sendMessage", "id": f"reply-{uuid.uuid4().hex[:12]}", "to": "alicetab", "body": "hi back from a terminal"})
+    await tab.wait_for_text("hi back from a terminal")
+
+    assert not any(p.name.startswith("refresh") for p in home.rglob("*")), "no token on disk"
+    await tab.page.close()
+    await web.wait_for_log("session ended", session=session["session"])
+    assert not process_alive(pid), "closing the tab ended its app"
+    assert not home.exists(), "and removed its folder"
+    await bob.ws.close()
+    await context.close()
+
+
+async def test_two_tabs_at_once_are_two_people_and_share_nothing(web, browser):
+    first_context = await browser.new_context(viewport=VIEWPORT)
+    second_context = await browser.new_context(viewport=VIEWPORT)
+    carol, carol_session = await open_session(web, first_context)
+    dave, dave_session = await open_session(web, second_context)
+    assert carol_session["pid"] != dave_session["pid"]
+    carol_home, dave_home = (environment(s["pid"])["HOME"] for s in (carol_session, dave_session))
+    assert carol_home != dave_home
+
+    await sign_in(carol, "caroltab")
+    await sign_in(dave, "davetab")
+    await carol.wait_for_text("davetab")
+    await carol.press("Control+o")
+    await carol.type("davetab")
+    await carol.press("Enter")
+    await carol.type("one tab to another")
+    await carol.press("Enter")
+    await dave.press("Control+o")
+    await dave.type("caroltab")
+    await dave.press("Enter")
+    await dave.wait_for_text("one tab to another")
+
+    await first_context.close()
+    await second_context.close()
+    for session in (carol_session, dave_session):
+        await web.wait_for_log("session ended", session=session["session"])
+        assert not process_alive(session["pid"])
+    assert not any(map(os.path.exists, (carol_home, dave_home)))
+
+    # A new tab is a new session: nobody is signed in there.
+    third_context = await browser.new_context(viewport=VIEWPORT)
+    third, third_session = await open_session(web, third_context)
+    await third.wait_for_text("open server: pick a nickname", "Nickname")
+    await third_context.close()
+    await web.wait_for_log("session ended", session=third_session["session"])
