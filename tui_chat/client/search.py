@@ -101,7 +101,7 @@ class SearchIndex:
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
 
-    def search(self, text: str, *, limit: int = MAX_RESULTS, peer: str | None = None) -> list[SearchHit]:
+    def search(self, text: str, *, limit: int = MAX_RESULTS) -> list[SearchHit]:
         """The newest cached messages whose words (or file name) start with every word of ``text``."""
         words = query_words(text)
         if not words:
@@ -111,10 +111,9 @@ class SearchIndex:
         rows = self.db.execute(
             "SELECT m.peer, m.seq, m.id, m.sender, m.ts, m.body, m.attachment"
             " FROM (SELECT rowid FROM message_search WHERE message_search MATCH ? ORDER BY rowid DESC LIMIT ?) AS found"
-            " JOIN search_rows r ON r.id = found.rowid JOIN messages m ON m.peer = r.peer AND m.seq = r.seq"
-            + (" WHERE m.peer = ?" if peer is not None else ""),
-            (match_expression(words), limit if peer is None else limit * 20, *((peer,) if peer is not None else ())),
-        ).fetchall()  # fmt: skip
+            " JOIN search_rows r ON r.id = found.rowid JOIN messages m ON m.peer = r.peer AND m.seq = r.seq",
+            (match_expression(words), limit),
+        ).fetchall()
         hits = []
         for peer_, seq, id_, sender, ts, body, attachment in rows:
             file_name = json.loads(attachment).get("name", "") if attachment else ""

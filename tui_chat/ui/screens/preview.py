@@ -22,7 +22,7 @@ class ImagePreviewScreen(ModalScreen[bool]):
     ImagePreviewScreen { align: center middle; background: $background 60%; }
     #preview-box { width: 90%; height: 90%; border: round $accent; padding: 0 1; background: $surface; }
     #preview-title { text-style: bold; height: 1; }
-    #preview-image { height: 1fr; width: 100%; }
+    #preview-image { height: 1fr; width: auto; max-width: 100%; }
     .preview-placeholder { height: 1fr; content-align: center middle; color: $text-muted; }
     #preview-saved { color: $text-muted; height: auto; }
     #preview-buttons { height: auto; & > Button { margin-right: 2; } }

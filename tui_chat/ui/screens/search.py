@@ -34,6 +34,9 @@ def snippet(text: str, spans: Sequence[tuple[int, int]], width: int = SNIPPET_CH
     """One line of ``text`` around its first span, the spans highlighted, all of it literal."""
     flat = text.replace("\r\n", " ").replace("\n", " ")  # same length: the spans stay where they were
     start = max(0, spans[0][0] - CONTEXT_BEFORE) if spans else 0
+    if start:  # begin at a word, not in the middle of one
+        space = flat.find(" ", start, spans[0][0])
+        start = space + 1 if space != -1 else start
     end = min(len(flat), start + width)
     parts: list[Content] = [Content("…")] if start else []
     position = start

@@ -316,11 +316,12 @@ class ConversationView(ScrollView, can_focus=True):
         return self._rows[index] if index is not None else None
 
     def move_cursor_to(self, key: str) -> bool:
-        """Put the cursor on message ``key`` and bring it into view; False if it is not loaded."""
+        """Put the cursor on message ``key`` a third of the way down the view, with what led to
+        it above (a search result); False if it is not loaded."""
         if key not in self._positions:
             return False
         self.cursor_key = key
-        self._show_cursor()
+        self._scroll_rows(min(max(0, self._offsets[self._positions[key]] - self.size.height // 3), self.max_scroll_y))
         self.refresh()
         return True
 
