@@ -497,6 +497,8 @@ ACTIONS = (
     "removeMember",
     "setRoomTitle",
     "getReads",
+    "requestUpload",
+    "requestDownload",
 )
 
 

@@ -34,11 +34,23 @@ closes with the code in the ``X-Tui-Chat-Close-Code`` header (4000 for ``replace
 
 DynamoDB is moto's server mode on 127.0.0.1 (in this process, in memory) unless
 ``--dynamodb-endpoint`` names another (DynamoDB Local, a moto server you run, ...).
+
+Attachments (PROTOCOL.md 7.7) go to an S3 bucket in that same moto server (``tui-chat-files``,
+created at start), through :class:`~tui_chat.server.s3_files.S3FileLinks` as in the cloud. moto
+serves presigned URLs without checking them, so the emulator's moto sits behind
+:class:`PresignedS3Rules`, which refuses what S3 refuses: a bad or expired signature, a length
+or checksum header other than the signed one, bytes that differ from the checksum. With another
+endpoint, ``TUI_CHAT_FILES_BUCKET`` (and ``TUI_CHAT_S3_ENDPOINT``, default the DynamoDB one) turn
+them on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
+import io
 import json
 import logging
 import os
@@ -52,7 +64,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from types import SimpleNamespace
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, parse_qsl, quote
 
 from tui_chat import protocol as p
 from tui_chat.server import aws
@@ -81,6 +93,7 @@ INTERNAL_SERVER_ERROR = "Internal server error"
 TOO_MANY_REQUESTS = "Too Many Requests"
 """What API Gateway answers when it throttles a frame (the Lambda is not invoked)."""
 CONCURRENT_FRAMES_ENV = "TUI_CHAT_EMULATOR_CONCURRENT_FRAMES"
+FILES_BUCKET = "tui-chat-files"
 FRAME_JITTER_ENV = "TUI_CHAT_EMULATOR_FRAME_JITTER_MS"
 
 Scope = dict[str, Any]
@@ -562,21 +575,41 @@ def build_emulator(options: Any, *, dynamodb_endpoint: str | None = None, table_
         host, port = moto_server.get_host_and_port()
         endpoint = f"http://{host}:{port}"
     store = DynamoDBStore(prefix=table_prefix, endpoint_url=endpoint, region=region, create_tables=True)
+    files = None
+    if moto_server is not None or os.environ.get("TUI_CHAT_FILES_BUCKET"):
+        from tui_chat.server.s3_files import S3FileLinks
+
+        files = S3FileLinks(os.environ.get("TUI_CHAT_FILES_BUCKET") or FILES_BUCKET, region=region,
+                            endpoint_url=os.environ.get("TUI_CHAT_S3_ENDPOINT") or endpoint, ttl_s=options.file_url_ttl_s)  # fmt: skip
 
     db_path = options.db_path
     db_path.parent.mkdir(parents=True, exist_ok=True)
     secret = load_or_create_secret(db_path.with_name(db_path.name + ".secret"))
     accounts, verifier = sign_in_services(options, store, secret, clock)
-    lambda_app = aws.LambdaApp(store, verifier=verifier, accounts=accounts, region=region, clock=clock)
+    lambda_app = aws.LambdaApp(store, verifier=verifier, accounts=accounts, region=region, clock=clock,
+                               files=files, max_file_bytes=options.max_file_bytes)  # fmt: skip
     http_app = ChatServerApp(store, accounts, verifier=None if verifier is accounts else verifier, clock=clock,
                               rate_limit=options.rate_limit, auth_per_minute=options.auth_per_minute,
                               origins=Origins(options.public_hosts, options.allowed_origins))  # fmt: skip
     concurrent, jitter = _frame_settings_from_env()
     log.info("lambda runtime", extra={"dynamodb": endpoint, "tables": table_prefix + "*",
+                                      "filesBucket": files.bucket if files else None,
                                       "concurrentFrames": concurrent, "frameJitterMs": jitter})  # fmt: skip
     return ApiGatewayEmulator(lambda_app, http_app, store=store,
+                              on_startup=(lambda: ensure_bucket(files)) if files is not None else None,
                               on_shutdown=moto_server.stop if moto_server is not None else None,
                               concurrent_frames=concurrent, frame_jitter_ms=jitter)  # fmt: skip
+
+
+def ensure_bucket(files: Any) -> None:
+    """Create the attachments bucket unless it exists (the template creates it in the cloud)."""
+    from botocore.exceptions import ClientError
+
+    try:
+        files.client.create_bucket(Bucket=files.bucket)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+            raise
 
 
 def _frame_settings_from_env() -> tuple[bool, int]:
@@ -637,14 +670,115 @@ def use_fake_credentials(region: str = "us-east-1") -> None:
 
 def _start_moto() -> Any:
     started = time.perf_counter()
-    from moto.server import ThreadedMotoServer
-
     speed_up_moto_transactions()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
+    server = start_moto_server()
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     log.info("moto server started", extra={"port": server.get_host_and_port()[1], "ms": round((time.perf_counter() - started) * 1000)})
     return server
+
+
+def start_moto_server() -> Any:
+    """moto's server mode on 127.0.0.1 (a free port), with presigned S3 requests checked as S3
+    checks them (:class:`PresignedS3Rules`); plain moto when its internals are not the expected ones."""
+    from moto.server import ThreadedMotoServer
+
+    class StrictS3MotoServer(ThreadedMotoServer):
+        def _server_entry(self) -> None:
+            from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+            from werkzeug.serving import make_server
+
+            app = PresignedS3Rules(DomainDispatcherApplication(create_backend_app), _secret_key)
+            self._server = make_server(self._ip_address, self._port, app, True, request_handler=MotoRequestHandler)
+            self._server_ready_event.set()
+            self._server.serve_forever()
+
+    try:
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication  # noqa: F401 - the internals used above
+
+        server = StrictS3MotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    except ImportError:
+        log.warning("moto's server internals changed: presigned S3 requests are not checked")
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    return server
+
+
+def _secret_key() -> str:
+    """The secret boto3 signs with here (the environment's, a profile's): the one to check against.
+    Looked up for each request: tests set their fake credentials after the server started."""
+    import boto3
+
+    credentials = boto3.Session().get_credentials()
+    return credentials.secret_key if credentials is not None else ""
+
+
+class PresignedS3Rules:
+    """WSGI middleware for moto's server: what S3 checks on a presigned request (``X-Amz-Signature``
+    in the query) and moto does not. A PUT needs a ``Content-Length`` (411); the SigV4 signature
+    must match the request as sent, over the headers it names — so a length or checksum header other
+    than the signed one, or missing, is refused (403 ``SignatureDoesNotMatch``), as is an expired
+    URL (403 ``AccessDenied``); and a body must hash to its ``x-amz-checksum-sha256`` (400
+    ``BadDigest``). Anything else (requests signed in the ``Authorization`` header) passes as it is."""
+
+    def __init__(self, app: Any, secret_key: Any, clock: Any = time.time) -> None:
+        """``secret_key``: a function that gives the signer's secret access key."""
+        self.app = app
+        self.secret_key = secret_key
+        self.clock = clock
+
+    def __call__(self, environ: dict, start_response: Any) -> Any:
+        params = dict(parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True))
+        if "X-Amz-Signature" not in params:
+            return self.app(environ, start_response)
+        length = environ.get("CONTENT_LENGTH") or ""
+        if environ["REQUEST_METHOD"] == "PUT" and not length.isdigit():
+            return _s3_error(start_response, 411, "MissingContentLength", "You must provide the Content-Length HTTP header.")
+        body = environ["wsgi.input"].read(int(length)) if length.isdigit() else b""
+        refusal = self.refusal(environ, params, body)
+        if refusal is not None:
+            return _s3_error(start_response, *refusal)
+        environ["wsgi.input"] = io.BytesIO(body)
+        return self.app(environ, start_response)
+
+    def refusal(self, environ: dict, params: dict[str, str], body: bytes) -> tuple[int, str, str] | None:
+        try:
+            signed_at = datetime.strptime(params["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+            expires_s = int(params["X-Amz-Expires"])
+            scope = params["X-Amz-Credential"].split("/", 1)[1]
+            date, region, service, _ = scope.split("/")
+            names = params["X-Amz-SignedHeaders"].split(";")
+        except (KeyError, ValueError, IndexError):
+            return 400, "AuthorizationQueryParametersError", "The query parameters of a presigned URL are missing or malformed."
+        if self.clock() > signed_at.timestamp() + expires_s:
+            return 403, "AccessDenied", "Request has expired"
+        raw_uri = environ.get("RAW_URI") or environ.get("REQUEST_URI") or quote(environ.get("PATH_INFO", "/"))
+        query = sorted((quote(k, safe="-_.~"), quote(v, safe="-_.~")) for k, v in params.items() if k != "X-Amz-Signature")
+        headers = "".join(f"{name}:{' '.join(_environ_header(environ, name).split())}\n" for name in names)
+        canonical = "\n".join([environ["REQUEST_METHOD"], raw_uri.split("?", 1)[0], "&".join(f"{k}={v}" for k, v in query),
+                               headers, ";".join(names), "UNSIGNED-PAYLOAD"])  # fmt: skip
+        to_sign = "\n".join(["AWS4-HMAC-SHA256", params["X-Amz-Date"], scope, hashlib.sha256(canonical.encode()).hexdigest()])
+        key = ("AWS4" + self.secret_key()).encode()
+        for part in (date, region, service, "aws4_request"):
+            key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+        if not hmac.compare_digest(hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest(), params["X-Amz-Signature"]):
+            return 403, "SignatureDoesNotMatch", "The request signature we calculated does not match the signature you provided."
+        checksum = environ.get("HTTP_X_AMZ_CHECKSUM_SHA256")
+        if checksum is not None and checksum != base64.b64encode(hashlib.sha256(body).digest()).decode():
+            return 400, "BadDigest", "The SHA256 you specified did not match the calculated checksum."
+        return None
+
+
+def _environ_header(environ: dict, name: str) -> str:
+    if name in ("content-length", "content-type"):
+        return environ.get(name.upper().replace("-", "_"), "")
+    return environ.get("HTTP_" + name.upper().replace("-", "_"), "")
+
+
+def _s3_error(start_response: Any, status: int, code: str, message: str) -> list[bytes]:
+    body = f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code><Message>{message}</Message></Error>'.encode()
+    reasons = {400: "Bad Request", 403: "Forbidden", 411: "Length Required"}
+    start_response(f"{status} {reasons[status]}", [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))])
+    return [body]
 
 
 def speed_up_moto_transactions() -> bool:

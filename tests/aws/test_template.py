@@ -5,6 +5,8 @@ client config the client accepts); and the Powertools side of aws.py that the te
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import importlib
 import importlib.util
 import re
@@ -55,17 +57,20 @@ def protocol_actions() -> set[str]:
             if "`sendMessages` `{messages" in text:  # section 7.3
                 actions.add("sendMessages")
             rooms = text[text.index("### 7.2") : text.index("### 7.3")]  # the room actions' table
-            return actions | set(re.findall(r"^\| `([A-Za-z]+)` \|", rooms, flags=re.M))
+            files = text[text.index("### 7.7") : text.index("### 7.8")]  # the attachment actions' table
+            return actions | {a for part in (rooms, files) for a in re.findall(r"^\| `([A-Za-z]+)` \|", part, flags=re.M)}
     return set(protocol.ACTIONS)
 
 
 @pytest.fixture
 def cloud():
-    """A warm 'container' as in test_handlers: LambdaApp over moto's DynamoDB, a recorder as @connections."""
+    """A warm 'container' as in test_handlers: LambdaApp over moto's DynamoDB and S3 (the attachment
+    bucket), a recorder as @connections."""
     from moto import mock_aws
 
     from tests.aws.test_handlers import CLIENT, POOL, REGION, RecordingClient, public_jwks
     from tui_chat.server.auth.cognito import CognitoVerifier
+    from tui_chat.server.s3_files import S3FileLinks
     from tui_chat.server.stores.dynamodb import DynamoDBStore
 
     with mock_aws():
@@ -73,7 +78,9 @@ def cloud():
         store.create_tables()
         client = RecordingClient()
         verifier = CognitoVerifier(REGION, POOL, CLIENT, fetch_jwks=public_jwks, required_group=None)
-        app = aws.LambdaApp(store, verifier=verifier, gateway_factory=lambda url: aws.AwsGateway(url, client=client))
+        files = S3FileLinks("test-files-bucket", region=REGION)
+        files.client.create_bucket(Bucket=files.bucket)
+        app = aws.LambdaApp(store, verifier=verifier, gateway_factory=lambda url: aws.AwsGateway(url, client=client), files=files)
         aws.configure(app)
         yield app, client
         aws.configure(None)
@@ -163,7 +170,7 @@ def test_functions_have_least_privilege(template):
                 assert targets[0]["Fn::Sub"].endswith("/@connections/*")
             elif all(a.startswith("s3:") for a in actions):
                 assert name == "MessageFunction", "only the message function handles attachments"
-                assert sorted(actions) == ["s3:DeleteObject", "s3:GetObject", "s3:PutObject"]
+                assert sorted(actions) == ["s3:GetObject", "s3:PutObject"], "no deletes: the lifecycle rules expire objects"
                 assert targets == [{"Fn::Sub": "${FilesBucket.Arn}/*"}], "objects of the attachment bucket only"
             else:
                 assert all(a.startswith("dynamodb:") for a in actions) and "dynamodb:Scan" not in actions
@@ -216,6 +223,9 @@ def test_cognito_client_is_srp_without_a_secret(template):
 
 # -- least privilege against what the handlers really call -------------------------------------------
 
+S3_PERMISSIONS = {"PutObject": {"s3:PutObject"}, "GetObject": {"s3:GetObject"}, "HeadObject": {"s3:GetObject"},
+                  "CopyObject": {"s3:GetObject", "s3:PutObject"}, "DeleteObjects": {"s3:DeleteObject"}}  # fmt: skip
+"""The IAM actions each S3 call of :class:`~tui_chat.server.s3_files.S3FileLinks` needs (no ListBucket)."""
 FUNCTION_OF = {"authorize": "AuthorizerFunction", "connect": "ConnectFunction",
                "disconnect": "DisconnectFunction", "message": "MessageFunction"}  # fmt: skip
 TRANSACT_ACTIONS = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem", "ConditionCheck": "ConditionCheckItem"}
@@ -284,7 +294,18 @@ def exercise_every_route(app, client) -> None:
     frame(*alice, action="setStatus", status="away", text="lunch")
     frame(*alice, action="typing", to="bob")
     frame(*alice, action="ping")
+    data = b"minutes"  # an attachment: announced, PUT by the client (not the function), sent, fetched, sent again
+    sha = hashlib.sha256(data).hexdigest()
+    frame(*alice, action="requestUpload", name="a.txt", size=len(data), type="text/plain", sha256=sha)
+    [upload] = client.take("c-a3", "upload")
+    app.files.client.put_object(Bucket=app.files.bucket, Key="uploads/" + upload["fileId"], Body=data,
+                                ChecksumSHA256=base64.b64encode(bytes.fromhex(sha)).decode())  # fmt: skip
+    attachment = {"fileId": upload["fileId"], "name": "a.txt", "size": len(data), "type": "text/plain"}
+    frame(*alice, action="sendMessage", id="msg-0000000f", to="bob", attachment=attachment)
+    frame("c-b1", "bob", action="requestDownload", fileId=upload["fileId"])
+    assert client.take("c-b1", "download")
     frame(*alice, action="createRoom", room="#team", members=["bob"])
+    frame(*alice, action="sendMessage", id="msg-0000001f", to="#team", attachment=attachment)
     frame(*alice, action="getRoom", room="#team")
     frame(*alice, action="invite", room="#team", user="carol")
     frame(*alice, action="setRoomTitle", room="#team", title="Team")
@@ -325,6 +346,14 @@ def test_the_roles_grant_exactly_what_the_handlers_use(template, cloud, monkeypa
             used[current[-1]].update((a, logical[t], i) for a, t, i in dynamodb_permissions(model.name, params))
 
     app.store.client.meta.events.register("before-parameter-build.dynamodb", record)
+    s3_used: set[str] = set()
+
+    def record_s3(params, model, **_):
+        if current:  # presigning counts: a presigned request acts with the signer's permissions
+            assert current[-1] == "MessageFunction", "only the message function handles attachments"
+            s3_used.update(S3_PERMISSIONS[model.name])
+
+    app.files.client.meta.events.register("before-parameter-build.s3", record_s3)
     real_invoke = aws._invoke
 
     def invoke(name, event, context):
@@ -346,6 +375,8 @@ def test_the_roles_grant_exactly_what_the_handlers_use(template, cloud, monkeypa
         if name != "MessageFunction":
             unused = {g for g in grants if not any(covers(g, u) for u in used[name])}
             assert not unused, f"{name}'s role allows what it never does: {sorted(unused, key=str)}"
+    s3_granted = {a for s in statements_of(functions["MessageFunction"]) for a in as_list(s["Action"]) if a.startswith("s3:")}
+    assert s3_used == s3_granted, "the attachment calls need exactly the object actions granted"
 
 
 # -- data: protection and TTL ----------------------------------------------------------------------

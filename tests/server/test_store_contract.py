@@ -736,3 +736,117 @@ async def test_the_rooms_a_user_is_in_are_counted(store):
     assert (await store.count_rooms("alice"), await store.count_rooms("bob"), await store.count_rooms("carol")) == (2, 2, 0)
     await store.remove_member("#two", "alice", 3)
     assert await store.count_rooms("alice") == 1
+
+
+# -- files (PROTOCOL.md 7.7) -----------------------------------------------------------------------
+
+DAY_MS = 24 * 3600 * 1000
+
+
+def file_record(file_id: str, owner: str = "alice", at: int = 1, size: int = 5):
+    from tui_chat.server.store import FileRecord
+
+    return FileRecord(file_id, owner, f"{file_id}.txt", size, "text/plain", "ab" * 32, at)
+
+
+async def uploaded_file(store, file_id: str, owner: str = "alice", at: int = 1):
+    """A file announced and fully uploaded (as the self-hosted PUT marks it): ready to attach."""
+    assert await store.create_file(file_record(file_id, owner, at), max_pending=20)
+    await store.file_uploaded(file_id)
+    return file_record(file_id, owner, at)
+
+
+def attached(file_id: str, size: int = 5):
+    from tui_chat.protocol import Attachment
+
+    return Attachment(file_id, f"{file_id}.txt", size, "text/plain")
+
+
+async def test_a_file_record_is_kept_as_announced_and_marked_uploaded_once(store):
+    record = file_record("file-00000001")
+    assert await store.create_file(record, max_pending=20)
+    assert await store.get_file("file-00000001") == record and not record.uploaded
+    assert await store.get_file("file-nothere1") is None
+    assert await store.file_uploaded("file-00000001") is True
+    assert await store.file_uploaded("file-00000001") is False, "once"
+    assert await store.file_uploaded("file-nothere1") is False
+    assert (await store.get_file("file-00000001")).uploaded
+
+
+async def test_a_message_carries_its_file_in_the_ack_history_listing_and_a_retry(store):
+    await uploaded_file(store, "file-00000002")
+    saved = await store.save_message("alice", "msg-00000001", "bob", "", 3, attached("file-00000002"))
+    assert saved.created and saved.message.attachment == attached("file-00000002") and saved.message.body == ""
+    again = await store.save_message("alice", "msg-00000001", "bob", "", 4, attached("file-00000002"))
+    assert not again.created and again.message == saved.message
+    assert [m.attachment for m in await history(store, "bob", "alice")] == [attached("file-00000002")]
+    [conversation], _ = await store.list_conversations("bob", None, 10)
+    assert conversation.last.attachment == attached("file-00000002")
+
+
+async def test_unattached_files_are_capped_per_owner_and_attaching_or_deleting_frees_a_place(store):
+    for i in range(3):
+        assert await store.create_file(file_record(f"cap-0000000{i}"), max_pending=3)
+    assert not await store.create_file(file_record("cap-00000003"), max_pending=3), "three are waiting"
+    assert await store.get_file("cap-00000003") is None, "nothing kept for a refusal"
+    assert await store.create_file(file_record("cap-0000b000", owner="bob"), max_pending=3), "per owner"
+    await store.file_uploaded("cap-00000000")
+    await store.save_message("alice", "msg-00000002", "bob", "", 2, attached("cap-00000000"))
+    assert await store.create_file(file_record("cap-00000003"), max_pending=3), "an attached file no longer waits"
+    assert not await store.create_file(file_record("cap-00000004"), max_pending=3)
+    await store.delete_files(["cap-00000001"])
+    assert await store.create_file(file_record("cap-00000004"), max_pending=3), "a deleted one neither"
+
+
+async def test_the_cap_holds_when_many_uploads_are_announced_at_once(store):
+    results = await asyncio.gather(*(store.create_file(file_record(f"race-{i:07d}"), max_pending=4) for i in range(12)))
+    assert results.count(True) == 4
+    kept = [f"race-{i:07d}" for i, ok in enumerate(results) if ok]
+    assert all([await store.get_file(f) is not None for f in kept])
+
+
+async def test_who_may_download_a_file_sent_to_someone(store):
+    await uploaded_file(store, "dl-00000001")
+    assert await store.may_download("alice", "dl-00000001"), "its uploader"
+    assert not await store.may_download("bob", "dl-00000001"), "not sent to bob yet"
+    await store.save_message("alice", "msg-00000003", "bob", "see", 2, attached("dl-00000001"))
+    assert await store.may_download("bob", "dl-00000001")
+    assert not await store.may_download("carol", "dl-00000001")
+    assert not await store.may_download("alice", "dl-nothere1")
+
+
+async def test_in_a_room_current_members_may_download_also_later_ones_and_not_those_who_left(store):
+    await room_with(store, "alice", "bob")
+    await uploaded_file(store, "dl-00000002")
+    await store.save_message("alice", "msg-00000004", "#lab", "", 3, attached("dl-00000002"))
+    assert await store.may_download("bob", "dl-00000002")
+    assert not await store.may_download("carol", "dl-00000002")
+    await store.add_member("#lab", "carol", 4, max_members=256)
+    assert await store.may_download("carol", "dl-00000002"), "a member sees the whole history"
+    await store.remove_member("#lab", "bob", 5)
+    assert not await store.may_download("bob", "dl-00000002")
+    await store.create_room("#lab2", "bob", "", [], 6)
+    assert not await store.may_download("bob", "dl-00000002"), "another room's membership grants nothing"
+
+
+async def test_unheld_files_are_old_unattached_ones_and_those_whose_room_went(store):
+    await uploaded_file(store, "old-00000001", at=1)
+    await uploaded_file(store, "new-00000001", at=DAY_MS)
+    await uploaded_file(store, "held-0000001", at=1)
+    await store.save_message("alice", "msg-00000005", "bob", "", 2, attached("held-0000001"))
+    await room_with(store, "alice", "bob", room="#gone")
+    await uploaded_file(store, "room-0000001", at=1)
+    await uploaded_file(store, "both-0000001", at=1)
+    await store.save_message("alice", "msg-00000006", "#gone", "", 3, attached("room-0000001"))
+    await store.save_message("alice", "msg-00000007", "#gone", "", 3, attached("both-0000001"))
+    await store.save_message("alice", "msg-00000008", "carol", "", 3, attached("both-0000001"))
+    assert await store.unheld_files(DAY_MS // 2, 100) == ["old-00000001"], "only the unattached one older than the cutoff"
+    await store.remove_member("#gone", "bob", 4)
+    assert await store.unheld_files(DAY_MS // 2, 100) == ["old-00000001"], "the room still holds its files"
+    await store.remove_member("#gone", "alice", 5)  # the last member: the room goes with its messages
+    assert sorted(await store.unheld_files(DAY_MS // 2, 100)) == ["old-00000001", "room-0000001"], "a direct message still holds one"
+    assert len(await store.unheld_files(DAY_MS // 2, 1)) == 1, "limit"
+    await store.delete_files(["old-00000001", "room-0000001"])
+    assert await store.get_file("old-00000001") is None and await store.get_file("room-0000001") is None
+    assert await store.unheld_files(DAY_MS // 2, 100) == []
+    assert await store.get_file("held-0000001") is not None and await store.may_download("bob", "held-0000001")

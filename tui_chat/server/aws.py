@@ -38,6 +38,9 @@ Configuration comes from the environment (the template sets it):
   ``TUI_CHAT_COGNITO_CLIENT_ID``, ``TUI_CHAT_COGNITO_GROUP`` (optional), ``TUI_CHAT_COGNITO_JWKS_URL``
   (optional; default the pool's ``/.well-known/jwks.json``);
 - ``TUI_CHAT_MANAGEMENT_ENDPOINT`` (optional; default ``https://{domainName}/{stage}`` of the event);
+- ``TUI_CHAT_FILES_BUCKET``: the attachments bucket (PROTOCOL.md 7.7, :class:`~tui_chat.server.s3_files.S3FileLinks`);
+  unset, ``requestUpload`` is answered "this server does not take attachments". ``TUI_CHAT_S3_ENDPOINT``
+  (tests, emulator) points S3 elsewhere;
 - ``LOG_LEVEL`` (default ``INFO``). Logs are one JSON object a line, with ``route``, ``conn``,
   ``user`` and ``requestId`` fields that CloudWatch Logs Insights queries directly.
 
@@ -75,6 +78,7 @@ from tui_chat.server.auth.cognito import CognitoVerifier
 from tui_chat.server.auth.identity import AuthError
 from tui_chat.server.auth.wiring import sign_in_services
 from tui_chat.server.core import Caller, ChatCore, Gateway, now_ms
+from tui_chat.server.files import FileLinks
 from tui_chat.server.settings import Settings
 from tui_chat.server.store import Store, StoreUnavailable
 
@@ -210,11 +214,16 @@ class LambdaApp:
         region: str | None = None,
         clock: Callable[[], int] = now_ms,
         gateway_factory: Callable[[str], Gateway] | None = None,
+        files: FileLinks | None = None,
+        max_file_bytes: int = p.MAX_FILE_BYTES,
     ) -> None:
         """``verifier`` has ``mode`` and ``verify_token(token) -> Identity`` (a :class:`CognitoVerifier`,
         or the self-hosted :class:`~tui_chat.server.auth.accounts.AccountService` in the emulator, which
-        then also passes it as ``accounts`` for open mode's nickname check)."""
+        then also passes it as ``accounts`` for open mode's nickname check). ``files``: where
+        attachments' bytes go (S3); None: no attachments."""
         self.store = store
+        self.files = files
+        self.max_file_bytes = max_file_bytes
         self.verifier = verifier
         self.accounts = accounts
         self.mode = verifier.mode
@@ -226,7 +235,7 @@ class LambdaApp:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "LambdaApp":
+    def from_settings(cls, settings: Settings, *, files_bucket: str | None = None, s3_endpoint: str | None = None) -> "LambdaApp":
         from tui_chat.server.stores.dynamodb import DynamoDBStore
 
         store = DynamoDBStore(
@@ -235,7 +244,12 @@ class LambdaApp:
         )  # fmt: skip
         secret = settings.token_secret.encode() if settings.token_secret and settings.auth != "cognito" else None
         accounts, verifier = sign_in_services(settings, store, secret, now_ms)
-        return cls(store, verifier=verifier, accounts=accounts,
+        files = None
+        if files_bucket:
+            from tui_chat.server.s3_files import S3FileLinks
+
+            files = S3FileLinks(files_bucket, region=settings.region, endpoint_url=s3_endpoint)
+        return cls(store, verifier=verifier, accounts=accounts, files=files,
                    management_endpoint=settings.management_endpoint, region=settings.region)  # fmt: skip
 
     def gateway_for(self, event: dict) -> Gateway:
@@ -251,7 +265,7 @@ class LambdaApp:
         gateway = self.gateway_for(event)
         if connecting is not None:
             gateway = _ConnectingGateway(gateway, connecting)
-        return ChatCore(self.store, gateway, clock=self.clock)
+        return ChatCore(self.store, gateway, clock=self.clock, files=self.files, max_file_bytes=self.max_file_bytes)
 
     # -- routes ---------------------------------------------------------------------------------
 
@@ -452,7 +466,8 @@ def get_app() -> LambdaApp:
     global _app
     with _app_lock:
         if _app is None:
-            _app = LambdaApp.from_settings(Settings.from_env())
+            _app = LambdaApp.from_settings(Settings.from_env(), files_bucket=os.environ.get("TUI_CHAT_FILES_BUCKET") or None,
+                                           s3_endpoint=os.environ.get("TUI_CHAT_S3_ENDPOINT") or None)  # fmt: skip
         return _app
 
 

@@ -49,6 +49,10 @@ class FileLinks(ABC):
         received the bytes); a cloud store asks the bucket."""
         return record.uploaded
 
+    async def attach(self, record: FileRecord) -> None:
+        """A message is about to hold this file (checked: uploaded by its sender, whole). The
+        cloud keeps the bytes from now on as long as messages live, not a day."""
+
     async def delete(self, file_ids: list[str]) -> None:
         """Delete these files' bytes (no message holds them any more)."""
 
@@ -112,6 +116,7 @@ class FileRoutes:
             raise p.ProtocolError(p.BAD_REQUEST, "the attachment is not a file you have uploaded completely", rid=rid, id=msg_id)
         if attachment.size != record.size:
             raise p.ProtocolError(p.BAD_REQUEST, f"the attachment's size must be {record.size}, as uploaded", rid=rid, id=msg_id)
+        await self.links.attach(record)
 
     async def delete_unheld(self, now: int, batch: int = 500) -> int:
         """Delete the files no message holds (and uploads never attached for a day); how many."""

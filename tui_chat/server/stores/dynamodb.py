@@ -49,6 +49,25 @@ point-in-time recovery and TTL on ``expireAt``.
       (a room created again with a deleted one's name gets another key, so it starts at seq 1 and
       nothing a deletion cut short can show up in it); ``to`` is ``#name``. Their guards are the
       same ``g#`` items (``conv`` is the ``roomKey``).
+    * a message's attachment (PROTOCOL.md 7.7): the map ``att`` ``{id, name, size, type}`` on it.
+    * a file: ``pk = "f#<fileId>"``, ``sk = 0``; ``owner``, ``name``, ``size``, ``type``, ``sha256``,
+      ``createdAt``, ``attached`` (a message named it once), ``uploaded`` (set with ``attached``: in
+      the cloud the bytes are confirmed by asking S3 until then), ``expireAt`` (a day after
+      ``createdAt`` while unattached, then the newest holder's; none without retention).
+    * each message holding a file: ``pk = "f#<fileId>"``, ``sk`` = 56 bits of the SHA-256 of the
+      message's ``(pk, seq)``; ``conv``, ``seq``, ``from``, ``to``, ``expireAt`` (the message's). Put in
+      the message's transaction with the file item's update (conditioned on the sender owning it),
+      deleted before a deleted room's messages. One query of the partition answers who may
+      download (the owner, either side of a direct message, a current member of that very room).
+    * the files a user announced and has not sent: ``pk = "pending#<user>"``, ``sk = 0``; ``pending``
+      ``{fileId: createdAt}`` and ``rev``. :meth:`DynamoDBStore.create_file` counts it against the
+      file items and rewrites it with the new file's item in one transaction conditioned on ``rev``,
+      so the cap holds under concurrency; attaching or deleting a file never writes it.
+    * GSI ``sweep`` (``sweep`` HASH, ``sweepAt`` RANGE, keys only), sparse (file items only): ``u`` by
+      creation for files never attached, ``a`` by their newest holder's expiry for attached ones (0
+      when a deleted room dropped some holders). :meth:`DynamoDBStore.unheld_files` reads candidates
+      from it and checks each on the table. Two partition values take about 1,000 index writes a
+      second each, far more files than people attach.
 
 ``conversations`` — key ``user`` (S), ``with`` (S): one "inbox" item per user and conversation
     * ``lastSeq``, ``readSeq`` (the read marker), ``activity`` (the last message's time in
@@ -95,6 +114,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hashlib
 import json
 import logging
 import random
@@ -104,9 +124,10 @@ from collections.abc import Callable
 from typing import Any
 
 from tui_chat.protocol import MAX_SEQ, Attachment, ConversationSummary, Message, is_room
+from tui_chat.server.files import UNATTACHED_KEPT_MS
 from tui_chat.server.store import (
     ConnectionRecord,
-    FilesUnsupported,
+    FileRecord,
     ConnectResult,
     Departure,
     DisconnectResult,
@@ -142,6 +163,11 @@ ROOM_FANOUT_CONCURRENCY = 16
 """How many members' inbox items one room message updates at once (after it is stored)."""
 MEMBERSHIP_ATTEMPTS = 20
 """Joins, leaves and sends that lost a race re-read and try again, at most this often."""
+FILE_PREFIX = "f#"
+PENDING_PREFIX = "pending#"
+SWEEP_NEW, SWEEP_HELD = "u", "a"
+"""The ``sweep`` index's two partitions: files never attached (by creation time), and files
+attached once (by when their newest holder expires; 0 when a deleted room dropped holders)."""
 
 
 class DynamoDBStore(Store):
@@ -297,7 +323,8 @@ class DynamoDBStore(Store):
                                    KeySchema=key("connId"),
                                    GlobalSecondaryIndexes=[gsi("byUser", "username", "device"),
                                                            gsi("watchers", "watch", "connId", "KEYS_ONLY")]),
-            self.messages: dict(AttributeDefinitions=[s("pk"), n("sk")], KeySchema=key("pk", "sk")),
+            self.messages: dict(AttributeDefinitions=[s("pk"), n("sk"), s("sweep"), n("sweepAt")], KeySchema=key("pk", "sk"),
+                                GlobalSecondaryIndexes=[gsi("sweep", "sweep", "sweepAt", "KEYS_ONLY")]),
             self.conversations: dict(AttributeDefinitions=[s("user"), s("with"), n("activity")],
                                      KeySchema=key("user", "with"),
                                      GlobalSecondaryIndexes=[gsi("byActivity", "user", "activity")]),
@@ -551,12 +578,8 @@ class DynamoDBStore(Store):
     # -- messages -------------------------------------------------------------------------------
 
     async def save_message(self, sender: str, msg_id: str, to: str, body: str, now: int, attachment: Attachment | None = None) -> SaveResult:
-        if attachment is not None:
-            raise FilesUnsupported  # attachments in the cloud are issue 16's next step
-        from botocore.exceptions import ClientError
-
         if is_room(to):
-            return await self._save_room_message(sender, msg_id, to, body, now)
+            return await self._save_room_message(sender, msg_id, to, body, now, attachment)
         conv = _conv_key(sender, to)
         guard_key = f"g#{sender}#{msg_id}"
         counter = await self._call(
@@ -565,43 +588,70 @@ class DynamoDBStore(Store):
             ReturnValues="UPDATED_NEW",
         )  # fmt: skip
         seq = int(self._plain(counter["Attributes"])["lastSeq"])
-        message = Message(id=msg_id, sender=sender, to=to, body=body, seq=seq, ts=now)
+        message = Message(id=msg_id, sender=sender, to=to, body=body, seq=seq, ts=now, attachment=attachment)
         expire = self._expire_at(now)
         activity = self._activity(now)
         items: list[dict | None] = [
             {"Put": {"TableName": self.messages, "ConditionExpression": "attribute_not_exists(pk)",
                      "Item": self._item({"pk": guard_key, "sk": 0, "conv": conv, "seq": seq, "expireAt": expire})}},
-            {"Put": {"TableName": self.messages, "ConditionExpression": "attribute_not_exists(pk)",
-                     "Item": self._item({"pk": conv, "sk": seq, "id": msg_id, "from": sender, "to": to,
-                                         "body": body, "ts": now, "expireAt": expire})}},
+            self._message_put(conv, message, expire),
             self._inbox_update(sender, to, seq, activity, is_sender=True),
         ]  # fmt: skip
         if to != sender:
             items.append(self._inbox_update(to, sender, seq, activity, is_sender=False))
+        holding = self._attach_items(message, conv, expire)
         for _attempt in range(4):
-            try:
-                await self._call("transact_write_items", TransactItems=[i for i in items if i is not None])
+            live = [i for i in items if i is not None]
+            reasons = await self._transact(live + holding)
+            if reasons is None:
                 return SaveResult(message=message, created=True)
-            except ClientError as exc:
-                if _code(exc) != "TransactionCanceledException":
-                    raise
-                reasons = _cancellation_codes(exc, len([i for i in items if i is not None]))
-                if reasons[0] == "ConditionalCheckFailed":  # (sender, id) is stored: a retry
-                    original = await self._original(guard_key)
-                    if original is None:
-                        raise StoreUnavailable("the message of an idempotency guard is missing") from exc
-                    return SaveResult(message=original, created=False)
-                # A newer message of this conversation landed first (concurrent sends finish in
-                # any order): its inbox item is already ahead; keep only what still moves forward.
-                live = [i for i in items if i is not None]
-                for index, code in enumerate(reasons):
-                    if code != "ConditionalCheckFailed" or index < 2:
-                        continue  # TransactionConflict and friends: try the same again
-                    slot = items.index(live[index])
-                    full_update = live[index]["Update"]["UpdateExpression"].startswith("SET lastSeq")
-                    # The sender's own read marker still moves to its message; anything else is dropped.
-                    items[slot] = self._read_marker_update(sender, to, seq) if slot == 2 and full_update else None
+            if reasons[0] == "ConditionalCheckFailed":  # (sender, id) is stored: a retry
+                original = await self._original(guard_key)
+                if original is None:
+                    raise StoreUnavailable("the message of an idempotency guard is missing")
+                return SaveResult(message=original, created=False)
+            _check_attach_reasons(reasons[len(live):])
+            # A newer message of this conversation landed first (concurrent sends finish in
+            # any order): its inbox item is already ahead; keep only what still moves forward.
+            for index, code in enumerate(reasons[: len(live)]):
+                if code != "ConditionalCheckFailed" or index < 2:
+                    continue  # TransactionConflict and friends: try the same again
+                slot = items.index(live[index])
+                full_update = live[index]["Update"]["UpdateExpression"].startswith("SET lastSeq")
+                # The sender's own read marker still moves to its message; anything else is dropped.
+                items[slot] = self._read_marker_update(sender, to, seq) if slot == 2 and full_update else None
         raise StoreUnavailable("DynamoDB kept cancelling the message's transaction")
+
+    def _message_put(self, pk: str, message: Message, expire: int | None) -> dict:
+        item = {"pk": pk, "sk": message.seq, "id": message.id, "from": message.sender, "to": message.to,
+                "body": message.body, "ts": message.ts, "expireAt": expire}  # fmt: skip
+        if message.attachment is not None:
+            a = message.attachment
+            item["att"] = {"id": a.file_id, "name": a.name, "size": a.size, "type": a.type}
+        return {"Put": {"TableName": self.messages, "ConditionExpression": "attribute_not_exists(pk)", "Item": self._item(item)}}
+
+    def _attach_items(self, message: Message, pk: str, expire: int | None) -> list[dict]:
+        """The transaction items by which a message holds its file: a holder item in the file's
+        partition (it expires with the message), and the file item marked attached (its own
+        expiry moved to the message's; with retention off it expires no more). Conditioned on the
+        sender owning the file: it fails when the record went meanwhile."""
+        if message.attachment is None:
+            return []
+        file_pk = FILE_PREFIX + message.attachment.file_id
+        holder = {"pk": file_pk, "sk": _holder_sk(pk, message.seq), "conv": pk, "seq": message.seq,
+                  "from": message.sender, "to": message.to, "expireAt": expire}  # fmt: skip
+        values: dict[str, Any] = {":yes": True, ":me": message.sender}
+        if expire:  # a sweep looks at it again when this message expires
+            update = "SET attached = :yes, uploaded = :yes, sweep = :held, sweepAt = :until, expireAt = :exp"
+            values.update({":held": SWEEP_HELD, ":until": expire * 1000, ":exp": expire})
+        else:
+            update = "SET attached = :yes, uploaded = :yes REMOVE sweep, sweepAt, expireAt"
+        return [
+            {"Put": {"TableName": self.messages, "Item": self._item(holder)}},
+            {"Update": {"TableName": self.messages, "Key": self._item({"pk": file_pk, "sk": 0}), "UpdateExpression": update,
+                        "ConditionExpression": "#o = :me", "ExpressionAttributeNames": {"#o": "owner"},
+                        "ExpressionAttributeValues": self._item(values)}},
+        ]  # fmt: skip
 
     def _activity(self, now: int) -> int:
         """An inbox item's ``activity``: ``now`` in microseconds, the clock's own µs as a tie-breaker."""
@@ -639,8 +689,8 @@ class DynamoDBStore(Store):
 
         try:
             await self._call(
-                "update_item", TableName=table, Key=self._item(key), UpdateExpression=update,
-                ConditionExpression=condition, ExpressionAttributeValues=self._item(values),
+                "update_item", TableName=table, Key=self._item(key), UpdateExpression=update, ConditionExpression=condition,
+                **({"ExpressionAttributeValues": self._item(values)} if values else {}),  # DynamoDB refuses an empty one
             )  # fmt: skip
         except ClientError as exc:
             if _code(exc) == "ConditionalCheckFailedException":
@@ -763,6 +813,125 @@ class DynamoDBStore(Store):
         )
         return target if moved else None
 
+    # -- files (PROTOCOL.md 7.7) -----------------------------------------------------------------
+
+    async def create_file(self, record: FileRecord, *, max_pending: int) -> bool:
+        """The file item, and the owner's pending list rewritten with it, in one transaction
+        conditioned on the list's ``rev``: of two uploads announced at once, one rewrites it and the
+        other reads it again, so the cap holds. The list is counted against the file items (one
+        attached, deleted or a day old is no longer pending), so it never needs another write."""
+        key = {"pk": PENDING_PREFIX + record.owner, "sk": 0}
+        file_put = {"Put": {"TableName": self.messages, "ConditionExpression": "attribute_not_exists(pk)", "Item": self._item({
+            "pk": FILE_PREFIX + record.file_id, "sk": 0, "owner": record.owner, "name": record.name, "size": record.size,
+            "type": record.type, "sha256": record.sha256, "createdAt": record.created_at, "uploaded": False,
+            "attached": False, "sweep": SWEEP_NEW, "sweepAt": record.created_at,
+            "expireAt": (record.created_at + UNATTACHED_KEPT_MS) // 1000,  # TTL: unattached, it lives a day
+        })}}  # fmt: skip
+        for attempt in range(MEMBERSHIP_ATTEMPTS):
+            item = await self._get(self.messages, key)
+            listed = (item or {}).get("pending") or {}
+            files = await self._batch_get(self.messages, [{"pk": FILE_PREFIX + f, "sk": 0} for f in listed])
+            pending = {f["pk"].removeprefix(FILE_PREFIX): f["createdAt"] for f in files
+                       if not f.get("attached") and not self._expired(f)}  # fmt: skip
+            if len(pending) >= max_pending:
+                return False
+            pending[record.file_id] = record.created_at
+            if item is None:
+                write = {"Put": {"TableName": self.messages, "ConditionExpression": "attribute_not_exists(pk)",
+                                 "Item": self._item({**key, "pending": pending, "rev": 1})}}  # fmt: skip
+            else:
+                write = {"Update": {"TableName": self.messages, "Key": self._item(key),
+                                    "UpdateExpression": "SET pending = :p, rev = :next", "ConditionExpression": "rev = :rev",
+                                    "ExpressionAttributeValues": self._item({":p": pending, ":next": item["rev"] + 1, ":rev": item["rev"]})}}  # fmt: skip
+            reasons = await self._transact([file_put, write])
+            if reasons is None:
+                return True
+            if reasons[0] == "ConditionalCheckFailed":
+                raise ValueError(f"a file {record.file_id!r} exists already")
+            await _backoff(attempt)  # another upload was announced meanwhile: count again
+        raise StoreUnavailable("the pending files kept changing while one was added")
+
+    async def get_file(self, file_id: str) -> FileRecord | None:
+        item = await self._get(self.messages, {"pk": FILE_PREFIX + file_id, "sk": 0})
+        if item is None or self._expired(item):
+            return None
+        return FileRecord(file_id, item["owner"], item["name"], item["size"], item["type"], item["sha256"],
+                          item["createdAt"], uploaded=bool(item.get("uploaded")))  # fmt: skip
+
+    async def file_uploaded(self, file_id: str) -> bool:
+        """In the cloud nothing calls this: S3 is asked (HEAD) until a message holds the file, and
+        the first message marks it uploaded (its bytes are in ``files/`` from then on)."""
+        return await self._conditional_update(
+            self.messages, {"pk": FILE_PREFIX + file_id, "sk": 0}, "SET uploaded = :yes",
+            "attribute_exists(pk) AND uploaded = :no", {":yes": True, ":no": False},
+        )  # fmt: skip
+
+    async def _file_partition(self, file_id: str) -> tuple[dict | None, list[dict]]:
+        """The file item and its live holders (one per message naming it), read consistently."""
+        items = [i async for i in self._query_all(
+            TableName=self.messages, ConsistentRead=True, KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues=self._item({":pk": FILE_PREFIX + file_id}),
+        )]  # fmt: skip
+        if not items or items[0]["sk"] != 0:
+            return None, []
+        return items[0], [i for i in items[1:] if not self._expired(i)]
+
+    async def may_download(self, user: str, file_id: str) -> bool:
+        record, holders = await self._file_partition(file_id)
+        if record is None or self._expired(record):
+            return False
+        if record["owner"] == user or any(not is_room(h["to"]) and user in (h["from"], h["to"]) for h in holders):
+            return True
+        # A room's message: for its current members, of that room (not an older one of the name).
+        rooms = {h["to"]: set() for h in holders if is_room(h["to"])}
+        for h in holders:
+            if is_room(h["to"]):
+                rooms[h["to"]].add(h["conv"])
+        sides = await self._batch_get(self.conversations, [{"user": user, "with": room} for room in rooms])
+        return any(side.get("roomKey") in rooms[side["with"]] for side in sides)
+
+    async def unheld_files(self, unattached_before: int, limit: int) -> list[str]:
+        """Candidates from the sparse ``sweep`` index (never attached and old; attached and past
+        their newest holder's expiry, or dropped by a deleted room), each checked on the table."""
+        found: list[str] = []
+        for state, test, bound in ((SWEEP_NEW, "<", unattached_before), (SWEEP_HELD, "<=", self._clock())):
+            async for key in self._query_all(
+                TableName=self.messages, IndexName="sweep", KeyConditionExpression=f"sweep = :s AND sweepAt {test} :t",
+                ExpressionAttributeValues=self._item({":s": state, ":t": bound}),
+            ):  # fmt: skip
+                file_id = key["pk"].removeprefix(FILE_PREFIX)
+                if file_id not in found and await self._unheld(file_id, unattached_before):
+                    found.append(file_id)
+                    if len(found) >= limit:
+                        return found
+        return found
+
+    async def _unheld(self, file_id: str, unattached_before: int) -> bool:
+        record, holders = await self._file_partition(file_id)
+        if record is None:
+            return False
+        if not record.get("attached"):
+            return record["createdAt"] < unattached_before
+        if not holders:
+            return True
+        # Still held: the sweep looks again when the newest holder expires (never, without retention).
+        ends = [h.get("expireAt") for h in holders]
+        key = {"pk": FILE_PREFIX + file_id, "sk": 0}
+        if None in ends:
+            await self._conditional_update(self.messages, key, "REMOVE sweep, sweepAt", "attribute_exists(pk)", {})
+        else:
+            await self._conditional_update(self.messages, key, "SET sweepAt = :t", "attribute_exists(pk)", {":t": max(ends) * 1000})
+        return False
+
+    async def delete_files(self, file_ids: list[str]) -> None:
+        """Each file's item and holders (its owner's pending list forgets it on the next count)."""
+        for file_id in file_ids:
+            keys = [{"pk": i["pk"], "sk": i["sk"]} async for i in self._query_all(
+                TableName=self.messages, ConsistentRead=True, KeyConditionExpression="pk = :pk", ProjectionExpression="pk, sk",
+                ExpressionAttributeValues=self._item({":pk": FILE_PREFIX + file_id}),
+            )]  # fmt: skip
+            await self._batch_delete(self.messages, keys)
+
     # -- rooms ----------------------------------------------------------------------------------
 
     async def create_room(self, room: str, owner: str, title: str, members: list[str], now: int) -> RoomRecord | None:
@@ -879,13 +1048,27 @@ class DynamoDBStore(Store):
         try:
             async for page in self._query_pages(
                 TableName=self.messages, ConsistentRead=True, KeyConditionExpression="pk = :pk",
-                ProjectionExpression="sk, #f, id", ExpressionAttributeNames={"#f": "from"},
+                ProjectionExpression="sk, #f, id, att", ExpressionAttributeNames={"#f": "from"},
                 ExpressionAttributeValues=self._item({":pk": room_key}),
             ):  # fmt: skip
+                await self._release_files(room_key, [i for i in page if i.get("att")])
                 await self._batch_delete(self.messages, [{"pk": f"g#{i['from']}#{i['id']}", "sk": 0} for i in page if i["sk"] > 0])
                 await self._batch_delete(self.messages, [{"pk": room_key, "sk": i["sk"]} for i in page])
         except StoreUnavailable as exc:
             log.warning("room %s: deleting its messages stopped: %s", room_key, exc)
+
+    async def _release_files(self, room_key: str, messages: list[dict]) -> None:
+        """Before a deleted room's messages go: their files' holder items, and each file is marked
+        for the next sweep (it may have no holder left). Holders go first: one left behind by a
+        failure would keep its file forever, a message left behind is unreachable anyway."""
+        if not messages:
+            return
+        await self._batch_delete(self.messages, [{"pk": FILE_PREFIX + m["att"]["id"], "sk": _holder_sk(room_key, m["sk"])} for m in messages])
+        for file_id in dict.fromkeys(m["att"]["id"] for m in messages):
+            await self._conditional_update(
+                self.messages, {"pk": FILE_PREFIX + file_id, "sk": 0}, "SET sweep = :held, sweepAt = :now",
+                "attribute_exists(pk)", {":held": SWEEP_HELD, ":now": 0},
+            )  # fmt: skip
 
     async def _query_pages(self, **kwargs: Any):
         start = None
@@ -940,7 +1123,8 @@ class DynamoDBStore(Store):
             ExpressionAttributeValues=self._item({":u": user, ":room": "#"}),
         )  # fmt: skip
 
-    async def _save_room_message(self, sender: str, msg_id: str, room: str, body: str, now: int) -> SaveResult:
+    async def _save_room_message(self, sender: str, msg_id: str, room: str, body: str, now: int,
+                                 attachment: Attachment | None = None) -> SaveResult:  # fmt: skip
         """A room message: (1) the guard of ``(sender, id)`` (a retry returns the original without
         taking a ``seq``) and the sender's inbox item, read at once: it names the room's
         ``roomKey`` (none: not a member); (2) the room's counter gives ``seq``; (3) one transaction
@@ -964,24 +1148,25 @@ class DynamoDBStore(Store):
         )  # fmt: skip
         seq = int(self._plain(counter["Attributes"])["lastSeq"])
         expire, activity = self._expire_at(now), self._activity(now)
+        message = Message(msg_id, sender, room, body, seq, now, attachment)
         items = [
             {"Put": {"TableName": self.messages, "ConditionExpression": "attribute_not_exists(pk)",
                      "Item": self._item({"pk": guard_key, "sk": 0, "conv": room_key, "seq": seq, "expireAt": expire})}},
-            {"Put": {"TableName": self.messages, "ConditionExpression": "attribute_not_exists(pk)",
-                     "Item": self._item({"pk": room_key, "sk": seq, "id": msg_id, "from": sender, "to": room,
-                                         "body": body, "ts": now, "expireAt": expire})}},
+            self._message_put(room_key, message, expire),
             self._sender_room_update(sender, room, room_key, seq, activity, "full"),
         ]  # fmt: skip
+        holding = self._attach_items(message, room_key, expire)
         for attempt in range(MEMBERSHIP_ATTEMPTS):
-            reasons = await self._transact(items)
+            reasons = await self._transact(items + holding)
             if reasons is None:
                 await self._fan_out(room, room_key, sender, seq, activity)
-                return SaveResult(message=Message(msg_id, sender, room, body, seq, now), created=True)
+                return SaveResult(message=message, created=True)
             if reasons[0] == "ConditionalCheckFailed":  # (sender, id) is stored: a retry
                 original = await self._original(guard_key)
                 if original is None:
                     raise StoreUnavailable("the message of an idempotency guard is missing")
                 return SaveResult(message=original, created=False)
+            _check_attach_reasons(reasons[len(items):])
             if reasons[2] == "ConditionalCheckFailed":
                 items[2] = await self._sender_room_step(sender, room, room_key, seq, activity)
             else:
@@ -1264,7 +1449,24 @@ async def _backoff(attempt: int) -> None:
 
 
 def _message(item: dict) -> Message:
-    return Message(id=item["id"], sender=item["from"], to=item["to"], body=item["body"], seq=item["sk"], ts=item["ts"])
+    a = item.get("att")
+    attachment = Attachment(a["id"], a["name"], a["size"], a["type"]) if a else None
+    return Message(id=item["id"], sender=item["from"], to=item["to"], body=item["body"], seq=item["sk"], ts=item["ts"],
+                   attachment=attachment)  # fmt: skip
+
+
+def _holder_sk(pk: str, seq: int) -> int:
+    """A holder item's sort key: a number (the table's ``sk`` is one) that names the message
+    ``(pk, seq)``, above 0 (the file item's). 56 bits of its SHA-256: collisions need about 2**28
+    messages holding one file."""
+    return int.from_bytes(hashlib.sha256(f"{pk}#{seq}".encode()).digest()[:7], "big") + 1
+
+
+def _check_attach_reasons(reasons: list[str]) -> None:
+    """The file item's condition failed: its record went (a day unattached, or swept) between the
+    core's check and this write. Nothing was stored; a retry is refused by the check."""
+    if "ConditionalCheckFailed" in reasons:
+        raise StoreUnavailable("the attached file's record is gone")
 
 
 def _encode_cursor(key: dict) -> str:
