@@ -1,4 +1,4 @@
-"""The tui-chat wire protocol, version 1 (``shared/PROTOCOL.md``) as typed structures.
+"""The tui-chat wire protocol, version 2 (``shared/PROTOCOL.md``) as typed structures.
 
 Client and both servers import this module and nothing else of the project imports into it.
 Parsing never raises anything but :class:`ProtocolError`, whose ``code`` is the protocol's
@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal, Union
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 # --- Limits (API Gateway's own, so the self-hosted server behaves like the cloud) -------------
 MAX_ACTION_BYTES = 32 * 1024
@@ -27,11 +27,11 @@ MAX_CURSOR_CHARS = 256
 DEFAULT_PAGE_LIMIT = 50
 MAX_PAGE_LIMIT = 200
 MAX_SEQ = 2**53 - 1
+"""Sequence numbers stay exact in JavaScript and DynamoDB numbers."""
 MAX_BATCH_MESSAGES = 50
 """``sendMessages`` carries 1 to 50 messages (section 7.3)."""
 BATCH_MESSAGES_PER_ACTION = 10
 """For the rate limit a batch counts as one action per 10 messages, rounded up."""
-"""Sequence numbers stay exact in JavaScript and DynamoDB numbers."""
 
 RATE_LIMIT_PER_SECOND = 100
 RATE_LIMIT_BURST = 500

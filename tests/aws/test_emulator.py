@@ -73,7 +73,7 @@ async def test_unknown_connections_are_gone_and_other_paths_not_found(emulator):
         assert (await http.post(f"{emulator.http_url}/other/@connections/nope", content=b"x")).status_code == 404
         assert (await http.get(f"{emulator.http_url}/healthz")).json() == {"status": "ok"}
         info = (await http.get(f"{emulator.http_url}/info")).json()
-        assert info["auth"] == "accounts" and info["protocol"] == 1
+        assert info["auth"] == "accounts" and info["protocol"] == 2
 
 
 async def test_handshake_statuses_come_from_the_authorizer_and_connect(emulator):

@@ -48,7 +48,7 @@ def test_a_working_setup_passes_and_says_what_the_server_is(chat_server, capsys,
     assert "none, so the defaults are used" in line(lines, "ok", "config file")
     assert "MemoryKeyring" in line(lines, "ok", "keyring")
     assert f"{chat_server.http_url} (from --server); WebSocket ws://127.0.0.1:{chat_server.port}/ws" in line(lines, "ok", "server")
-    assert f"answers: tui-chat {info['version']}, protocol 1, server id {info['serverId']}" in line(lines, "ok", "connection")
+    assert f"answers: tui-chat {info['version']}, protocol {info['protocol']}, server id {info['serverId']}" in line(lines, "ok", "connection")
     assert "accounts: a username and password" in line(lines, "ok", "sign-in")
     assert "not used; fine, the server is on this machine" in line(lines, "ok", "TLS")
     assert not [text for text in lines if text.startswith(("warning", "problem"))]

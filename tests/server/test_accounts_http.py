@@ -100,7 +100,7 @@ async def test_oversized_bodies_unknown_paths_and_methods(http):
 
 async def test_info_and_health(http):
     info = (await http.get("/info")).json()
-    assert info["auth"] == "accounts" and info["protocol"] == 1 and info["signup"] is True
+    assert info["auth"] == "accounts" and info["protocol"] == 2 and info["signup"] is True
     assert (await http.get("/healthz")).json() == {"status": "ok"}
 
 
