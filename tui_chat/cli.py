@@ -204,7 +204,7 @@ def add_serve_parser(commands: argparse._SubParsersAction, name: str = "serve",
         g5 = serve.add_argument_group("the app in a browser (as tui-chat web, on a port of its own)")
         _option(g5, "--web", action="store_true", help="also serve the app to browsers, each tab its own app process signed in to this server")
         _option(g5, "--web-port", type=_port, default=None, metavar="PORT", help="--web: the page's port (default: --port + 1; 0 when --port is 0)")
-        _option(g5, "--max-sessions", type=_max_sessions, default=None, metavar="N", help=f"--web: browser sessions at once, about 55 MiB each (default: {DEFAULT_MAX_SESSIONS})")
+        _option(g5, "--max-sessions", type=_max_sessions, default=None, metavar="N", help=f"--web: browser sessions at once, about 58 MiB each (default: {DEFAULT_MAX_SESSIONS})")
     return serve
 
 
@@ -224,7 +224,7 @@ def add_web_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentPar
     _option(g0, "--allow-origin", action="append", metavar="ORIGIN", help="another web origin whose pages may open sessions here (repeatable; the page's own origin always may)")
     g1 = web.add_argument_group("the sessions")
     g1.add_argument("--server", dest="web_server", metavar="URL", help=f"the chat server every session signs in to (default: tui-chat --server, else TUI_CHAT_SERVER, else {DEFAULT_SERVER})")
-    _option(g1, "--max-sessions", type=_max_sessions, default=DEFAULT_MAX_SESSIONS, metavar="N", help="browser sessions at once, each an app process of about 55 MiB; more are told the server is busy (default: %(default)s)")
+    _option(g1, "--max-sessions", type=_max_sessions, default=DEFAULT_MAX_SESSIONS, metavar="N", help="browser sessions at once, each an app process of about 58 MiB; more are told the server is busy (default: %(default)s)")
     g2 = web.add_argument_group("logging")
     _option(g2, "--log-level", choices=("debug", "info", "warning", "error"), default="info", help="how much it says (default: %(default)s)")
     _option(g2, "--log-format", choices=("text", "json"), default="text", help="json: one JSON object a line")

@@ -10,7 +10,7 @@ DEFAULT_WEB_PORT = 8766
 """Beside the chat server's 8765."""
 
 DEFAULT_MAX_SESSIONS = 20
-"""Browser sessions at once; each is one app process of about 55 MiB."""
+"""Browser sessions at once; each is one app process of about 58 MiB."""
 
 MAX_MAX_SESSIONS = 1000
 
