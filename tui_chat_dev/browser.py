@@ -29,9 +29,11 @@ def chromium_path() -> str | None:
 
 
 async def launch(playwright, executable: str):
-    """Headless Chromium; ``--no-sandbox`` because tests run as root in CI."""
+    """Headless Chromium; ``--no-sandbox`` because tests run as root in CI. Its popup blocker is
+    kept on (Playwright turns it off), as in a person's browser: a download opens a new window."""
     return await playwright.chromium.launch(executable_path=executable, headless=True,
-                                            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])  # fmt: skip
+                                            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+                                            ignore_default_args=["--disable-popup-blocking"])  # fmt: skip
 
 
 class TerminalTab:

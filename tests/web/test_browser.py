@@ -4,10 +4,13 @@ the page's own WebSocket frames. Skips, saying why, where there is no Chromium."
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import os
 import uuid
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.web.conftest import terminal_user
@@ -110,3 +113,48 @@ async def test_two_tabs_at_once_are_two_people_and_share_nothing(web, browser):
     await third.wait_for_text("open server: pick a nickname", "Nickname")
     await third_context.close()
     await web.wait_for_log("session ended", session=third_session["session"])
+
+
+async def send_file(sender, to: str, name: str, data: bytes) -> None:
+    """What a terminal client does to send a file: announce it, PUT the bytes, name it in a message."""
+    ticket = await sender.request({"action": "requestUpload", "name": name, "size": len(data),
+                                   "type": "application/pdf", "sha256": hashlib.sha256(data).hexdigest()})  # fmt: skip
+    assert ticket["type"] == "upload", ticket
+    async with httpx.AsyncClient() as http:
+        put = await http.request(ticket["method"], ticket["url"], content=data, headers=ticket["headers"])
+    assert put.status_code == 200, put.text
+    attachment = {"fileId": ticket["fileId"], "name": name, "size": len(data), "type": "application/pdf"}
+    ack = await sender.request({"action": "sendMessage", "id": f"file-{uuid.uuid4().hex[:12]}", "to": to, "attachment": attachment})
+    assert ack["type"] == "ack", ack
+
+
+async def test_a_file_from_a_terminal_lands_in_the_browser_s_downloads_and_leaves_nothing_on_the_host(open_server, web, browser):
+    erin = await terminal_user(open_server, "erinterm")
+    context = await browser.new_context(viewport=VIEWPORT, accept_downloads=True)
+    downloads: asyncio.Queue = asyncio.Queue()
+    # The page opens the download link in a new window (textual-serve's way): catch it there.
+    context.on("page", lambda page: page.on("download", downloads.put_nowait))
+    tab, session = await open_session(web, context)
+    home = Path(environment(session["pid"])["HOME"])
+    await sign_in(tab, "frankfile")
+    await tab.wait_for_text("erinterm")
+
+    data = os.urandom(200_000)
+    name = "résumé (final).pdf"
+    await send_file(erin, "frankfile", name, data)
+    await tab.press("Control+o")
+    await tab.type("erinterm")
+    await tab.press("Enter")
+    await tab.wait_for_text("résumé (final).pdf")
+    await tab.press("Shift+Tab")  # from the composer to the conversation: the cursor on the newest message, the file
+    await tab.press("Enter")
+
+    download = await asyncio.wait_for(downloads.get(), 30)
+    assert download.suggested_filename == name
+    assert Path(await download.path()).read_bytes() == data, "byte-identical in the browser"
+    await tab.wait_for_text("went to your browser's downloads")
+    assert not any(p.is_file() and p.name == name for p in home.rglob("*")), "no copy stays on the host"
+
+    await context.close()
+    await web.wait_for_log("session ended", session=session["session"])
+    await erin.ws.close()

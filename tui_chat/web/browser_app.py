@@ -79,6 +79,10 @@ class BrowserChatApp(ChatApp):
             self.notify(safe_str(str(exc)), title="Not saved", severity="error", markup=False)
             return
         self._delivering[self.deliver_binary(saved, open_method="download", name=saved.name) or ""] = saved
+        # The page opens the link in a new window, which a popup blocker may stop when the fetch
+        # took longer than the browser's few seconds of grace after a key press.
+        self.notify(f"Handing {safe_str(name)} to your browser. If nothing comes, allow pop-ups for this page "
+                    "and press enter on the file again.", markup=False, timeout=8)  # fmt: skip
 
     def on_delivery_complete(self, event: events.DeliveryComplete) -> None:
         from tui_chat.ui.safe_text import safe_str
