@@ -448,6 +448,28 @@ async def test_following_a_conversation_reads_nothing_from_the_cache_and_shows_w
     await mx.close()
 
 
+async def test_service_events_arriving_while_the_app_closes_are_dropped_not_raised(live_server, make_app):
+    """Presence and messages keep coming while the app is taken down: an event reaching a chat
+    screen whose widgets are already gone must be dropped (it raised NoMatches on a busy machine)."""
+    me = unique("zed")
+    await signup(live_server.http_url, me, PASSWORD)
+    app = make_app(me)
+    storm: asyncio.Task | None = None
+    async with app.run_test(size=(100, 30)) as pilot:
+        await sign_in(app, pilot)
+
+        async def keep_posting() -> None:
+            while True:
+                for event in (ChatApp.UsersChanged(), ChatApp.LinkChanged(), ChatApp.TypingChanged()):
+                    app.post_message(event)
+                await asyncio.sleep(0)
+
+        storm = asyncio.create_task(keep_posting())
+        await pilot.pause()
+    storm.cancel()
+    assert app.return_code in (0, None)
+
+
 @pytest.mark.parametrize("how", ["ctrl+q", "shut_down then exit"])
 async def test_quitting_while_the_link_reports_its_stop_ends_cleanly(live_server, make_app, how):
     """Quitting stops the connection, which reports "stopped": that must not reach a chat screen

@@ -272,9 +272,13 @@ class ChatApp(App[int]):
     def chat_screen(self) -> "ChatScreen | None":
         from tui_chat.ui.screens.chat import ChatScreen
 
+        if not self.is_running:
+            return None  # the app is being taken down: its screens' widgets go first, events still arrive
         for screen in reversed(self.screen_stack):
             if isinstance(screen, ChatScreen):
-                return screen if screen.ready else None  # its widgets exist from its mount on (it reads everything then)
+                # Its widgets exist from its mount on (it reads everything then) until it is
+                # removed; `display` turns False as soon as its removal begins.
+                return screen if screen.ready and screen.display else None
         return None
 
     @on(BurstHandled)
