@@ -41,6 +41,9 @@ class Tmux:
     def screen(self, name: str) -> str:
         return self.run("capture-pane", "-p", "-t", name)
 
+    def title(self, name: str) -> str:
+        return self.run("display-message", "-p", "-t", name, "#{pane_title}").strip()
+
     def wait_for(self, name: str, text: str, timeout: float = SCREEN_TIMEOUT_S) -> str:
         return self.wait_until(name, lambda screen: text in screen, timeout, text)
 
@@ -91,6 +94,9 @@ async def test_a_message_typed_in_one_terminal_appears_in_another(tmp_path, tmux
         # terminal before the app has moved focus would land in the wrong field.
         for name in ("alice", "bob"):
             tmux.wait_for(name, "Password")
+            # The terminal asked about images before the app started; tmux took that query as
+            # the pane's title, which the app then sets to its own.
+            assert tmux.title(name) == "tui-chat"
             tmux.type(name, "correct horse battery")
             tmux.wait_for(name, "•" * len("correct horse battery"))
             tmux.keys(name, "Enter")

@@ -159,6 +159,9 @@ class ChatApp(App[int]):
             return
         if self.session is not None and self.session.theme in self.available_themes:
             self.theme = self.session.theme
+        # Set the terminal's title now: the image-support query that ran before the app (an APC
+        # sequence) is taken by tmux and screen as a title, and would stay there otherwise.
+        self.update_title(always=True)
         self.start_up()
 
     @work(exclusive=True, exit_on_error=False, group="start-up")
@@ -356,10 +359,10 @@ class ChatApp(App[int]):
         if self.bell_on_message:
             self.bell()
 
-    def update_title(self) -> None:
+    def update_title(self, *, always: bool = False) -> None:
         unread = self.session.unread_total() if self.session is not None else 0
         title = f"tui-chat — {unread} unread" if unread else "tui-chat"
-        if title != self.title:
+        if title != self.title or always:
             self.title = title
             if self._driver is not None and not self.is_headless:  # the terminal's tab or window title too
                 self._driver.write(terminal_title_sequence(title))
@@ -486,7 +489,7 @@ class ChatApp(App[int]):
     def action_open_conversation(self, name: str) -> None:
         screen = self.chat_screen
         if screen is not None:
-            screen.open_conversation(name)
+            screen.write_to(name)
 
     # --- files -------------------------------------------------------------------------------
 

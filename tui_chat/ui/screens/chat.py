@@ -342,7 +342,12 @@ class ChatScreen(Screen[None]):
             self.post_message(self.Discard(failed.key))
 
     def take_key(self, event: events.Key) -> bool:
-        """Keys for the people filter, handled as they arrive (see ``PeopleFilter``); True if taken."""
+        """Keys for the people filter, handled as they arrive (see ``PeopleFilter``); True if taken.
+        Text typed while the conversation has the focus (after a jump from search, a file saved)
+        goes to the composer, the key included: the conversation has no use for it."""
+        if self.focused is self.conversation_view and event.is_printable:
+            self.set_focus(self.query_one(Composer))
+            return False
         people_filter = self.query_one("#user-filter")
         if self.focused is not people_filter:
             return False
@@ -353,6 +358,12 @@ class ChatScreen(Screen[None]):
                 self.set_focus(self.query_one(Composer))
             return True
         return people_filter.take_key(event.key, event.character)
+
+    def write_to(self, conversation: str) -> None:
+        """Open ``conversation`` ready to write in it (from the palette, a room just created)."""
+        self.open_conversation(conversation)
+        self.query_one(UserList).clear_filter()
+        self.set_focus(self.query_one(Composer))
 
     def action_focus_people(self) -> None:
         self.query_one(UserList).start_filtering()
