@@ -1,4 +1,4 @@
-"""Attach a file: a path with completion (tab or → takes the suggestion), and optional words.
+"""Attach a file: a path with completion (→ takes the suggestion), and optional words.
 
 The path is completed from what is on disk as it is typed (``PathSuggester``); the dialog checks
 the file exists and is a file before it closes, and returns the path and the words.
@@ -19,6 +19,7 @@ from textual.widgets import Button, Input, Label, Static
 
 from tui_chat.protocol import MAX_BODY_CHARS, body_problem
 from tui_chat.ui.safe_text import safe_content
+from tui_chat.ui.screens.focus_keys import FOCUS_KEYS
 
 MAX_LISTED = 2000
 """Entries of one folder looked at for a suggestion (a huge folder must not stall typing)."""
@@ -52,7 +53,7 @@ class PathSuggester(Suggester):
 
 class AttachScreen(ModalScreen[tuple[Path, str] | None]):
     CSS_PATH = Path(__file__).with_name("dialogs.tcss")
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS = [Binding("escape", "cancel", "Cancel"), *FOCUS_KEYS]
 
     def __init__(self, conversation: str, start: str = "") -> None:
         super().__init__()

@@ -22,6 +22,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
 from tui_chat.ui.safe_text import safe_content
+from tui_chat.ui.screens.focus_keys import FOCUS_KEYS
 from tui_chat.ui.timefmt import Clock
 from tui_chat.ui.view_model import STATUS_MARKS, ConnectionRow, MessageRow, RoomInfo, UserRow
 from tui_chat.ui.widgets.composer import Composer
@@ -67,8 +68,7 @@ class ChatScreen(Screen[None]):
         # key, and they move focus at once (``set_focus``, not the deferred ``focus()``), so keys
         # that arrive in one burst (over SSH, from a paste) land where the person sent them.
         Binding("ctrl+o", "focus_people", "People", priority=True),
-        Binding("tab", "app.focus_next", show=False, priority=True),
-        Binding("shift+tab", "app.focus_previous", show=False, priority=True),
+        *FOCUS_KEYS,
         Binding(RETRY_KEY, "retry", "Retry", priority=True),
         Binding(DISCARD_KEY, "discard", "Discard", priority=True),
         Binding("escape", "focus_composer", "Write", show=False, priority=True),

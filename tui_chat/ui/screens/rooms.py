@@ -21,6 +21,7 @@ from textual.widgets.selection_list import Selection
 
 from tui_chat.protocol import MAX_ROOM_TITLE_CHARS, ROOM_PREFIX, normalize_room, room_title_problem
 from tui_chat.ui.safe_text import safe_content
+from tui_chat.ui.screens.focus_keys import FOCUS_KEYS
 
 CreateRoom = Callable[[str, str, list[str]], Awaitable[str]]
 """Makes the room (name, title, members) and returns its ``#name``; ``ValueError`` says why not."""
@@ -45,7 +46,7 @@ class MemberPicker(SelectionList[str]):
 
 class CreateRoomScreen(ModalScreen[str | None]):
     CSS_PATH = Path(__file__).with_name("dialogs.tcss")
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS = [Binding("escape", "cancel", "Cancel"), *FOCUS_KEYS]
 
     def __init__(self, people: Sequence[str], create: CreateRoom | None = None, *, chosen: Sequence[str] = ()) -> None:
         super().__init__()

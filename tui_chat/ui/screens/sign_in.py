@@ -21,6 +21,7 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, Static
 
 from tui_chat.ui.safe_text import safe_content
+from tui_chat.ui.screens.focus_keys import FOCUS_KEYS
 
 INFO_RETRY_S = 5.0
 """While the server cannot be reached, it is asked again this often (it may be starting up)."""
@@ -54,11 +55,7 @@ class SignInScreen(Screen[None]):
     CSS_PATH = Path(__file__).with_suffix(".tcss")
     BINDINGS = [
         Binding("f1", "app.help", "Keys"),
-        # Priority, so focus moves before the next key is routed: "alice<Tab>secret<Enter>" typed
-        # by a password manager or pasted arrives in one read, and without this Textual sends
-        # "secret" to the username field (the tab's binding would run only after it).
-        Binding("tab", "app.focus_next", show=False, priority=True),
-        Binding("shift+tab", "app.focus_previous", show=False, priority=True),
+        *FOCUS_KEYS,
     ]
 
     class SignedIn(Message):

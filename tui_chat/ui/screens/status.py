@@ -12,12 +12,13 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Static
 
 from tui_chat.protocol import MAX_STATUS_TEXT_CHARS, SETTABLE_STATUSES, status_text_problem
+from tui_chat.ui.screens.focus_keys import FOCUS_KEYS
 from tui_chat.ui.view_model import STATUS_MARKS
 
 
 class StatusScreen(ModalScreen[tuple[str, str] | None]):
     CSS_PATH = Path(__file__).with_suffix(".tcss")
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS = [Binding("escape", "cancel", "Cancel"), *FOCUS_KEYS]
 
     def __init__(self, current: str = "online", text: str = "") -> None:
         super().__init__()
