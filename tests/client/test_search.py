@@ -84,6 +84,13 @@ def test_a_cache_from_the_release_before_search_is_indexed_when_opened(tmp_path)
     assert found(index, "new old") == ["a new old message"], "and kept up to date from then on"
 
 
+def test_a_conversation_cached_from_its_first_message_on_needs_nothing_from_the_server(tmp_path):
+    """Messages that came live from seq 1 on are the whole history: search offers no fetch."""
+    cache = Cache(open_db(tmp_path / "cache.db"), "ann")
+    cache.add([message(seq, f"live {seq}") for seq in range(1, 6)] + [message(40, "late", peer="#club")])
+    assert cache.incomplete() == ["#club"]
+
+
 async def test_older_history_on_the_server_is_fetched_then_found(chat_server, tmp_path):
     """A new device holds a conversation's newest page; the rest comes when asked, then is found."""
     ann_name, bob_name = "searchann", "searchbob"

@@ -161,8 +161,13 @@ class Cache:
         return [ConversationRecord(*row) for row in rows]
 
     def incomplete(self) -> list[str]:
-        """Conversations whose older history may still be on the server only."""
-        return [row[0] for row in self.db.execute("SELECT peer FROM conversations WHERE complete = 0 AND last_seq > 0 ORDER BY peer")]
+        """Conversations whose older history may still be on the server only: not known complete,
+        and not held from seq 1 on (a conversation followed live from its first message; what is
+        cached has no holes)."""
+        return [row[0] for row in self.db.execute(
+            "SELECT peer FROM conversations c WHERE complete = 0 AND last_seq > 0"
+            " AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.peer = c.peer AND m.seq = 1) ORDER BY peer"
+        )]  # fmt: skip
 
     def count(self, peer: str) -> int:
         return self.db.execute("SELECT count(*) FROM messages WHERE peer = ?", (peer,)).fetchone()[0]
