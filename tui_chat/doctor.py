@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from tui_chat import __version__
 from tui_chat import protocol as p
 from tui_chat.client.auth import http_base, token_file_path, ws_url
-from tui_chat.client.config import Config, ConfigError, check_server_url, config_path, load_config
+from tui_chat.client.config import Config, config_path, read_config
 from tui_chat.client.identity import valid_server_id
 from tui_chat.paths import data_dir
 
@@ -62,7 +62,8 @@ def run_doctor(args: argparse.Namespace, out: TextIO | None = None) -> int:
     config, origin = _config(say, args)
     _guarded(say, "keyring", _keyring, say, config)
     if origin is None:
-        say(PROBLEM, "server", "not checked: the address given is not valid (see above)")
+        say(PROBLEM, "server", "not checked: the server given cannot be used (see above). "
+                               "tui-chat does not fall back to another server: its sign-in screen asks for one")  # fmt: skip
     else:
         _guarded(say, "server", _server, say, config, origin)
     print(say.summary(), file=say.out, flush=True)
@@ -111,32 +112,26 @@ def _data_folder(say: Report) -> None:
 
 def _config(say: Report, args: argparse.Namespace) -> tuple[Config, str | None]:
     """The settings the app would use, and where its server comes from ("" when none is set,
-    None when the address given is not valid)."""
+    None when the address given is not valid). Each mistake is a line of its own."""
+    from textual.theme import BUILTIN_THEMES  # the app's themes (it registers none of its own)
+
     path = config_path()
     what = f"config file {path}"
-    file_ok = True
+    config, problems, server_lost = read_config(path, overrides={"server": args.server, "username": args.user}, themes=BUILTIN_THEMES)
+    in_file = [problem for problem in problems if problem.source == str(path)]
     if not path.exists():
         say(OK, what, "none, so the defaults are used")
-    else:
-        try:
-            load_config(path, env={})
-            keys = list(tomllib.loads(path.read_text(encoding="utf-8")))
-            say(OK, what, f"read; it sets {', '.join(keys)}" if keys else "read; it is empty")
-        except ConfigError as exc:
-            file_ok = False
-            reason = str(exc).removeprefix(f"{path}: ")
-            say(PROBLEM, what, f"{reason}. Until it is fixed tui-chat starts with the defaults and says why on its sign-in screen")
-    try:
-        config = load_config(path, overrides={"server": args.server, "username": args.user})
-    except ConfigError as exc:
-        if file_ok:  # then a TUI_CHAT_* variable or a flag is what is wrong
-            say(PROBLEM, "settings", str(exc))
-        if args.server:
-            try:
-                check_server_url(args.server, "--server")
-            except ConfigError:
-                return Config(), None  # the address itself is wrong: nothing to check it against
-        config = Config(server=args.server or "", username=args.user or "")  # what the app falls back to
+    elif not in_file:
+        keys = list(tomllib.loads(path.read_text(encoding="utf-8")))
+        say(OK, what, f"read; it sets {', '.join(keys)}" if keys else "read; it is empty")
+    for problem in problems:
+        skipped = "; tui-chat skips this setting" if problem.key else ""
+        if problem in in_file:
+            say(PROBLEM, what, str(problem).removeprefix(f"{path}: ") + skipped)
+        else:  # a TUI_CHAT_* variable or a flag
+            say(PROBLEM, "settings", str(problem) + skipped)
+    if server_lost:
+        return config, None
     if args.server:
         origin = "--server"
     elif config.server and os.environ.get("TUI_CHAT_SERVER"):

@@ -91,6 +91,35 @@ def test_a_broken_config_file_is_a_clear_problem(closed_port, tmp_path, capsys):
     assert "bell must be true or false, not 'loud'" in line(doctor(capsys)[1], "problem", "config file")
 
 
+def test_every_mistake_in_the_config_file_is_a_line_of_its_own(chat_server, tmp_path, capsys):
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.toml").write_text(f'server = "{chat_server.http_url}"\nbell = "yes"\nauto_away_minutes = -5\ntheme = "nope"\nfoo = 1\n')
+    status, lines = doctor(capsys)
+    assert status == 1
+    problems = [text for text in lines if text.startswith("problem")]
+    assert [text.removeprefix(f"problem  config file {tmp_path / 'config' / 'config.toml'}: ") for text in problems] == [
+        "bell must be true or false (without quotes), not 'yes'; tui-chat skips this setting",
+        "auto_away_minutes must be a whole number of minutes from 0 to 1440, not -5; tui-chat skips this setting",
+        "there is no theme 'nope' (themes: ansi-dark, ansi-light, atom-one-dark, atom-one-light, catppuccin-frappe, "
+        "catppuccin-latte, catppuccin-macchiato, catppuccin-mocha, dracula, flexoki, gruvbox, monokai, nord, rose-pine, "
+        "rose-pine-dawn, rose-pine-moon, solarized-dark, solarized-light, textual-dark, textual-light, tokyo-night); tui-chat skips this setting",
+        "unknown setting 'foo' (known: auto_away_minutes, bell, cognito_client_id, cognito_region, cognito_user_pool_id, "
+        "images, notifications, server, store_tokens_in_file, theme, username); tui-chat skips this setting",
+    ]
+    assert f"{chat_server.http_url} (from the config file)" in line(lines, "ok", "server"), "the good settings still apply"
+
+
+def test_a_bad_server_in_the_config_file_is_not_replaced_by_the_default(tmp_path, capsys):
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.toml").write_text('server = "127.0.0.1:9200"\n')
+    status, lines = doctor(capsys)
+    assert status == 1
+    assert "server must be a URL starting with http://, https://, ws:// or wss://" in line(lines, "problem", "config file")
+    said = line(lines, "problem", "server")
+    assert "not checked: the server given cannot be used" in said and "does not fall back to another server" in said
+    assert "8765" not in "\n".join(lines)
+
+
 def test_a_bad_setting_in_the_environment_is_named(chat_server, capsys, monkeypatch):
     monkeypatch.setenv("TUI_CHAT_BELL", "sometimes")
     status, lines = doctor(capsys, "--server", chat_server.http_url)
@@ -209,5 +238,5 @@ def test_a_malformed_server_address_is_one_problem_and_is_never_echoed_with_secr
     for address in ("127.0.0.1:8910", "ftp://x", "http://user:s3cret-pass@127.0.0.1:8910/?token=s3cret-token", "http://:99x"):
         status, lines = doctor(capsys, "--server", address)
         text = "\n".join(lines)
-        assert status == 1 and "not checked: the address given is not valid" in text, address
+        assert status == 1 and "not checked: the server given cannot be used" in text, address
         assert "s3cret" not in text and "WebSocket" not in text, "no half-parsed WebSocket address, no secret shown back"

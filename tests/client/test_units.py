@@ -12,7 +12,7 @@ import pytest
 from tui_chat.client.auth import TokenVault, device_id, http_base, ws_url
 from tui_chat.client.backoff import Backoff
 from tui_chat.client.cache import Cache
-from tui_chat.client.config import Config, ConfigError, load_config, save_settings
+from tui_chat.client.config import Config, ConfigError, load_config, read_config, save_settings
 from tui_chat.client.localdb import open_db
 from tui_chat.client.outbox import Outbox
 from tui_chat.protocol import Message
@@ -201,6 +201,65 @@ def test_bad_config_files_get_precise_errors(tmp_path, content, fragment):
     with pytest.raises(ConfigError) as error:
         load_config(path, env={})
     assert fragment in str(error.value) and str(path) in str(error.value)
+
+
+def test_a_bad_setting_is_skipped_and_every_good_one_still_applies(tmp_path):
+    path = tmp_path / "config.toml"
+    path.write_text('server = "http://127.0.0.1:9200"\nthemee = "nord"\nbell = true\n')
+    config, problems, server_lost = read_config(path, env={})
+    assert (config.server, config.bell, server_lost) == ("http://127.0.0.1:9200", True, False)
+    assert [str(p) for p in problems] == [f"{path}: unknown setting 'themee' (did you mean 'theme'?)"]
+
+
+def test_every_mistake_is_named_not_only_the_first(tmp_path):
+    path = tmp_path / "config.toml"
+    path.write_text('bell = "yes"\nauto_away_minutes = -5\ntheme = "nope"\nfoo = 1\nusername = "ann"\n')
+    config, problems, _ = read_config(path, env={}, themes={"nord", "textual-dark"})
+    assert [str(p).removeprefix(f"{path}: ") for p in problems] == [
+        "bell must be true or false (without quotes), not 'yes'",
+        "auto_away_minutes must be a whole number of minutes from 0 to 1440, not -5",
+        "there is no theme 'nope' (themes: nord, textual-dark)",
+        "unknown setting 'foo' (known: auto_away_minutes, bell, cognito_client_id, cognito_region, cognito_user_pool_id, "
+        "images, notifications, server, store_tokens_in_file, theme, username)",
+    ]
+    assert config == Config(username="ann"), "the mistakes keep their defaults; the rest applies"
+
+
+def test_words_for_booleans_and_numbers_only_in_environment_variables(tmp_path):
+    """A variable is always text, so "yes" or "10" there is fine; in the file it is a mistake."""
+    path = tmp_path / "config.toml"
+    path.write_text('auto_away_minutes = "5"\n')
+    config, problems, _ = read_config(path, env={"TUI_CHAT_BELL": "yes", "TUI_CHAT_IMAGES": "off"})
+    assert (config.bell, config.images, config.auto_away_minutes) == (True, False, 10)
+    assert [p.problem for p in problems] == ["auto_away_minutes must be a whole number of minutes from 0 to 1440 (without quotes), not '5'"]
+    config, problems, _ = read_config(path, env={"TUI_CHAT_AUTO_AWAY_MINUTES": "0", "TUI_CHAT_BELL": "loud"})
+    assert config.auto_away_minutes == 0
+    assert [str(p) for p in problems][1:] == ["environment variable TUI_CHAT_BELL: bell must be true or false, not 'loud'"]
+
+
+def test_a_bad_server_is_never_replaced_by_another_one(tmp_path):
+    """Better no server (the sign-in screen asks) than one the user did not mean."""
+    path = tmp_path / "config.toml"
+    path.write_text('server = "127.0.0.1:9200"\nusername = "ann"\n')
+    config, problems, server_lost = read_config(path, env={})
+    assert (config.server, config.username, server_lost) == ("", "ann", True)
+    assert "server must be a URL starting with http://" in str(problems[0])
+    path.write_text('server = "http://127.0.0.1:9200"\n')
+    config, _, server_lost = read_config(path, env={}, overrides={"server": "ftp://x"})
+    assert (config.server, server_lost) == ("", True), "not the file's server instead of the one on the command line"
+    path.write_text('server = "127.0.0.1:9200"\n')
+    config, problems, server_lost = read_config(path, env={"TUI_CHAT_SERVER": "http://b:2"})
+    assert (config.server, server_lost, len(problems)) == ("http://b:2", False, 1), "a good server above the bad one is used"
+
+
+def test_a_file_that_is_not_toml_is_not_used_at_all(tmp_path):
+    path = tmp_path / "config.toml"
+    path.write_text('username = "ann"\nbell = true\ntheme = nord\n')
+    config, problems, server_lost = read_config(path, env={"TUI_CHAT_IMAGES": "no"})
+    assert (config, server_lost) == (Config(images=False), False), "the variables still apply"
+    assert [p.problem for p in problems] == ["not valid TOML, so none of it is used: Invalid value (at line 3, column 9)"]
+    path.write_text('server = "http://127.0.0.1:9200"\ntheme = nord\n')
+    assert read_config(path, env={}).server_lost, "it names a server, which cannot be used: no other one is"
 
 
 def test_settings_chosen_in_the_app_are_remembered(tmp_path):

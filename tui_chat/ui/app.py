@@ -170,7 +170,7 @@ class ChatApp(App[int]):
         assert session is not None
         note = ""
         if session.config_error:  # shown whatever happens next: signed in, embedded server or not
-            self.notify(session.config_error, title="config.toml was not used", severity="warning", markup=False, timeout=20)
+            self.notify(session.config_error, title="Mistakes in the settings", severity="warning", markup=False, timeout=20)
         if self.embedded is not None:
             try:
                 url = await self.embedded.start()

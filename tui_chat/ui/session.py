@@ -12,12 +12,15 @@ import time
 from bisect import bisect_right
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
+from itertools import groupby
 from pathlib import Path
 from typing import Any
 
+from textual.theme import BUILTIN_THEMES
+
 from tui_chat.client import state as cs
 from tui_chat.client.auth import SignInError, http_base
-from tui_chat.client.config import DEFAULT_SERVER, Config, ConfigError, load_config, save_settings
+from tui_chat.client.config import DEFAULT_SERVER, Config, ConfigError, Settings, read_config, save_settings
 from tui_chat.client.files import TransferFailed
 from tui_chat.client.search import SearchHit
 from tui_chat.client.service import ChatClient, RoomActionFailed, SendRefused
@@ -95,6 +98,21 @@ def friendly(error: SignInError, server: str, mode: str, *, signup: bool = False
     return error.message or "Signing in failed."
 
 
+def config_warning(settings: Settings) -> str:
+    """Every mistake in the settings, grouped by where it is, and what tui-chat does about it."""
+    lines: list[str] = []
+    for source, problems in groupby(settings.problems, key=lambda problem: problem.source):
+        lines += [f"{source}:", *(f"• {problem.problem}" for problem in problems)]
+    if any(problem.key for problem in settings.problems):
+        lines.append("Skipped; every other setting applies.")
+    if any(problem.hint for problem in settings.problems):
+        lines.append("tui-chat doctor lists the settings and themes there are.")
+    if settings.server_lost:
+        lines.append("So no server is used: tui-chat does not fall back to another server. "
+                     "Enter the server on the sign-in screen, or fix the mistake.")  # fmt: skip
+    return "\n".join(lines)
+
+
 class Session:
     """The client service as the UI sees it."""
 
@@ -136,13 +154,14 @@ class Session:
     def from_config(cls, *, server: str | None = None, username: str | None = None) -> "Session":
         """The config file and ``TUI_CHAT_*`` variables, overridden by the command line.
 
-        A broken config file does not stop the app: the sign-in screen says what is wrong.
+        Mistakes do not stop the app: each bad setting is skipped and named in ``config_error``
+        (shown as the app starts), and the others apply. A server given but not valid leaves no
+        server, rather than the built-in one the user did not mean: the sign-in screen asks.
         """
-        try:
-            config = load_config(overrides={"server": server, "username": username})
-        except ConfigError as exc:
-            return cls(Config(), server=server or "", username=username or "", config_error=str(exc))
-        return cls(config)
+        settings = read_config(overrides={"server": server, "username": username}, themes=BUILTIN_THEMES)
+        session = cls(settings.config, config_error=config_warning(settings))
+        session.server_configured = session.server_configured or settings.server_lost
+        return session
 
     @property
     def me(self) -> str:
