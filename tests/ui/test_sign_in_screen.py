@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from textual.widgets import Input
 
 from tui_chat.ui.app import ChatApp
@@ -149,3 +150,25 @@ async def test_name_tab_password_enter_in_one_burst_fills_both_fields():
         await app.workers.wait_for_complete()
         assert app.screen.query_one("#username", Input).value == "alice"
         assert backend.calls == [("http://s", "alice", "secret-pass", False, "accounts")]
+
+
+@pytest.mark.parametrize("username", ["", "bob"])
+async def test_keys_that_arrive_with_the_form_fill_the_fields_they_were_meant_for(username):
+    """Typed while the app starts (or as a browser tab's page appears): the keys reach the form
+    in the same moment it is built, and must not land in the server field, whose address is
+    selected when it takes the focus and would be replaced by them."""
+    from textual.screen import Screen
+
+    from tests.ui.fixtures import burst
+
+    backend = FakeBackend({"http://s": ServerInfo("accounts", signup=True)})
+    app = ChatApp(preview=Screen)
+    async with app.run_test() as pilot:
+        await app.push_screen(SignInScreen(backend, server="http://s", username=username))  # mounted, no more
+        assert app.focused.id == ("password" if username else "username"), "already, not a moment later"
+        burst(app, *([] if username else [*"bob", "tab"]), *"hunter22", "enter")
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert app.screen.query_one("#server", Input).value == "http://s"
+        assert backend.calls == [("http://s", "bob", "hunter22", False, "accounts")]

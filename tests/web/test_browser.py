@@ -1,6 +1,7 @@
 """The app in a real browser: Debian's Chromium, headless, on ``tui-chat web`` in front of a real
-``tui-chat serve --auth open``; keys typed into the page's terminal, the screen read back from
-the page's own WebSocket frames. Skips, saying why, where there is no Chromium."""
+``tui-chat serve --auth open`` (or, for signing in with a password, ``--auth accounts``); keys typed
+into the page's terminal, the screen read back from the page's own WebSocket frames. Skips, saying
+why, where there is no Chromium."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ import pytest
 
 from tests.web.conftest import terminal_user
 from tui_chat_dev.browser import TerminalTab
-from tui_chat_dev.webproc import process_alive
+from tui_chat_dev.serverproc import start_server
+from tui_chat_dev.webproc import RunningWeb, process_alive
+from tui_chat_dev.wsclient import signup
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -158,3 +161,51 @@ async def test_a_file_from_a_terminal_lands_in_the_browser_s_downloads_and_leave
     await context.close()
     await web.wait_for_log("session ended", session=session["session"])
     await erin.ws.close()
+
+
+@pytest.fixture(scope="module")
+def accounts_web(tmp_path_factory):
+    """A real ``tui-chat serve`` with accounts (username and password) and a ``tui-chat web`` in front of it."""
+    server = start_server(tmp_path_factory.mktemp("accounts-server"), auth="accounts")
+    try:
+        running = RunningWeb(server.http_url).start()
+    except BaseException:
+        server.stop()
+        raise
+    yield server, running
+    running.stop()
+    server.stop()
+
+
+async def test_a_sign_in_typed_in_one_burst_as_the_page_appears_fills_username_and_password(accounts_web, browser):
+    """The README's promise, ``alice<Tab>secret<Enter>`` in one burst fills both sign-in fields, in a
+    browser tab on an accounts server: typed the moment the page's session starts (its app still
+    starting, nothing drawn yet), and again the moment the page first shows the terminal. The sign-in
+    screen once focused its username field only after it was on screen, so the first keys went to the
+    server field (its address selected, so replaced), the password to the username field, and the
+    server field, locked in a browser, could not be put right."""
+    server, web = accounts_web
+    password = "correct horse battery"
+    for name in ("bobburst", "carolburst"):
+        await signup(server.http_url, name, password)
+
+    # The page loaded and its socket open, the app not yet running: keys the page sends now wait for it.
+    context = await browser.new_context(viewport=VIEWPORT)
+    name = f"s{len(web.logged('session started')) + 1}"
+    tab = TerminalTab(await context.new_page())
+    await tab.page.goto(web.url)
+    session = await web.wait_for_log("session started", session=name)
+    await tab.focus()
+    await tab.page.keyboard.type(f"bobburst\t{password}\n")  # key by key, without waiting for the screen
+    await tab.wait_for_text("● connected", "bobburst@127.0.0.1", timeout=15)
+    await context.close()
+    await web.wait_for_log("session ended", session=session["session"])
+
+    # The page just shown (its first bytes arrived), the form not necessarily drawn yet.
+    context = await browser.new_context(viewport=VIEWPORT)
+    tab, session = await open_session(web, context)
+    await tab.focus()
+    await tab.page.keyboard.type(f"carolburst\t{password}\n")
+    await tab.wait_for_text("● connected", "carolburst@127.0.0.1", timeout=15)
+    await context.close()
+    await web.wait_for_log("session ended", session=session["session"])

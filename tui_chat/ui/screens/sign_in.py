@@ -75,6 +75,11 @@ class SignInScreen(Screen[None]):
         self.initial_error = error
         self.info: ServerInfo | None = None
         self._retry = None
+        # The field typing starts in, focused as the screen is composed (Textual's auto-focus):
+        # keys that arrive with the screen (typed while the app starts, or as a browser tab's page
+        # appears) go there. Focused later, they would go to the first field, the server's, whose
+        # address is selected on focus and so replaced by the username.
+        self.AUTO_FOCUS = ("#password" if username else "#username") if server else "#server"
 
     def compose(self) -> ComposeResult:
         with Vertical(id="sign-in-box"):
@@ -97,8 +102,8 @@ class SignInScreen(Screen[None]):
     def on_mount(self) -> None:
         self.query_one("#create-account").display = False
         self.query_one("#sign-in-error").display = bool(self.initial_error)
-        target = "#username" if self.initial_server and not self.initial_username else "#password"
-        self.query_one(target if self.initial_server else "#server", Input).focus()
+        if self.focused is None:  # auto-focus skips a screen composed while the app is blurred
+            self.set_focus(self.query_one(self.AUTO_FOCUS, Input))
         if self.initial_server:
             self.load_info(self.initial_server)
 
