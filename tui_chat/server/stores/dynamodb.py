@@ -606,10 +606,7 @@ class DynamoDBStore(Store):
             if reasons is None:
                 return SaveResult(message=message, created=True)
             if reasons[0] == "ConditionalCheckFailed":  # (sender, id) is stored: a retry
-                original = await self._original(guard_key)
-                if original is None:
-                    raise StoreUnavailable("the message of an idempotency guard is missing")
-                return SaveResult(message=original, created=False)
+                return await self._retried(guard_key)
             _check_attach_reasons(reasons[len(live):])
             # A newer message of this conversation landed first (concurrent sends finish in
             # any order): its inbox item is already ahead; keep only what still moves forward.
@@ -676,6 +673,13 @@ class DynamoDBStore(Store):
             "UpdateExpression": "SET readSeq = :seq", "ConditionExpression": "readSeq < :seq",
             "ExpressionAttributeValues": self._item({":seq": seq}),
         }}  # fmt: skip
+
+    async def _retried(self, guard_key: str) -> SaveResult:
+        """A send whose (sender, id) is already stored: the message stored the first time."""
+        original = await self._original(guard_key)
+        if original is None:
+            raise StoreUnavailable("the message of an idempotency guard is missing")
+        return SaveResult(message=original, created=False)
 
     async def _original(self, guard_key: str) -> Message | None:
         guard = await self._get(self.messages, {"pk": guard_key, "sk": 0})
@@ -1162,10 +1166,7 @@ class DynamoDBStore(Store):
                 await self._fan_out(room, room_key, sender, seq, activity)
                 return SaveResult(message=message, created=True)
             if reasons[0] == "ConditionalCheckFailed":  # (sender, id) is stored: a retry
-                original = await self._original(guard_key)
-                if original is None:
-                    raise StoreUnavailable("the message of an idempotency guard is missing")
-                return SaveResult(message=original, created=False)
+                return await self._retried(guard_key)
             _check_attach_reasons(reasons[len(items):])
             if reasons[2] == "ConditionalCheckFailed":
                 items[2] = await self._sender_room_step(sender, room, room_key, seq, activity)
