@@ -363,6 +363,7 @@ async def test_with_a_saved_session_the_app_opens_offline_from_the_cache_and_del
             await again.wait_for(lambda: isinstance(again.screen, ChatScreen), pilot, "the chat screen, from the cache")
             screen = again.screen
             assert screen.data.connection().state != "online"
+            assert [(row.name, row.is_me) for row in screen.data.users() if row.is_me] == [(me, True)], "you are in the list offline too"
             screen.open_conversation(other)
             await pilot.pause()
             assert "before the outage" in view_text(screen), "history from the cache"

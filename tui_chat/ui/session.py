@@ -355,11 +355,13 @@ class Session:
             UserRow(name, self._shown_status(user.status), user.text, unread.get(name, 0), name == client.me, user.last_seen)
             for name, user in known.items()
         ]  # fmt: skip
+        if client.me and client.me not in known:  # opened offline, before the first user list
+            rows.append(UserRow(client.me, self._shown_status("offline"), "", unread.get(client.me, 0), is_me=True))
         rooms = {room.name: room for room in client.rooms()}
         rows.extend(UserRow(room.name, unread=unread.get(room.name, 0), room_title=room.title, members=len(room.members)) for room in rooms.values())
         rows.extend(
             UserRow(peer, self._shown_status("offline"), "", count)
-            for peer, count in unread.items() if peer not in known and peer not in rooms and not peer.startswith("#")
+            for peer, count in unread.items() if peer not in known and peer != client.me and peer not in rooms and not peer.startswith("#")
         )  # fmt: skip
         return rows
 
