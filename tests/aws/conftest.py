@@ -28,6 +28,17 @@ def aws_env(monkeypatch):
 
 
 @pytest.fixture(scope="module")
+def emulator(tmp_path_factory):
+    """The Lambda handlers behind the API Gateway emulator (``serve-lambda``), one per module."""
+    pytest.importorskip("flask", reason="moto's server mode needs moto[server]")
+    from tui_chat_dev.serverproc import start_server
+
+    running = start_server(tmp_path_factory.mktemp("emulator"), runtime="lambda")
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
 def moto_server():
     """moto's server mode on 127.0.0.1 (a free port), for code that talks HTTP: JWKS, pycognito.
 

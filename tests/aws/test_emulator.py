@@ -24,13 +24,6 @@ from tui_chat.cognito_auth import CognitoConfig, sign_in
 pytest.importorskip("flask", reason="moto's server mode needs moto[server]")
 
 
-@pytest.fixture(scope="module")
-def emulator(tmp_path_factory):
-    running = start_server(tmp_path_factory.mktemp("emulator"), runtime="lambda")
-    yield running
-    running.stop()
-
-
 def management(server) -> object:
     return boto3.client("apigatewaymanagementapi", region_name=REGION, endpoint_url=f"{server.http_url}/local",
                         aws_access_key_id="x", aws_secret_access_key="x")  # fmt: skip

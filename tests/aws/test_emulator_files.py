@@ -12,18 +12,10 @@ import httpx
 import pytest
 
 from tests.client.conftest import make_client, memory_keyring  # noqa: F401 - the fixture: no OS keyring
-from tui_chat_dev.serverproc import start_server
 from tui_chat_dev.waiting import wait_until
 from tui_chat_dev.wsclient import WsClient, signup
 
 pytest.importorskip("flask", reason="moto's server mode needs moto[server]")
-
-
-@pytest.fixture(scope="module")
-def emulator(tmp_path_factory):
-    running = start_server(tmp_path_factory.mktemp("emulator-files"), runtime="lambda")
-    yield running
-    running.stop()
 
 
 async def test_a_file_sent_by_the_client_is_downloaded_byte_identical_by_another(emulator, tmp_path, memory_keyring):  # noqa: F811

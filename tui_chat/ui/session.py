@@ -355,13 +355,14 @@ class Session:
             UserRow(name, self._shown_status(user.status), user.text, unread.get(name, 0), name == client.me, user.last_seen)
             for name, user in known.items()
         ]  # fmt: skip
-        if client.me and client.me not in known:  # opened offline, before the first user list
-            rows.append(UserRow(client.me, self._shown_status("offline"), "", unread.get(client.me, 0), is_me=True))
         rooms = {room.name: room for room in client.rooms()}
         rows.extend(UserRow(room.name, unread=unread.get(room.name, 0), room_title=room.title, members=len(room.members)) for room in rooms.values())
+        # People not (yet) in the user list: those with unread messages, and oneself (opened
+        # offline, before the first list came).
+        unlisted = dict.fromkeys([*([client.me] if client.me else []), *unread])
         rows.extend(
-            UserRow(peer, self._shown_status("offline"), "", count)
-            for peer, count in unread.items() if peer not in known and peer != client.me and peer not in rooms and not peer.startswith("#")
+            UserRow(peer, self._shown_status("offline"), "", unread.get(peer, 0), is_me=peer == client.me)
+            for peer in unlisted if peer not in known and peer not in rooms and not peer.startswith("#")
         )  # fmt: skip
         return rows
 

@@ -887,10 +887,10 @@ class DynamoDBStore(Store):
         if record["owner"] == user or any(not is_room(h["to"]) and user in (h["from"], h["to"]) for h in holders):
             return True
         # A room's message: for its current members, of that room (not an older one of the name).
-        rooms = {h["to"]: set() for h in holders if is_room(h["to"])}
+        rooms: dict[str, set[str]] = {}
         for h in holders:
             if is_room(h["to"]):
-                rooms[h["to"]].add(h["conv"])
+                rooms.setdefault(h["to"], set()).add(h["conv"])
         sides = await self._batch_get(self.conversations, [{"user": user, "with": room} for room in rooms])
         return any(side.get("roomKey") in rooms[side["with"]] for side in sides)
 
